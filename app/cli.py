@@ -1,0 +1,152 @@
+"""The ``fleet`` command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from app.settings import Settings, SettingsError, load_settings
+
+DEFAULT_BIND = "127.0.0.1:8000"
+
+
+def _settings(require_app: bool = False, require_secret: bool = False) -> Settings:
+    settings = load_settings()
+    if require_app:
+        settings.require_app()
+    if require_secret and not settings.webhook_secret:
+        raise SettingsError("GITHUB_WEBHOOK_SECRET is not set (the secret configured on the GitHub App's webhook)")
+    from app import runtime
+    from app.logs import configure_logging
+
+    configure_logging(settings)
+    runtime.configure(settings)
+    return settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app import db
+
+    settings = _settings()
+    if db.ensure_database(settings.database_url):
+        print(f"created database {db.database_name(settings.database_url)}")
+    with db.connect(settings.database_url) as conn:
+        applied = db.migrate(conn)
+    print("applied: " + ", ".join(f"{m.version:04d} {m.name}" for m in applied) if applied else "schema is up to date")
+    return 0
+
+
+def bind_address(cli_bind: str | None, env: dict[str, str] | None = None) -> str:
+    """``--bind`` wins, then ``PORT`` (on all interfaces, as platforms expect), then 127.0.0.1:8000."""
+    env = os.environ if env is None else env
+    if cli_bind:
+        return cli_bind
+    port = env.get("PORT", "").strip()
+    if port:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError("PORT must be a TCP port number")
+        return f"0.0.0.0:{port}"
+    return DEFAULT_BIND
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from app.serve import run_gunicorn
+
+    _settings(require_secret=True)
+    run_gunicorn(bind_address(args.bind), workers=args.workers, threads=args.threads)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.worker import run_worker
+
+    _settings(require_app=True)
+    return run_worker(burst=args.burst)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from jobs.scheduler import run_scheduler
+
+    _settings(require_app=True)
+    run_scheduler(once=args.once)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from app.up import run_up
+
+    return run_up(bind=bind_address(args.bind), workers=args.workers)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from app import db
+    from jobs.process import process_delivery
+
+    settings = _settings(require_app=True)
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "UPDATE deliveries SET status = 'queued', last_error = NULL WHERE id = %s RETURNING id", (args.delivery_id,)
+        ).fetchone()
+    if row is None:
+        print(f"fleet: no stored delivery {args.delivery_id!r}", file=sys.stderr)
+        return 1
+    print(f"{args.delivery_id}: {process_delivery(args.delivery_id)}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from jobs.sync import sync_repository
+
+    _settings(require_app=True)
+    if args.repo.count("/") != 1:
+        raise SettingsError("OWNER/NAME expected, e.g. octo-org/widgets")
+    counts = sync_repository(args.repo)
+    print(f"{args.repo}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleet",
+        description="Fleet coordinates coding agents and people on GitHub repositories through GitHub itself.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("migrate", cmd_migrate, "Create the database if missing and apply pending schema migrations.")
+    web = add("web", cmd_web, "Serve webhooks, the API and the dashboard with gunicorn.")
+    web.add_argument("--bind", help=f"HOST:PORT to listen on (default: 0.0.0.0:$PORT if PORT is set, else {DEFAULT_BIND})")
+    web.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    web.add_argument("--threads", type=int, default=8, help="threads per worker, gthread class (default 8)")
+    worker = add("worker", cmd_worker, "Run an RQ worker that processes deliveries and Fleet's jobs.")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    sched = add("scheduler", cmd_scheduler, "Run periodic jobs: sweeper, redelivery, leases, status issue, reconciliation.")
+    sched.add_argument("--once", action="store_true", help="run every periodic job once and exit")
+    up = add("up", cmd_up, "Run web, worker and scheduler together on this machine (sandbox mode without App credentials).")
+    up.add_argument("--bind", help=f"HOST:PORT for the web server (default {DEFAULT_BIND})")
+    up.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
+    replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
+    replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
+    sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")
+    sync.add_argument("repo", metavar="OWNER/NAME")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except SettingsError as exc:
+        print(f"fleet: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

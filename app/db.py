@@ -1,0 +1,105 @@
+"""Postgres access: connections, database creation and the ordered migrations in schema.sql."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
+_MIGRATION_HEADER = re.compile(r"^-- migrate: (\d{4}) (\S.*)$", re.MULTILINE)
+# Arbitrary constant: the advisory lock that serialises `fleet migrate` across processes.
+_MIGRATE_LOCK = 7_141_001
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def connect(url: str, *, autocommit: bool = False, timeout: int = 5) -> psycopg.Connection:
+    """Open a connection returning rows as dicts; fails within ``timeout`` seconds if Postgres is away."""
+    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=timeout)
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[psycopg.Connection]:
+    """A connection whose work commits on success and rolls back on error, then closes."""
+    conn = connect(url)
+    try:
+        with conn.transaction():
+            yield conn
+    finally:
+        conn.close()
+
+
+def database_name(url: str) -> str:
+    return conninfo_to_dict(url).get("dbname") or "postgres"
+
+
+def _admin_url(url: str) -> str:
+    return make_conninfo(url, dbname="postgres")
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` if it is missing; True when it was created."""
+    name = database_name(url)
+    with connect(_admin_url(url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
+
+
+def drop_database(url: str) -> None:
+    """Drop the database named in ``url`` (used by the test suite for its own databases only)."""
+    name = database_name(url)
+    with connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def load_migrations(path: Path = SCHEMA_PATH) -> list[Migration]:
+    """Split schema.sql into its ordered migrations; versions must strictly increase."""
+    text = path.read_text()
+    headers = list(_MIGRATION_HEADER.finditer(text))
+    migrations = []
+    for index, match in enumerate(headers):
+        end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
+        migrations.append(Migration(int(match.group(1)), match.group(2).strip(), text[match.end():end]))
+    versions = [m.version for m in migrations]
+    if versions != sorted(set(versions)):
+        raise ValueError(f"{path.name}: migration versions must strictly increase, got {versions}")
+    return migrations
+
+
+def migrate(conn: psycopg.Connection, migrations: list[Migration] | None = None) -> list[Migration]:
+    """Apply the migrations not yet recorded, in order; returns those applied (none on a re-run)."""
+    migrations = load_migrations() if migrations is None else migrations
+    applied: list[Migration] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["version"] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+            applied.append(migration)
+    return applied

@@ -1,0 +1,52 @@
+"""The audit trail: every call Fleet makes that changes GitHub, with its outcome.
+
+Evidence is written on its own autocommit connection so it survives the rollback of the job
+transaction that triggered it: the GitHub side effect happened either way.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from app import db
+
+log = logging.getLogger(__name__)
+
+INSERT_EVIDENCE = """
+INSERT INTO evidence (repo_id, repo_full_name, delivery_id, job_id, action, target, outcome, status_code, detail)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+@dataclass
+class EvidenceRecorder:
+    database_url: str
+    repo_id: int | None = None
+    repo_full_name: str | None = None
+    delivery_id: str | None = None
+    job_id: str | None = None
+    _conn: psycopg.Connection | None = field(default=None, repr=False)
+
+    def record(self, action: str, target: str, outcome: str, status_code: int | None = None, **detail: Any) -> None:
+        """Append one evidence row; a failure to record is logged, never raised."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = db.connect(self.database_url, autocommit=True)
+            self._conn.execute(
+                INSERT_EVIDENCE,
+                (
+                    self.repo_id, self.repo_full_name, self.delivery_id, self.job_id,
+                    action, target, outcome, status_code, Jsonb(detail),
+                ),
+            )
+        except psycopg.Error as exc:
+            log.error("evidence not recorded", extra={"action": action, "error": str(exc)})
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,238 @@
+"""The GitHub operations Fleet performs for one repository.
+
+Every mutation goes through ``_mutate`` so it is recorded as evidence with its outcome. Reads
+return plain values or githubkit models; callers never see HTTP details.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from githubkit import GitHub
+from githubkit.exception import RequestFailed
+
+from app.evidence import EvidenceRecorder
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PERMISSION_ORDER = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
+
+
+class GitHubRefused(RuntimeError):
+    """GitHub answered a mutation with a 4xx; ``status`` and GitHub's ``message`` say why."""
+
+    def __init__(self, action: str, status: int, message: str):
+        super().__init__(f"{action}: GitHub answered {status}: {message}")
+        self.action = action
+        self.status = status
+        self.message = message
+
+
+def github_message(exc: RequestFailed) -> str:
+    try:
+        body = exc.response.json()
+        return str(body.get("message") or body)[:500]
+    except Exception:
+        return exc.response.text[:500]
+
+
+class RepoGateway:
+    """GitHub calls scoped to one repository, acting as the installation."""
+
+    def __init__(self, client: GitHub, full_name: str, evidence: EvidenceRecorder):
+        self.gh = client
+        self.full_name = full_name
+        self.owner, self.repo = full_name.split("/", 1)
+        self.evidence = evidence
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _mutate(self, action: str, target: str, call: Callable[[], T], **detail: Any) -> T:
+        try:
+            result = call()
+        except RequestFailed as exc:
+            status = exc.response.status_code
+            message = github_message(exc)
+            self.evidence.record(action, target, "refused" if status < 500 else "error", status, message=message, **detail)
+            if status < 500:
+                raise GitHubRefused(action, status, message) from exc
+            raise
+        except Exception as exc:
+            self.evidence.record(action, target, "error", None, message=str(exc)[:500], **detail)
+            raise
+        status = getattr(result, "status_code", None)
+        self.evidence.record(action, target, "ok", status, **detail)
+        return result
+
+    def _paginate(self, method: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
+        return iter(self.gh.rest.paginate(method, owner=self.owner, repo=self.repo, per_page=100, **kwargs))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def permission(self, login: str) -> str:
+        """The user's permission on the repository: admin, maintain, write, triage, read or none."""
+        try:
+            resp = self.gh.rest.repos.get_collaborator_permission_level(self.owner, self.repo, login)
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return "none"
+            raise
+        data = resp.json()
+        return data.get("role_name") or data.get("permission") or "none"
+
+    def can_be_assigned(self, login: str) -> bool:
+        try:
+            self.gh.rest.issues.check_user_can_be_assigned(self.owner, self.repo, login)
+            return True
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return False
+            raise
+
+    def file_text(self, path: str, ref: str | None = None) -> tuple[str, str] | None:
+        """(text, blob sha) of a file, or None when it does not exist."""
+        kwargs = {"ref": ref} if ref else {}
+        try:
+            data = self.gh.rest.repos.get_content(self.owner, self.repo, path, **kwargs).json()
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None
+        return base64.b64decode(data.get("content") or "").decode("utf-8", "replace"), data["sha"]
+
+    def issues(self, state: str = "open") -> Iterator[dict[str, Any]]:
+        """Issues and pull requests (GitHub lists both), as raw JSON dicts."""
+        for page_item in self._paginate(self.gh.rest.issues.list_for_repo, state=state):
+            yield page_item.model_dump(mode="json", by_alias=True, exclude_unset=False)
+
+    def issue(self, number: int) -> dict[str, Any]:
+        return self.gh.rest.issues.get(self.owner, self.repo, number).json()
+
+    def pulls(self, state: str = "open") -> Iterator[dict[str, Any]]:
+        for item in self._paginate(self.gh.rest.pulls.list, state=state):
+            yield item.model_dump(mode="json", by_alias=True)
+
+    def pull(self, number: int) -> dict[str, Any]:
+        return self.gh.rest.pulls.get(self.owner, self.repo, number).json()
+
+    def labels(self) -> list[str]:
+        return [label.name for label in self._paginate(self.gh.rest.issues.list_labels_for_repo)]
+
+    def milestones(self) -> list[dict[str, Any]]:
+        return [m.model_dump(mode="json") for m in self._paginate(self.gh.rest.issues.list_milestones, state="all")]
+
+    def check_runs(self, ref: str) -> list[dict[str, Any]]:
+        data = self.gh.rest.checks.list_for_ref(self.owner, self.repo, ref, per_page=100).json()
+        return data.get("check_runs", [])
+
+    def combined_status(self, ref: str) -> list[dict[str, Any]]:
+        return self.gh.rest.repos.get_combined_status_for_ref(self.owner, self.repo, ref, per_page=100).json().get("statuses", [])
+
+    def comments(self, number: int) -> list[dict[str, Any]]:
+        return [c.model_dump(mode="json") for c in self._paginate(self.gh.rest.issues.list_comments, issue_number=number)]
+
+    def blocked_by(self, number: int) -> list[dict[str, Any]]:
+        try:
+            return self.gh.rest.issues.list_dependencies_blocked_by(self.owner, self.repo, number).json()
+        except RequestFailed as exc:
+            if exc.response.status_code in (404, 410):
+                return []
+            raise
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def add_assignees(self, number: int, logins: list[str]) -> None:
+        self._mutate(
+            "add_assignees", f"#{number}",
+            lambda: self.gh.rest.issues.add_assignees(self.owner, self.repo, number, assignees=logins),
+            logins=logins,
+        )
+
+    def remove_assignees(self, number: int, logins: list[str]) -> None:
+        self._mutate(
+            "remove_assignees", f"#{number}",
+            lambda: self.gh.rest.issues.remove_assignees(self.owner, self.repo, number, assignees=logins),
+            logins=logins,
+        )
+
+    def comment(self, number: int, body: str, *, dedupe_marker: str | None = None) -> int | None:
+        """Post a comment. With ``dedupe_marker``, a comment already carrying it is not posted
+        again: a retried job (or a POST GitHub half-completed) never duplicates a reply."""
+        if dedupe_marker and self._find_comment(number, dedupe_marker) is not None:
+            self.evidence.record("comment", f"#{number}", "skipped-duplicate", None, marker=dedupe_marker)
+            return None
+        try:
+            resp = self._mutate(
+                "comment", f"#{number}",
+                lambda: self.gh.rest.issues.create_comment(self.owner, self.repo, number, body=body),
+                length=len(body),
+            )
+        except RequestFailed as exc:
+            # 5xx: the comment may exist anyway; look once before giving up.
+            if dedupe_marker and exc.response.status_code >= 500:
+                found = self._find_comment(number, dedupe_marker)
+                if found is not None:
+                    return found
+            raise
+        return resp.json()["id"]
+
+    def _find_comment(self, number: int, marker: str) -> int | None:
+        for comment in self.gh.rest.issues.list_comments(self.owner, self.repo, number, per_page=100).json():
+            if marker in (comment.get("body") or ""):
+                return comment["id"]
+        return None
+
+    def react(self, comment_id: int, content: str = "+1") -> None:
+        self._mutate(
+            "react", f"comment:{comment_id}",
+            lambda: self.gh.rest.reactions.create_for_issue_comment(self.owner, self.repo, comment_id, content=content),
+            content=content,
+        )
+
+    def add_labels(self, number: int, labels: list[str]) -> None:
+        self._mutate(
+            "add_labels", f"#{number}",
+            lambda: self.gh.rest.issues.add_labels(self.owner, self.repo, number, labels=labels),
+            labels=labels,
+        )
+
+    def remove_label(self, number: int, label: str) -> None:
+        try:
+            self._mutate(
+                "remove_label", f"#{number}",
+                lambda: self.gh.rest.issues.remove_label(self.owner, self.repo, number, label),
+                label=label,
+            )
+        except GitHubRefused as exc:
+            if exc.status != 404:  # already gone: the goal is reached
+                raise
+
+    def create_label(self, name: str, color: str, description: str) -> None:
+        try:
+            self._mutate(
+                "create_label", f"label:{name}",
+                lambda: self.gh.rest.issues.create_label(
+                    self.owner, self.repo, name=name, color=color, description=description
+                ),
+            )
+        except GitHubRefused as exc:
+            if exc.status != 422:  # 422 already_exists: someone made it first
+                raise
+
+    def update_issue(self, number: int, **fields: Any) -> dict[str, Any]:
+        return self._mutate(
+            "update_issue", f"#{number}",
+            lambda: self.gh.rest.issues.update(self.owner, self.repo, number, **fields),
+            fields=sorted(fields),
+        ).json()
+
+    def create_issue(self, title: str, body: str, **fields: Any) -> dict[str, Any]:
+        return self._mutate(
+            "create_issue", "issue",
+            lambda: self.gh.rest.issues.create(self.owner, self.repo, title=title, body=body, **fields),
+        ).json()

@@ -1,0 +1,134 @@
+"""Installations and repositories as Fleet knows them, and each repository's cached config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from app.repo_config import DEFAULT_CONFIG, RepoConfig
+
+UPSERT_INSTALLATION = """
+INSERT INTO installations (id, account_login, account_type)
+VALUES (%s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET account_login = EXCLUDED.account_login,
+    account_type = EXCLUDED.account_type, deleted_at = NULL, updated_at = now()
+"""
+
+SET_INSTALLATION_STATE = """
+UPDATE installations SET suspended_at = %s, deleted_at = %s, updated_at = now() WHERE id = %s
+"""
+
+UPSERT_REPOSITORY = """
+INSERT INTO repositories (id, installation_id, full_name, default_branch, private)
+VALUES (%(id)s, %(installation_id)s, %(full_name)s, %(default_branch)s, %(private)s)
+ON CONFLICT (id) DO UPDATE SET
+    installation_id = coalesce(EXCLUDED.installation_id, repositories.installation_id),
+    full_name = EXCLUDED.full_name,
+    default_branch = coalesce(%(default_branch_update)s, repositories.default_branch),
+    private = EXCLUDED.private, removed_at = NULL, updated_at = now()
+"""
+
+REMOVE_REPOSITORY = "UPDATE repositories SET removed_at = now(), updated_at = now() WHERE id = %s"
+REMOVE_INSTALLATION_REPOS = "UPDATE repositories SET removed_at = now() WHERE installation_id = %s"
+
+GET_REPO = "SELECT * FROM repositories WHERE id = %s"
+GET_REPO_BY_NAME = "SELECT * FROM repositories WHERE lower(full_name) = lower(%s)"
+
+STORE_CONFIG = """
+UPDATE repositories SET config = %s, config_sha = %s, config_error = NULL, updated_at = now() WHERE id = %s
+"""
+STORE_CONFIG_ERROR = """
+UPDATE repositories SET config_error = %s, config_sha = %s, updated_at = now() WHERE id = %s
+"""
+MARK_CONFIG_REPORTED = "UPDATE repositories SET config_reported = %s WHERE id = %s"
+MARK_SYNCED = "UPDATE repositories SET synced_at = now() WHERE id = %s"
+
+
+@dataclass(frozen=True)
+class Repo:
+    id: int
+    installation_id: int | None
+    full_name: str
+    default_branch: str
+    private: bool
+    config: RepoConfig
+    config_sha: str | None
+    config_error: str | None
+    config_reported: str | None
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/", 1)[0]
+
+
+def upsert_installation(conn: psycopg.Connection, installation_id: int, account_login: str, account_type: str) -> None:
+    conn.execute(UPSERT_INSTALLATION, (installation_id, account_login, account_type))
+
+
+def set_installation_state(conn: psycopg.Connection, installation_id: int, *, suspended_at=None, deleted_at=None) -> None:
+    conn.execute(SET_INSTALLATION_STATE, (suspended_at, deleted_at, installation_id))
+    if deleted_at is not None:
+        conn.execute(REMOVE_INSTALLATION_REPOS, (installation_id,))
+
+
+def upsert_repository(
+    conn: psycopg.Connection,
+    repo_id: int,
+    full_name: str,
+    *,
+    installation_id: int | None = None,
+    default_branch: str | None = None,
+    private: bool = False,
+) -> None:
+    """Record a repository; ``default_branch`` None keeps what is known (installation events omit it)."""
+    conn.execute(
+        UPSERT_REPOSITORY,
+        {
+            "id": repo_id,
+            "installation_id": installation_id,
+            "full_name": full_name,
+            "default_branch": default_branch or "main",
+            "default_branch_update": default_branch,
+            "private": private,
+        },
+    )
+
+
+def remove_repository(conn: psycopg.Connection, repo_id: int) -> None:
+    conn.execute(REMOVE_REPOSITORY, (repo_id,))
+
+
+def _repo(row: dict | None) -> Repo | None:
+    if row is None:
+        return None
+    config = DEFAULT_CONFIG if row["config"] is None else RepoConfig.model_validate(row["config"])
+    return Repo(
+        row["id"], row["installation_id"], row["full_name"], row["default_branch"], row["private"],
+        config, row["config_sha"], row["config_error"], row["config_reported"],
+    )
+
+
+def get(conn: psycopg.Connection, repo_id: int) -> Repo | None:
+    return _repo(conn.execute(GET_REPO, (repo_id,)).fetchone())
+
+
+def by_name(conn: psycopg.Connection, full_name: str) -> Repo | None:
+    return _repo(conn.execute(GET_REPO_BY_NAME, (full_name,)).fetchone())
+
+
+def store_config(conn: psycopg.Connection, repo_id: int, config: RepoConfig, sha: str | None) -> None:
+    conn.execute(STORE_CONFIG, (Jsonb(config.model_dump(mode="json")), sha, repo_id))
+
+
+def store_config_error(conn: psycopg.Connection, repo_id: int, error: str, sha: str | None) -> None:
+    """Keep the last good config; remember the error so it is reported once."""
+    conn.execute(STORE_CONFIG_ERROR, (error, sha, repo_id))
+
+
+def mark_config_reported(conn: psycopg.Connection, repo_id: int, sha: str | None) -> None:
+    conn.execute(MARK_CONFIG_REPORTED, (sha, repo_id))
+
+
+def mark_synced(conn: psycopg.Connection, repo_id: int) -> None:
+    conn.execute(MARK_SYNCED, (repo_id,))

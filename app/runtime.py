@@ -1,0 +1,54 @@
+"""Process-wide resources built once from the settings: Redis, the RQ queue, GitHub clients."""
+from __future__ import annotations
+
+import functools
+import threading
+
+import redis
+from rq import Queue
+
+from app.github_client import GitHubClients
+from app.settings import Settings, load_settings
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+
+
+def settings() -> Settings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = load_settings()
+        return _settings
+
+
+def configure(new: Settings) -> None:
+    """Replace the process settings (start-up code and tests)."""
+    global _settings
+    with _lock:
+        _settings = new
+    redis_client.cache_clear()
+    github_clients.cache_clear()
+
+
+@functools.lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    # Short timeouts: ingest must answer GitHub within 10 s even when Redis hangs.
+    return redis.Redis.from_url(settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def queue(name: str | None = None) -> Queue:
+    """The RQ queue Fleet's jobs go to (FLEET_QUEUE, or a suffix of it)."""
+    base = settings().queue_name
+    return Queue(f"{base}:{name}" if name else base, connection=redis_client())
+
+
+@functools.lru_cache(maxsize=1)
+def github_clients() -> GitHubClients:
+    from app.metrics import record_github_response
+
+    try:
+        pacing_redis = redis_client()
+    except redis.RedisError:
+        pacing_redis = None
+    return GitHubClients(settings(), pacing_redis, on_response=record_github_response)

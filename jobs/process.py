@@ -1,0 +1,85 @@
+"""The RQ job that turns one stored delivery into task state.
+
+HTTP -> verify -> store (webhooks/ingest.py) -> enqueue -> **process_delivery** -> handler for
+``event.action`` (webhooks/routing.py) -> decision -> actions.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from rq import get_current_job
+
+from app import db, deliveries, runtime
+from app.metrics import PROCESSING_SECONDS
+from webhooks.context import EventContext, MalformedPayload, bind_logger
+from webhooks.routing import ignore_reason, route
+
+log = logging.getLogger("fleet.process")
+
+# Handlers of one repository run one at a time (an advisory lock per repo), so two workers
+# never interleave decisions about the same tasks; different repositories run in parallel.
+REPO_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('fleet-repo:' || %s::text, 0))"
+LOCK_DELIVERY = "SELECT status FROM deliveries WHERE id = %s FOR UPDATE"
+
+
+def process_delivery(delivery_id: str) -> str:
+    """Process one delivery; returns its final status. Safe to run twice for the same id."""
+    settings = runtime.settings()
+    job = get_current_job()
+    job_id = job.id if job else None
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        delivery = deliveries.start_processing(conn, delivery_id)
+    if delivery is None:
+        return "skipped"
+    logger = bind_logger(log, delivery_id=delivery.id, event=delivery.key, repo=delivery.repo_full_name, job_id=job_id)
+    handler = route(delivery.event, delivery.action)
+    started = time.perf_counter()
+    conn = db.connect(settings.database_url)
+    ctx = EventContext(delivery, conn, settings, logger, job_id)
+    try:
+        with conn.transaction():
+            row = conn.execute(LOCK_DELIVERY, (delivery_id,)).fetchone()
+            if row is None or row["status"] in ("processed", "ignored"):
+                return "skipped"
+            if delivery.repo_id is not None:
+                conn.execute(REPO_LOCK, (delivery.repo_id,))
+            if handler is None:
+                deliveries.finish(conn, delivery_id, "ignored", ignore_reason(delivery.event, delivery.action))
+                logger.info("delivery ignored")
+                return "ignored"
+            handler(ctx)
+            deliveries.finish(conn, delivery_id, "processed")
+        _run_deferred(ctx)
+        logger.info("delivery processed")
+        return "processed"
+    except MalformedPayload as exc:
+        # Retrying cannot fix a payload: record why and stop.
+        _record_failure(settings.database_url, delivery_id, str(exc), final=True)
+        logger.warning("delivery malformed: %s", exc)
+        return "failed"
+    except Exception as exc:
+        _record_failure(settings.database_url, delivery_id, f"{type(exc).__name__}: {exc}", final=False)
+        logger.exception("delivery failed")
+        raise
+    finally:
+        PROCESSING_SECONDS.labels(delivery.event).observe(time.perf_counter() - started)
+        ctx.close()
+        conn.close()
+
+
+def _run_deferred(ctx: EventContext) -> None:
+    for action in ctx.after_commit:
+        try:
+            action()
+        except Exception:
+            # Deferred work is an optimisation (periodic reconciliation covers it); the
+            # delivery itself is processed.
+            ctx.log.exception("deferred action failed")
+
+
+def _record_failure(database_url: str, delivery_id: str, error: str, *, final: bool) -> None:
+    with db.connect(database_url, autocommit=True) as conn:
+        deliveries.fail(conn, delivery_id, error)
+        if final:
+            conn.execute("UPDATE deliveries SET attempts = %s WHERE id = %s", (deliveries.MAX_ATTEMPTS, delivery_id))

@@ -1,0 +1,105 @@
+"""``fleet scheduler``: the periodic safety nets and timers.
+
+Each task runs on its own period; a Redis lock makes sure only one scheduler acts even if two
+are started by mistake. Tasks enqueue RQ jobs or do small bounded work themselves.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from app import runtime
+
+log = logging.getLogger("fleet.scheduler")
+
+
+@dataclass
+class Periodic:
+    name: str
+    every: float
+    run: Callable[[], object]
+    last: float = 0.0
+
+
+def periodic_tasks() -> list[Periodic]:
+    from jobs.redeliver import redeliver_failed
+    from jobs.sweeper import sweep_deliveries
+
+    settings = runtime.settings()
+    tasks = [
+        Periodic("sweep-deliveries", settings.sweep_interval, sweep_deliveries),
+        Periodic("redeliver-failed", 120, redeliver_failed),
+    ]
+    tasks.extend(_optional_tasks())
+    return tasks
+
+
+def _optional_tasks() -> list[Periodic]:
+    """Timers contributed by later features (leases, status issue, merge queue safety poll)."""
+    found = []
+    try:
+        from jobs.timers import TIMERS
+    except ImportError:
+        return found
+    for name, every, func in TIMERS:
+        found.append(Periodic(name, every, func))
+    return found
+
+
+def run_once(tasks: list[Periodic], now: float | None = None, force: bool = False) -> list[str]:
+    """Run the tasks that are due; returns their names. Errors are logged, never fatal."""
+    now = time.monotonic() if now is None else now
+    ran = []
+    for task in tasks:
+        if not force and now - task.last < task.every:
+            continue
+        task.last = now
+        try:
+            task.run()
+            ran.append(task.name)
+        except Exception:
+            log.exception("periodic task failed", extra={"task": task.name})
+    return ran
+
+
+def run_scheduler(once: bool = False) -> None:
+    tasks = periodic_tasks()
+    if once:
+        run_once(tasks, force=True)
+        return
+    stopping = False
+
+    def stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    lock_key = f"{runtime.settings().queue_name}:scheduler-lock"
+    while not stopping:
+        if _hold_lock(lock_key):
+            run_once(tasks)
+        time.sleep(1.0)
+
+
+def _hold_lock(key: str, ttl: int = 15) -> bool:
+    """True while this process is the one scheduler (lock renewed every tick)."""
+    import os
+
+    me = f"{os.uname().nodename}:{os.getpid()}"
+    try:
+        client = runtime.redis_client()
+        if client.set(key, me, nx=True, ex=ttl):
+            return True
+        if (client.get(key) or b"").decode() == me:
+            client.expire(key, ttl)
+            return True
+        return False
+    except redis.RedisError:
+        # Without Redis the sweeper cannot enqueue anyway; keep trying.
+        return False

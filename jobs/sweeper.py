@@ -1,0 +1,31 @@
+"""Safety nets run by ``fleet scheduler``: nothing stored is ever left unprocessed."""
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from app import db, deliveries, runtime
+from jobs.dispatch import enqueue_delivery
+
+log = logging.getLogger("fleet.sweeper")
+
+
+def sweep_deliveries(grace: float = 10, stuck: float = 600) -> list[str]:
+    """Enqueue stored deliveries that were never queued (Redis was down), whose worker died,
+    or that failed with attempts left. Returns the ids enqueued."""
+    settings = runtime.settings()
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        ids = deliveries.pending(conn, grace=grace, stuck=stuck)
+        done = []
+        for delivery_id in ids:
+            try:
+                enqueue_delivery(delivery_id)
+            except redis.RedisError:
+                log.warning("sweeper cannot reach Redis; will retry")
+                break
+            deliveries.mark_queued(conn, delivery_id)
+            done.append(delivery_id)
+    if done:
+        log.info("sweeper enqueued deliveries", extra={"count": len(done)})
+    return done

@@ -1,0 +1,314 @@
+-- Fleet's schema (PostgreSQL 15+).
+--
+-- The file is a list of ordered migrations. Each starts with a line `-- migrate: NNNN name`;
+-- `fleet migrate` applies, in order and inside one transaction each, those not yet recorded in
+-- schema_migrations, under an advisory lock so two processes never migrate at once.
+-- Never edit an applied migration: append a new one.
+
+-- migrate: 0001 core
+CREATE TABLE IF NOT EXISTS installations (
+    id              bigint PRIMARY KEY,
+    account_login   text NOT NULL,
+    account_type    text NOT NULL DEFAULT 'User',
+    suspended_at    timestamptz,
+    deleted_at      timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS repositories (
+    id               bigint PRIMARY KEY,
+    installation_id  bigint REFERENCES installations(id) ON DELETE SET NULL,
+    full_name        text NOT NULL,
+    default_branch   text NOT NULL DEFAULT 'main',
+    private          boolean NOT NULL DEFAULT false,
+    config           jsonb,
+    config_sha       text,
+    config_error     text,
+    config_reported  text,
+    removed_at       timestamptz,
+    synced_at        timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS repositories_full_name ON repositories (lower(full_name));
+
+CREATE TABLE IF NOT EXISTS milestones (
+    repo_id      bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    number       integer NOT NULL,
+    title        text NOT NULL,
+    description  text,
+    state        text NOT NULL DEFAULT 'open',
+    due_on       timestamptz,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, number)
+);
+
+-- One row per issue; `is_task` says whether the repo config counts it as work.
+CREATE TABLE IF NOT EXISTS tasks (
+    repo_id          bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    number           integer NOT NULL,
+    issue_id         bigint,
+    node_id          text,
+    title            text NOT NULL DEFAULT '',
+    body             text NOT NULL DEFAULT '',
+    state            text NOT NULL DEFAULT 'open',
+    state_reason     text,
+    author           text,
+    labels           text[] NOT NULL DEFAULT '{}',
+    assignees        text[] NOT NULL DEFAULT '{}',
+    milestone_number integer,
+    parent_number    integer,
+    estimate_hours   numeric(10, 2),
+    priority         integer NOT NULL DEFAULT 2,
+    is_task          boolean NOT NULL DEFAULT true,
+    fleet_state      text,
+    progress         integer,
+    progress_note    text,
+    gh_created_at    timestamptz,
+    gh_updated_at    timestamptz,
+    closed_at        timestamptz,
+    deleted_at       timestamptz,
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, number)
+);
+CREATE INDEX IF NOT EXISTS tasks_open ON tasks (repo_id) WHERE state = 'open';
+
+-- Edges "task depends on dep"; dep may live in another repository.
+CREATE TABLE IF NOT EXISTS dependencies (
+    repo_id        bigint NOT NULL,
+    number         integer NOT NULL,
+    dep_full_name  text NOT NULL,
+    dep_number     integer NOT NULL,
+    source         text NOT NULL CHECK (source IN ('body', 'native', 'command')),
+    PRIMARY KEY (repo_id, number, dep_full_name, dep_number, source),
+    FOREIGN KEY (repo_id, number) REFERENCES tasks(repo_id, number) ON DELETE CASCADE
+);
+
+-- Agent identity: a login, or login:name when several agents share one account.
+CREATE TABLE IF NOT EXISTS agents (
+    id             text PRIMARY KEY,
+    login          text NOT NULL,
+    name           text,
+    user_type      text NOT NULL DEFAULT 'User',
+    first_seen_at  timestamptz NOT NULL DEFAULT now(),
+    last_seen_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS claims (
+    id                bigserial PRIMARY KEY,
+    repo_id           bigint NOT NULL,
+    number            integer NOT NULL,
+    agent_id          text NOT NULL REFERENCES agents(id),
+    login             text NOT NULL,
+    claimed_by        text,
+    event_key         text,
+    claimed_at        timestamptz NOT NULL DEFAULT now(),
+    lease_expires_at  timestamptz NOT NULL,
+    last_activity_at  timestamptz NOT NULL DEFAULT now(),
+    warned_at         timestamptz,
+    released_at       timestamptz,
+    release_reason    text,
+    FOREIGN KEY (repo_id, number) REFERENCES tasks(repo_id, number) ON DELETE CASCADE
+);
+-- The single-holder rule lives here, not in application code: a second open claim on one task
+-- violates this index, whichever worker tries.
+CREATE UNIQUE INDEX IF NOT EXISTS claims_one_open_per_task ON claims (repo_id, number) WHERE released_at IS NULL;
+CREATE INDEX IF NOT EXISTS claims_open_by_agent ON claims (agent_id) WHERE released_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS branches (
+    repo_id      bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    head_sha     text,
+    task_number  integer,
+    agent_id     text,
+    pushed_by    text,
+    pushed_at    timestamptz,
+    deleted_at   timestamptz,
+    PRIMARY KEY (repo_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS pull_requests (
+    repo_id          bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    number           integer NOT NULL,
+    pr_id            bigint,
+    node_id          text,
+    title            text NOT NULL DEFAULT '',
+    body             text NOT NULL DEFAULT '',
+    state            text NOT NULL DEFAULT 'open',
+    draft            boolean NOT NULL DEFAULT false,
+    merged           boolean NOT NULL DEFAULT false,
+    merged_at        timestamptz,
+    merge_commit_sha text,
+    author           text,
+    head_ref         text,
+    head_sha         text,
+    head_repo        text,
+    base_ref         text,
+    base_sha         text,
+    mergeable        boolean,
+    mergeable_state  text,
+    labels           text[] NOT NULL DEFAULT '{}',
+    linked_tasks     integer[] NOT NULL DEFAULT '{}',
+    additions        integer,
+    deletions        integer,
+    changed_files    integer,
+    gh_created_at    timestamptz,
+    gh_updated_at    timestamptz,
+    closed_at        timestamptz,
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, number)
+);
+CREATE INDEX IF NOT EXISTS pull_requests_head_sha ON pull_requests (repo_id, head_sha);
+
+CREATE TABLE IF NOT EXISTS reviews (
+    id            bigint PRIMARY KEY,
+    repo_id       bigint NOT NULL,
+    pr_number     integer NOT NULL,
+    reviewer      text NOT NULL,
+    state         text NOT NULL,
+    commit_id     text,
+    submitted_at  timestamptz,
+    FOREIGN KEY (repo_id, pr_number) REFERENCES pull_requests(repo_id, number) ON DELETE CASCADE
+);
+
+CREATE TABLE IF NOT EXISTS check_runs (
+    id            bigint PRIMARY KEY,
+    repo_id       bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    head_sha      text NOT NULL,
+    name          text NOT NULL,
+    status        text NOT NULL,
+    conclusion    text,
+    app_slug      text,
+    url           text,
+    started_at    timestamptz,
+    completed_at  timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS check_runs_by_sha ON check_runs (repo_id, head_sha);
+
+CREATE TABLE IF NOT EXISTS commit_statuses (
+    repo_id       bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    sha           text NOT NULL,
+    context       text NOT NULL,
+    state         text NOT NULL,
+    target_url    text,
+    status_id     bigint,
+    gh_updated_at timestamptz,
+    PRIMARY KEY (repo_id, sha, context)
+);
+
+-- Every verified webhook, keyed by GitHub's delivery GUID (a redelivery keeps the GUID).
+CREATE TABLE IF NOT EXISTS deliveries (
+    id             text PRIMARY KEY,
+    event          text NOT NULL,
+    action         text,
+    installation_id bigint,
+    repo_id        bigint,
+    repo_full_name text,
+    payload        jsonb NOT NULL,
+    status         text NOT NULL DEFAULT 'received'
+                   CHECK (status IN ('received', 'queued', 'processing', 'processed', 'ignored', 'failed')),
+    attempts       integer NOT NULL DEFAULT 0,
+    last_error     text,
+    received_at    timestamptz NOT NULL DEFAULT now(),
+    enqueued_at    timestamptz,
+    started_at     timestamptz,
+    processed_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (received_at)
+    WHERE status IN ('received', 'queued', 'processing', 'failed');
+
+-- Everything Fleet did (or tried) on GitHub, with the outcome.
+CREATE TABLE IF NOT EXISTS evidence (
+    id           bigserial PRIMARY KEY,
+    at           timestamptz NOT NULL DEFAULT now(),
+    repo_id      bigint,
+    repo_full_name text,
+    delivery_id  text,
+    job_id       text,
+    action       text NOT NULL,
+    target       text,
+    outcome      text NOT NULL,
+    status_code  integer,
+    detail       jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS evidence_by_repo ON evidence (repo_id, at DESC);
+
+-- Per-(repo, base) merge queue entries; see merge_queue.py for the states.
+CREATE TABLE IF NOT EXISTS queue_entries (
+    id               bigserial PRIMARY KEY,
+    repo_id          bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    base_ref         text NOT NULL,
+    pr_number        integer NOT NULL,
+    priority         integer NOT NULL DEFAULT 1,
+    state            text NOT NULL DEFAULT 'queued',
+    queued_by        text,
+    queued_at        timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    head_sha         text,
+    sha_changed_at   timestamptz,
+    attempts         integer NOT NULL DEFAULT 0,
+    finished_at      timestamptz,
+    outcome          text,
+    detail           text
+);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_one_active_per_pr ON queue_entries (repo_id, pr_number)
+    WHERE finished_at IS NULL;
+-- At most one PR in flight per queue, enforced by the database for every worker on every machine.
+CREATE UNIQUE INDEX IF NOT EXISTS queue_one_in_flight ON queue_entries (repo_id, base_ref)
+    WHERE finished_at IS NULL AND state <> 'queued';
+
+CREATE TABLE IF NOT EXISTS status_issues (
+    repo_id       bigint PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    issue_number  integer,
+    body_hash     text,
+    last_edit_at  timestamptz,
+    edits         integer NOT NULL DEFAULT 0,
+    pinned        boolean NOT NULL DEFAULT false
+);
+
+CREATE TABLE IF NOT EXISTS progress_snapshots (
+    repo_id       bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    taken_at      timestamptz NOT NULL,
+    epic          text NOT NULL DEFAULT '',
+    tasks_total   integer NOT NULL,
+    tasks_done    integer NOT NULL,
+    hours_total   numeric(12, 2) NOT NULL,
+    hours_done    numeric(12, 2) NOT NULL,
+    PRIMARY KEY (repo_id, taken_at, epic)
+);
+
+-- Permission answers are cached briefly; GitHub is the truth.
+CREATE TABLE IF NOT EXISTS permissions_cache (
+    repo_id     bigint NOT NULL,
+    login       text NOT NULL,
+    permission  text NOT NULL,
+    fetched_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, login)
+);
+
+CREATE OR REPLACE VIEW task_dependencies AS
+SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
+       dt.state AS dep_state
+FROM dependencies d
+JOIN repositories r ON r.id = d.repo_id
+LEFT JOIN repositories dr ON lower(dr.full_name) = lower(d.dep_full_name)
+LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number;
+
+CREATE OR REPLACE VIEW agent_status AS
+SELECT a.id AS agent_id, a.login, a.name, a.last_seen_at,
+       count(c.id) FILTER (WHERE c.released_at IS NULL) AS open_claims,
+       min(c.lease_expires_at) FILTER (WHERE c.released_at IS NULL) AS next_lease_expiry
+FROM agents a LEFT JOIN claims c ON c.agent_id = a.id
+GROUP BY a.id;
+
+CREATE OR REPLACE VIEW epic_progress AS
+SELECT t.repo_id, t.milestone_number, m.title,
+       count(*) AS tasks_total,
+       count(*) FILTER (WHERE t.state = 'closed') AS tasks_done,
+       coalesce(sum(t.estimate_hours), 0) AS hours_total,
+       coalesce(sum(t.estimate_hours) FILTER (WHERE t.state = 'closed'), 0) AS hours_done
+FROM tasks t LEFT JOIN milestones m ON m.repo_id = t.repo_id AND m.number = t.milestone_number
+WHERE t.is_task AND t.deleted_at IS NULL
+GROUP BY t.repo_id, t.milestone_number, m.title;

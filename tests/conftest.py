@@ -1,0 +1,130 @@
+"""Shared fixtures: a private Postgres database and Redis namespace per test run, real HTTP
+servers for Fleet and the GitHub simulator, and a way to drain the job queue."""
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import redis
+from rq import SimpleWorker
+from werkzeug.serving import make_server
+
+from app import db, runtime
+from app.settings import Settings
+
+PG_BASE = os.environ.get("FLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("FLEET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+
+TABLES = (
+    "evidence, deliveries, permissions_cache, progress_snapshots, status_issues, queue_entries, "
+    "commit_statuses, check_runs, reviews, pull_requests, branches, claims, agents, dependencies, "
+    "tasks, milestones, repositories, installations"
+)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of this test run's own, migrated, dropped at the end."""
+    url = f"{PG_BASE}/fleet_test_{RUN_ID}"
+    db.ensure_database(url)
+    with db.connect(url) as conn:
+        db.migrate(conn)
+    yield url
+    db.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def queue_namespace() -> Iterator[str]:
+    """An RQ queue name (and Redis key prefix) nobody else uses; its keys are removed at the end."""
+    name = f"fleet-test-{RUN_ID}"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    for pattern in (f"*{name}*",):
+        keys = list(client.scan_iter(pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture
+def db_conn(database_url: str):
+    """A clean database (all rows removed) and an autocommit connection to it."""
+    with db.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        yield conn
+
+
+@pytest.fixture
+def settings(database_url: str, queue_namespace: str, db_conn) -> Iterator[Settings]:
+    """Settings for a test, installed as the process settings; the job queue starts empty."""
+    value = Settings(
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        queue_name=queue_namespace,
+        webhook_secret="test-webhook-secret",
+        github_api_url="http://127.0.0.1:9",  # nothing listens: tests that call GitHub use the simulator
+        log_format="console",
+    )
+    runtime.configure(value)
+    runtime.queue().empty()
+    yield value
+    runtime.queue().empty()
+
+
+@pytest.fixture
+def fleet_app(settings: Settings):
+    from app.web import create_app
+
+    app = create_app(settings)
+    yield app
+    app.config["FLEET_POOL"].close()
+
+
+@pytest.fixture
+def client(fleet_app):
+    return fleet_app.test_client()
+
+
+class CountingWorker(SimpleWorker):
+    """RQ's in-process worker, counting the jobs it ran."""
+
+    ran = 0
+
+    def perform_job(self, job, queue):
+        self.ran += 1
+        return super().perform_job(job, queue)
+
+
+def drain(max_jobs: int = 10_000) -> int:
+    """Run every queued job in this process (RQ's SimpleWorker in burst mode); returns how many."""
+    worker = CountingWorker([runtime.queue()], connection=runtime.redis_client())
+    worker.work(burst=True, max_jobs=max_jobs, logging_level="WARNING")
+    return worker.ran
+
+
+class ServedApp:
+    """A WSGI app served over real HTTP on 127.0.0.1 in a background thread."""
+
+    def __init__(self, wsgi_app):
+        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def fleet_http(fleet_app) -> Iterator[ServedApp]:
+    served = ServedApp(fleet_app)
+    yield served
+    served.stop()
+
+
+__all__ = ["drain", "ServedApp", "replace"]

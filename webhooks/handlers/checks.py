@@ -1,0 +1,58 @@
+"""check_run.*, check_suite.* and status: CI results per exact SHA."""
+from __future__ import annotations
+
+from app import pull_state
+from webhooks.context import EventContext, ensure_repo
+from webhooks.models import CheckRunEvent, CheckSuiteEvent, StatusEvent
+from webhooks.routing import on
+
+GATES_CHECK_NAME = "fleet/gates"
+
+
+def _is_own(run_name: str) -> bool:
+    # Fleet's own check run must not trigger evaluations of itself (an infinite loop otherwise).
+    return run_name == GATES_CHECK_NAME
+
+
+@on("check_run.completed")
+def check_run_completed(ctx: EventContext) -> None:
+    repo = ensure_repo(ctx)
+    run = ctx.parse(CheckRunEvent).check_run
+    pull_state.upsert_check_run(ctx.conn, repo.id, run)
+    if _is_own(run.name):
+        return
+    from app import gate_service
+
+    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha))
+
+
+@on("check_run.rerequested", "check_run.requested_action")
+def check_run_rerequested(ctx: EventContext) -> None:
+    """The re-run button on ``fleet/gates`` re-evaluates the PR's gates."""
+    repo = ensure_repo(ctx)
+    run = ctx.parse(CheckRunEvent).check_run
+    pull_state.upsert_check_run(ctx.conn, repo.id, run)
+    from app import gate_service
+
+    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha), force=True)
+
+
+@on("check_suite.completed", "check_suite.rerequested")
+def check_suite_changed(ctx: EventContext) -> None:
+    repo = ensure_repo(ctx)
+    suite = ctx.parse(CheckSuiteEvent).check_suite
+    from app import gate_service
+
+    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, suite.head_sha),
+                          force=ctx.delivery.action == "rerequested")
+
+
+@on("status")
+def status_changed(ctx: EventContext) -> None:
+    repo = ensure_repo(ctx)
+    event = ctx.parse(StatusEvent)
+    pull_state.upsert_status(ctx.conn, repo.id, event.sha, event.context, event.state, event.target_url,
+                             event.id, event.updated_at)
+    from app import gate_service
+
+    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, event.sha))

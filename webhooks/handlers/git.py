@@ -1,0 +1,55 @@
+"""create, delete and push: branches, their task links, lease renewal and config reloads."""
+from __future__ import annotations
+
+from app import pull_state
+from app.repo_config import CONFIG_PATH
+from webhooks.context import EventContext, ensure_repo
+from webhooks.models import PushEvent, RefEvent
+from webhooks.routing import on
+
+ZERO_SHA = "0" * 40
+
+
+@on("create")
+def ref_created(ctx: EventContext) -> None:
+    repo = ensure_repo(ctx)
+    event = ctx.parse(RefEvent)
+    if event.ref_type == "branch":
+        pull_state.upsert_branch(ctx.conn, repo.id, event.ref, None, repo.config, event.sender.login if event.sender else None)
+
+
+@on("delete")
+def ref_deleted(ctx: EventContext) -> None:
+    repo = ensure_repo(ctx)
+    event = ctx.parse(RefEvent)
+    if event.ref_type == "branch":
+        pull_state.delete_branch(ctx.conn, repo.id, event.ref)
+
+
+@on("push")
+def pushed(ctx: EventContext) -> None:
+    """A push moves a branch: record it, renew the pusher's lease on the linked task, and
+    reload the config when it changed on the default branch."""
+    repo = ensure_repo(ctx)
+    event = ctx.parse(PushEvent)
+    if not event.ref.startswith("refs/heads/"):
+        return
+    branch = event.ref.removeprefix("refs/heads/")
+    if event.deleted or event.after == ZERO_SHA:
+        pull_state.delete_branch(ctx.conn, repo.id, branch)
+        return
+    pusher = event.sender.login if event.sender else None
+    number = pull_state.upsert_branch(ctx.conn, repo.id, branch, event.after, repo.config, pusher)
+    from app import claim_service, config_service
+
+    if number is not None and pusher:
+        claim_service.on_activity(ctx, repo, number, pusher, "push", sha=event.after, branch=branch)
+    if branch == repo.default_branch and _touches_config(event):
+        config_service.reload(ctx, repo)
+
+
+def _touches_config(event: PushEvent) -> bool:
+    # A forced push may list no commits; reload then too rather than keep a stale config.
+    if event.forced or not event.commits:
+        return True
+    return any(CONFIG_PATH in (*c.added, *c.modified, *c.removed) for c in event.commits)

@@ -1,0 +1,58 @@
+"""installation and installation_repositories: which repositories Fleet serves."""
+from __future__ import annotations
+
+from app import repositories
+from jobs.sync import enqueue_sync
+from webhooks.context import EventContext
+from webhooks.models import InstallationEvent, InstallationRepositoriesEvent, RepoRef
+from webhooks.routing import on
+
+
+def _add_repos(ctx: EventContext, installation_id: int, repos: list[dict]) -> None:
+    for raw in repos:
+        ref = RepoRef.model_validate(raw)
+        repositories.upsert_repository(ctx.conn, ref.id, ref.full_name, installation_id=installation_id, private=ref.private)
+        # Backfill after this transaction commits; the sync reads GitHub, not the payload.
+        ctx.defer(lambda name=ref.full_name: enqueue_sync(name))
+
+
+@on("installation.created", "installation.new_permissions_accepted", "installation.unsuspend")
+def installation_added(ctx: EventContext) -> None:
+    event = ctx.parse(InstallationEvent)
+    inst = event.installation
+    account = inst.account
+    repositories.upsert_installation(ctx.conn, inst.id, account.login if account else "unknown", account.type if account else "User")
+    repositories.set_installation_state(ctx.conn, inst.id)
+    _add_repos(ctx, inst.id, event.repositories or [])
+
+
+@on("installation.deleted")
+def installation_deleted(ctx: EventContext) -> None:
+    from datetime import datetime, timezone
+
+    inst = ctx.parse(InstallationEvent).installation
+    repositories.set_installation_state(ctx.conn, inst.id, deleted_at=datetime.now(timezone.utc))
+
+
+@on("installation.suspend")
+def installation_suspended(ctx: EventContext) -> None:
+    from datetime import datetime, timezone
+
+    inst = ctx.parse(InstallationEvent).installation
+    repositories.set_installation_state(ctx.conn, inst.id, suspended_at=inst.suspended_at or datetime.now(timezone.utc))
+
+
+@on("installation_repositories.added", "installation_repositories.removed")
+def installation_repositories(ctx: EventContext) -> None:
+    event = ctx.parse(InstallationRepositoriesEvent)
+    inst = event.installation
+    account = inst.account
+    repositories.upsert_installation(ctx.conn, inst.id, account.login if account else "unknown", account.type if account else "User")
+    _add_repos(ctx, inst.id, event.repositories_added)
+    for raw in event.repositories_removed:
+        repositories.remove_repository(ctx.conn, RepoRef.model_validate(raw).id)
+
+
+@on("ping")
+def ping(ctx: EventContext) -> None:
+    ctx.log.info("ping received")

@@ -1,0 +1,70 @@
+"""issues.* and the native relations (issue_dependencies, sub_issues): task state."""
+from __future__ import annotations
+
+from app import task_state
+from app.task_refs import TaskRef
+from webhooks.context import EventContext, ensure_repo
+from webhooks.models import IssueDependenciesEvent, IssuesEvent, SubIssuesEvent
+from webhooks.routing import on
+
+
+@on(
+    "issues.opened", "issues.edited", "issues.closed", "issues.reopened", "issues.assigned",
+    "issues.unassigned", "issues.labeled", "issues.unlabeled", "issues.milestoned",
+    "issues.demilestoned", "issues.transferred",
+)
+def issue_changed(ctx: EventContext) -> None:
+    """Record the issue as a task, then let the claim rules react to what changed."""
+    repo = ensure_repo(ctx)
+    event = ctx.parse(IssuesEvent)
+    if event.issue.is_pull_request:
+        return
+    if ctx.delivery.action == "transferred":
+        task_state.mark_deleted(ctx.conn, repo.id, event.issue.number)
+        return
+    applied = task_state.upsert_task(ctx.conn, repo.id, repo.full_name, event.issue, repo.config)
+    if not applied:
+        ctx.log.info("older issue event ignored", extra={"number": event.issue.number})
+    from app import claim_service
+
+    claim_service.on_issue_event(ctx, repo, event)
+
+
+@on("issues.deleted")
+def issue_deleted(ctx: EventContext) -> None:
+    repo = ensure_repo(ctx)
+    event = ctx.parse(IssuesEvent)
+    task_state.mark_deleted(ctx.conn, repo.id, event.issue.number)
+
+
+@on(
+    "issue_dependencies.blocked_by_added", "issue_dependencies.blocked_by_removed",
+    "issue_dependencies.blocking_added", "issue_dependencies.blocking_removed",
+)
+def dependency_changed(ctx: EventContext) -> None:
+    """GitHub's native "blocked by" relation, recorded as a dependency edge."""
+    repo = ensure_repo(ctx)
+    event = ctx.parse(IssueDependenciesEvent)
+    if event.blocked_issue is None or event.blocking_issue is None:
+        return
+    blocking_repo = event.blocking_issue_repo.full_name if event.blocking_issue_repo else repo.full_name
+    present = ctx.delivery.action.endswith("_added")
+    if task_state.get_task(ctx.conn, repo.id, event.blocked_issue.number) is None:
+        task_state.upsert_task(ctx.conn, repo.id, repo.full_name, event.blocked_issue, repo.config)
+    task_state.set_dependency(
+        ctx.conn, repo.id, event.blocked_issue.number,
+        TaskRef.of(blocking_repo, event.blocking_issue.number), "native", present,
+    )
+
+
+@on("sub_issues.sub_issue_added", "sub_issues.sub_issue_removed", "sub_issues.parent_issue_added", "sub_issues.parent_issue_removed")
+def sub_issue_changed(ctx: EventContext) -> None:
+    """A parent issue is an epic for its sub-issues."""
+    repo = ensure_repo(ctx)
+    event = ctx.parse(SubIssuesEvent)
+    if event.sub_issue is None or event.parent_issue is None:
+        return
+    if task_state.get_task(ctx.conn, repo.id, event.sub_issue.number) is None:
+        task_state.upsert_task(ctx.conn, repo.id, repo.full_name, event.sub_issue, repo.config)
+    added = ctx.delivery.action.endswith("_added")
+    task_state.set_parent(ctx.conn, repo.id, event.sub_issue.number, event.parent_issue.number if added else None)

@@ -1,0 +1,34 @@
+"""pull_request.* and pull_request_review.*: PR state, task links, gate evaluation."""
+from __future__ import annotations
+
+from app import pull_state
+from webhooks.context import EventContext, ensure_repo
+from webhooks.models import PullRequestEvent, PullRequestReviewEvent
+from webhooks.routing import on
+
+
+@on(
+    "pull_request.opened", "pull_request.edited", "pull_request.synchronize", "pull_request.closed",
+    "pull_request.reopened", "pull_request.ready_for_review", "pull_request.converted_to_draft",
+    "pull_request.labeled", "pull_request.unlabeled",
+)
+def pull_changed(ctx: EventContext) -> None:
+    """Record the PR, then let claims, gates and the merge queue react."""
+    repo = ensure_repo(ctx)
+    event = ctx.parse(PullRequestEvent)
+    pull_state.upsert_pull(ctx.conn, repo.id, repo.full_name, event.pull_request, repo.config)
+    from app import claim_service, gate_service
+
+    claim_service.on_pull_event(ctx, repo, event)
+    gate_service.on_pull_event(ctx, repo, event)
+
+
+@on("pull_request_review.submitted", "pull_request_review.edited", "pull_request_review.dismissed")
+def review_changed(ctx: EventContext) -> None:
+    repo = ensure_repo(ctx)
+    event = ctx.parse(PullRequestReviewEvent)
+    pull_state.upsert_pull(ctx.conn, repo.id, repo.full_name, event.pull_request, repo.config)
+    pull_state.upsert_review(ctx.conn, repo.id, event.pull_request.number, event.review)
+    from app import gate_service
+
+    gate_service.schedule(ctx, repo, [event.pull_request.number])
