@@ -312,3 +312,13 @@ SELECT t.repo_id, t.milestone_number, m.title,
 FROM tasks t LEFT JOIN milestones m ON m.repo_id = t.repo_id AND m.number = t.milestone_number
 WHERE t.is_task AND t.deleted_at IS NULL
 GROUP BY t.repo_id, t.milestone_number, m.title;
+
+-- migrate: 0002 claim details
+ALTER TABLE claims ADD COLUMN IF NOT EXISTS order_key bigint[];
+ALTER TABLE claims ADD COLUMN IF NOT EXISTS branch text;
+ALTER TABLE claims ADD COLUMN IF NOT EXISTS head_sha text;
+ALTER TABLE claims ADD COLUMN IF NOT EXISTS pr_number integer;
+ALTER TABLE claims ADD COLUMN IF NOT EXISTS progress integer;
+ALTER TABLE claims ADD COLUMN IF NOT EXISTS progress_note text;
+ALTER TABLE claims DROP COLUMN IF EXISTS event_key;
+CREATE INDEX IF NOT EXISTS claims_open_expiry ON claims (lease_expires_at) WHERE released_at IS NULL;

@@ -1,14 +1,137 @@
-"""Claims I/O layer (filled in by the claims work): reacts to issue events and activity."""
+"""Claims, I/O side: turn issue events, activity and commands into claim decisions and apply them.
+
+Every function here runs inside a delivery's transaction with the repository's advisory lock
+held, so "read claim state, decide, write" is atomic across all workers.
+"""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 
-def on_issue_event(ctx, repo, event) -> None:
-    return None
+from app import claim_store, claims, permissions, readiness, replies
+from app.bot_identity import is_bot
+from app.claim_actions import Effects, apply, sync_labels
+from app.repositories import Repo
+from app.task_refs import TaskRef
+from webhooks.context import EventContext
+from webhooks.models import IssuesEvent, PullRequestEvent
+
+STATE_CHANGING = {"opened", "edited", "closed", "reopened", "labeled", "unlabeled", "assigned", "unassigned",
+                  "milestoned", "demilestoned"}
 
 
-def on_activity(ctx, repo, number, login, kind, **detail) -> None:
-    return None
+def effects_for(ctx: EventContext, repo: Repo) -> Effects:
+    return Effects(ctx.conn, repo, ctx.github(repo.full_name), datetime.now(timezone.utc),
+                   dedupe=ctx.delivery.id, retrying=ctx.delivery.attempts > 1)
 
 
-def on_pull_event(ctx, repo, event) -> None:
-    return None
+def claim_state(ctx: EventContext, repo: Repo, number: int, claimant: claims.AgentId | None = None) -> claims.ClaimState:
+    task = next(iter(claim_store.snapshots(ctx.conn, repo.id, repo.full_name, [number])), None)
+    mine = tuple(claim_store.open_claims_of_account(ctx.conn, claimant.login)) if claimant else ()
+    return claims.ClaimState(
+        task_open=task is not None and task.state == "open",
+        is_task=task is not None and task.is_task,
+        holder=claim_store.open_claim(ctx.conn, repo.id, number),
+        agent_claims=mine,
+        open_blockers=task.open_blockers if task else (),
+    )
+
+
+def request_claim(ctx: EventContext, repo: Repo, effects: Effects, request: claims.ClaimRequest) -> claims.ClaimDecision:
+    """Decide one claim request under the lock and apply the decision."""
+    if claims.allowed_teams(repo.config.claims) and request.claimant_teams is None:
+        teams = permissions.teams_of(ctx, repo, request.claimant.login, claims.allowed_teams(repo.config.claims))
+        request = claims.ClaimRequest(**{**request.__dict__, "claimant_teams": teams})
+    state = claim_state(ctx, repo, request.task.number, request.claimant)
+    decision = claims.decide_claim(request, state, repo.config.claims, effects.now)
+    apply(effects, decision.actions, claimed_by=request.assigner)
+    ctx.log.info("claim decided", extra={"task": request.task.number, "agent": str(request.claimant),
+                                          "outcome": decision.outcome, "reason": decision.reason})
+    return decision
+
+
+def on_issue_event(ctx: EventContext, repo: Repo, event: IssuesEvent) -> None:
+    """issues.*: assignment is a claim, unassignment a release, closing completes the claim."""
+    action = ctx.delivery.action or ""
+    number = event.issue.number
+    effects = effects_for(ctx, repo)
+    affected = {number}
+    sender = event.sender.login if event.sender else ""
+    if action == "assigned" and event.assignee and not is_bot(sender):
+        _assigned(ctx, repo, effects, event, sender)
+    elif action == "unassigned" and event.assignee:
+        holder = claim_store.open_claim(ctx.conn, repo.id, number)
+        apply(effects, claims.decide_unassigned(holder, event.assignee.login))
+    elif action == "closed":
+        apply(effects, claims.decide_closed(claim_store.open_claim(ctx.conn, repo.id, number)))
+        affected |= set(claim_store.dependents(ctx.conn, repo.id, repo.full_name, number))
+    elif action == "reopened":
+        affected |= set(claim_store.dependents(ctx.conn, repo.id, repo.full_name, number))
+    if action in ("opened", "edited"):
+        report_cycles(ctx, repo, effects, number)
+    if action in STATE_CHANGING and event.issue.state == "open" or action == "closed":
+        sync_labels(effects, affected)
+
+
+def _assigned(ctx: EventContext, repo: Repo, effects: Effects, event: IssuesEvent, sender: str) -> None:
+    assignee = event.assignee.login  # type: ignore[union-attr]
+    holder = claim_store.open_claim(ctx.conn, repo.id, event.issue.number)
+    if holder is not None and holder.agent.same_account(assignee):
+        apply(effects, [claims.RenewClaim(claims.renew(holder, effects.now, repo.config.claims))])
+        return
+    permission = None if sender.lower() == assignee.lower() else permissions.permission(ctx, repo, sender)
+    request = claims.ClaimRequest(
+        task=TaskRef.of(repo.full_name, event.issue.number),
+        claimant=claims.AgentId(assignee),
+        assigner=sender or assignee,
+        assigner_permission=permission,
+        source="assign",
+    )
+    request_claim(ctx, repo, effects, request)
+
+
+def on_activity(ctx: EventContext, repo: Repo, number: int, login: str, kind: claims.ActivityKind, *,
+                sha: str | None = None, branch: str | None = None, agent_name: str | None = None,
+                pr_number: int | None = None) -> None:
+    """Pushes, PR updates and comments by the holder renew the lease and record where work stands."""
+    holder = claim_store.open_claim(ctx.conn, repo.id, number)
+    if holder is None:
+        return
+    activity = claims.Activity(kind, login, agent_name=agent_name, branch=branch, sha=sha, pr_number=pr_number)
+    apply(effects_for(ctx, repo), claims.decide_activity(holder, activity, datetime.now(timezone.utc), repo.config.claims))
+
+
+def on_pull_event(ctx: EventContext, repo: Repo, event: PullRequestEvent) -> None:
+    """A PR linked to a task: renew its holder's lease, warn when someone else holds the task,
+    and move the task's label to review (or back when the PR closes)."""
+    from app.pull_state import linked_tasks
+
+    pr = event.pull_request
+    author = pr.user.login if pr.user else ""
+    numbers = linked_tasks(pr, repo.full_name, repo.config)
+    effects = effects_for(ctx, repo)
+    for number in numbers:
+        holder = claim_store.open_claim(ctx.conn, repo.id, number)
+        if holder is None:
+            continue
+        if claims.is_holder_activity(holder, author):
+            kind = "commit" if ctx.delivery.action == "synchronize" else "pr"
+            activity = claims.Activity(kind, author, branch=pr.head.ref, sha=pr.head.sha, pr_number=pr.number)
+            apply(effects, claims.decide_activity(holder, activity, effects.now, repo.config.claims))
+        elif ctx.delivery.action == "opened" and not is_bot(author):
+            body = replies.pr_task_held(pr_number=pr.number, task=holder.task, repo=repo.full_name,
+                                        holder=holder.agent, author=claims.AgentId(author))
+            effects.comment(pr.number, body)
+    sync_labels(effects, numbers)
+
+
+def report_cycles(ctx: EventContext, repo: Repo, effects: Effects, number: int) -> None:
+    """Say so on the issue when its dependencies close a cycle (once per distinct cycle)."""
+    tasks = claim_store.snapshots(ctx.conn, repo.id, repo.full_name)
+    me = TaskRef.of(repo.full_name, number)
+    for cycle in readiness.find_cycles(readiness.dependency_graph(tasks)):
+        if me not in cycle:
+            continue
+        key = "cycle:" + ",".join(str(r.number) for r in sorted(cycle))
+        marker = f"<!-- fleet:{key} -->"
+        body = replies.cycle_found(cycle=cycle, repo=repo.full_name) + "\n" + marker
+        effects.gh.comment(number, body, dedupe_marker=marker)

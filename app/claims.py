@@ -267,7 +267,7 @@ def decide_claim(request: ClaimRequest, state: ClaimState, config: ClaimsConfig,
     """Accept, refuse or renew one claim request. Rules in order:
 
     closed / not a task → ignored for assignments, refused for commands; held by the same agent →
-    noop (lease renewed); someone else assigning without write permission → maintainer_required;
+    noop (lease renewed); an assignment of the account a named holder uses → noop; someone else assigning without write permission → maintainer_required;
     claimant not on the allow-list / not assignable → not_allowed; held by another agent →
     taken (unless this request is earlier by GitHub's ordering and the holder's claim is young:
     then the holder is displaced); open blockers → blocked; the claimant's open claims at
@@ -282,6 +282,10 @@ def decide_claim(request: ClaimRequest, state: ClaimState, config: ClaimsConfig,
         return _refuse(request, reason, repo)
     if holder is not None and holder.agent == request.claimant:
         return ClaimDecision("noop", (RenewClaim(renew(holder, now, config)),), claim=holder, holder=holder.agent)
+    if holder is not None and request.source == "assign" and holder.agent.same_account(request.claimant.login):
+        # GitHub assigns accounts, not named agents: this assignment mirrors the holder's own claim
+        # (e.g. Fleet assigning `bot` for `/claim as agent-d`), not a competing one.
+        return ClaimDecision("noop", (), claim=holder, holder=holder.agent)
     if not request.claimant.same_account(request.assigner) and not has_permission(request.assigner_permission, "write"):
         return _refuse(request, "maintainer_required", repo)
     detail = not_allowed_detail(request, config)

@@ -1,6 +1,234 @@
-"""Slash-command I/O layer (filled in by the claims work)."""
+"""Slash commands in new issue and PR comments: parse, check permission, run, acknowledge.
+
+Success is acknowledged with a reaction; a refusal or error gets one reply comment (several
+refused commands in one comment share it). Fleet never reacts to its own comments.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-def on_comment(ctx, repo, event) -> None:
-    return None
+from app import claim_service, claim_store, claims, commands, permissions, readiness, replies, task_state
+from app.bot_identity import is_bot
+from app.claim_actions import Effects, apply, sync_labels
+from app.repositories import Repo
+from app.task_refs import TaskRef, parse_ref
+from webhooks.context import EventContext
+from webhooks.models import IssueCommentEvent
+
+
+@dataclass
+class CommandRun:
+    """One comment's commands being handled: who, where, and the replies gathered."""
+
+    ctx: EventContext
+    repo: Repo
+    event: IssueCommentEvent
+    effects: Effects
+    where: commands.Where
+    login: str
+    _permission: str | None = None
+    replies: list[str] = field(default_factory=list)
+    succeeded: int = 0
+
+    @property
+    def number(self) -> int:
+        return self.event.issue.number
+
+    @property
+    def task(self) -> TaskRef:
+        return TaskRef.of(self.repo.full_name, self.number)
+
+    @property
+    def permission(self) -> str:
+        if self._permission is None:
+            self._permission = permissions.permission(self.ctx, self.repo, self.login)
+        return self._permission
+
+    @property
+    def order_key(self) -> claims.OrderKey:
+        created = self.event.comment.created_at
+        return (int(created.timestamp()) if created else 0, self.event.comment.id)
+
+
+def where_of(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> commands.Where:
+    if event.issue.is_pull_request:
+        return "pr"
+    row = ctx.conn.execute("SELECT issue_number FROM status_issues WHERE repo_id = %s", (repo.id,)).fetchone()
+    if (row and row["issue_number"] == event.issue.number) or any(l.name == "fleet:status" for l in event.issue.labels):
+        return "status"
+    return "issue"
+
+
+def on_comment(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> None:
+    login = event.comment.user.login
+    if is_bot(login) or (event.comment.user.type == "Bot" and replies.parse_marker(event.comment.body)):
+        return  # our own replies (and other bots' markers) never trigger anything
+    run = CommandRun(ctx, repo, event, claim_service.effects_for(ctx, repo), where_of(ctx, repo, event), login)
+    _renew_on_comment(run)
+    found = commands.parse_commands(event.comment.body)
+    for command in found:
+        _run_one(run, command)
+    if run.replies:
+        run.effects.comment(run.number, "\n\n---\n\n".join(run.replies))
+    elif run.succeeded:
+        run.effects.gh.react(event.comment.id, "+1")
+
+
+def _renew_on_comment(run: CommandRun) -> None:
+    if run.where == "issue":
+        claim_service.on_activity(run.ctx, run.repo, run.number, run.login, "comment")
+    elif run.where == "pr":
+        row = run.ctx.conn.execute(
+            "SELECT linked_tasks FROM pull_requests WHERE repo_id = %s AND number = %s", (run.repo.id, run.number)
+        ).fetchone()
+        for number in (row["linked_tasks"] if row else []):
+            claim_service.on_activity(run.ctx, run.repo, number, run.login, "comment", pr_number=run.number)
+
+
+def _run_one(run: CommandRun, command: commands.Command) -> None:
+    if command.unknown:
+        run.replies.append(replies.unknown_command(command))
+        return
+    if command.error:
+        run.replies.append(replies.command_error(command))
+        return
+    spec = commands.COMMANDS[command.name]
+    if run.where not in spec.where:
+        run.replies.append(replies.command_not_here(command, run.where))
+        return
+    if spec.who in ("write", "maintain") and not commands.command_allowed(spec, run.permission):
+        run.replies.append(replies.command_not_allowed(command, spec.who, run.login))
+        return
+    HANDLERS[command.name](run, command)
+
+
+def _record(run: CommandRun, decision_ok: bool, reply_text: str | None = None) -> None:
+    if reply_text:
+        run.replies.append(reply_text)
+    if decision_ok:
+        run.succeeded += 1
+
+
+def _apply_claim_actions(run: CommandRun, actions: tuple[claims.Action, ...] | list[claims.Action],
+                         origin: int | None = None) -> bool:
+    """Apply actions; refusal comments are gathered into this comment's single reply
+    (and re-targeted to ``origin`` when the decision was about another task)."""
+    refused = False
+    others = []
+    for action in actions:
+        if isinstance(action, claims.Comment):
+            run.replies.append(action.body)
+            refused = True
+        else:
+            others.append(action)
+    apply(run.effects, others, claimed_by=run.login)
+    return not refused
+
+
+def cmd_claim(run: CommandRun, command: commands.Command) -> None:
+    """/claim [as NAME]: the commenter (or the named agent) claims this task."""
+    agent = claims.AgentId(run.login, command.agent_name)
+    request = claims.ClaimRequest(
+        task=run.task, claimant=agent, assigner=run.login, source="command",
+        claimant_assignable=run.effects.gh.can_be_assigned(run.login), order_key=run.order_key,
+    )
+    state = claim_service.claim_state(run.ctx, run.repo, run.number, agent)
+    decision = claims.decide_claim(request, state, run.repo.config.claims, run.effects.now)
+    ok = _apply_claim_actions(run, decision.actions)
+    _record(run, ok)
+    sync_labels(run.effects, [run.number])
+
+
+def cmd_release(run: CommandRun, command: commands.Command) -> None:
+    """/release [as NAME]: the holder (or a maintainer) gives the task back."""
+    agent = claims.AgentId(run.login, command.agent_name)
+    holder = claim_store.open_claim(run.ctx.conn, run.repo.id, run.number)
+    perm = run.permission if holder is not None and not holder.agent.same_account(run.login) else None
+    ok = _apply_claim_actions(run, claims.decide_release(holder, run.task, agent, perm))
+    _record(run, ok)
+    sync_labels(run.effects, [run.number])
+
+
+def cmd_next(run: CommandRun, command: commands.Command) -> None:
+    """/next [as NAME]: claim the most urgent ready task and reply with its link."""
+    agent = claims.AgentId(run.login, command.agent_name)
+    tasks = claim_store.snapshots(run.ctx.conn, run.repo.id, run.repo.full_name)
+    picked = readiness.pick_next(tasks, agent)
+    if picked is None:
+        run.replies.append(replies.next_none(agent=agent, repo=run.repo.full_name))
+        return
+    request = claims.ClaimRequest(
+        task=picked.ref, claimant=agent, assigner=run.login, source="next",
+        claimant_assignable=run.effects.gh.can_be_assigned(run.login), order_key=run.order_key,
+    )
+    state = claim_service.claim_state(run.ctx, run.repo, picked.number, agent)
+    decision = claims.decide_claim(request, state, run.repo.config.claims, run.effects.now)
+    if _apply_claim_actions(run, decision.actions) and decision.claim is not None:
+        run.replies.append(replies.claim_accepted(
+            task=picked.ref, repo=run.repo.full_name, agent=agent, expires_at=decision.claim.expires_at,
+            now=run.effects.now, title=picked.title, command="next"))
+    sync_labels(run.effects, [picked.number])
+
+
+def cmd_progress(run: CommandRun, command: commands.Command) -> None:
+    """/progress N [note]: recorded on the claim and the task; renews the lease."""
+    agent = claims.AgentId(run.login)
+    holder = claim_store.open_claim(run.ctx.conn, run.repo.id, run.number)
+    perm = None if holder is not None and claims.is_holder_activity(holder, run.login) else run.permission
+    actions = claims.decide_progress(holder, run.task, agent, perm, command.percent or 0, command.note,
+                                     run.effects.now, run.repo.config.claims)
+    ok = _apply_claim_actions(run, actions)
+    if ok:
+        run.ctx.conn.execute(
+            "UPDATE tasks SET progress = %s, progress_note = %s WHERE repo_id = %s AND number = %s",
+            (command.percent, command.note or None, run.repo.id, run.number),
+        )
+    _record(run, ok)
+
+
+def _set_blockers(run: CommandRun, command: commands.Command, present: bool) -> None:
+    for text in command.args:
+        ref = parse_ref(text, run.repo.full_name)
+        if ref is not None:
+            task_state.set_dependency(run.ctx.conn, run.repo.id, run.number, ref, "command", present)
+    claim_service.report_cycles(run.ctx, run.repo, run.effects, run.number)
+    sync_labels(run.effects, [run.number])
+    _record(run, True)
+
+
+def cmd_block(run: CommandRun, command: commands.Command) -> None:
+    """/block #N...: maintainers add blockers."""
+    _set_blockers(run, command, True)
+
+
+def cmd_unblock(run: CommandRun, command: commands.Command) -> None:
+    """/unblock #N...: maintainers remove blockers added by /block."""
+    _set_blockers(run, command, False)
+
+
+def cmd_help(run: CommandRun, command: commands.Command) -> None:
+    """/help: the commands usable here, with who may use them."""
+    run.replies.append(replies.help_reply(run.where))
+
+
+def cmd_pull_request(run: CommandRun, command: commands.Command) -> None:
+    """/queue, /dequeue, /priority, /gates: handled by the merge queue and gates."""
+    from app import queue_service
+
+    queue_service.on_command(run, command)
+
+
+HANDLERS: dict[str, Callable[[CommandRun, commands.Command], None]] = {
+    "claim": cmd_claim,
+    "release": cmd_release,
+    "next": cmd_next,
+    "progress": cmd_progress,
+    "block": cmd_block,
+    "unblock": cmd_unblock,
+    "help": cmd_help,
+    "queue": cmd_pull_request,
+    "dequeue": cmd_pull_request,
+    "priority": cmd_pull_request,
+    "gates": cmd_pull_request,
+}

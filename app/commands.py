@@ -73,8 +73,8 @@ def prose_lines(body: str) -> Iterator[tuple[int, str]]:
     # inline token without line numbers, so hide every line it touches after the opening one.
     for match in _INLINE_HTML_COMMENT.finditer(text):
         first = text.count("\n", 0, match.start())
-        last = first + match.group(0).count("\n")
-        hide(first + 1, last + 1)
+        if not hidden[first]:  # a "<!--" inside a code block opens nothing
+            hide(first + 1, first + match.group(0).count("\n") + 1)
     for i, line in enumerate(lines):
         if not hidden[i]:
             yield i + 1, line

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import redis
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.throttling import BaseThrottler
 from githubkit.typing import RetryOption
@@ -166,6 +167,9 @@ class GitHubClients:
         self.on_response = on_response
         self.retry = retry or RetryPolicy()
         self._installations: dict[int, GitHub] = {}
+        # githubkit's default token cache is process-global and keyed by app and installation
+        # ids only; a cache per client set keeps tokens of different GitHub hosts apart.
+        self._tokens = MemCacheStrategy()
         self._lock = threading.Lock()
 
     def _common(self) -> dict[str, Any]:
@@ -179,6 +183,7 @@ class GitHubClients:
             "timeout": httpx.Timeout(15.0, connect=5.0),
             "event_hooks": hooks,
             "user_agent": "fleet-github-app",
+            "cache_strategy": self._tokens,
         }
 
     def app(self) -> GitHub:

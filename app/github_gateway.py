@@ -67,8 +67,12 @@ class RepoGateway:
         self.evidence.record(action, target, "ok", status, **detail)
         return result
 
-    def _paginate(self, method: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
-        return iter(self.gh.rest.paginate(method, owner=self.owner, repo=self.repo, per_page=100, **kwargs))
+    def _paginate(self, method: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list, as raw JSON. Fleet parses with its own small models:
+        githubkit's full models reject payloads that omit fields newer API versions added."""
+        return iter(self.gh.rest.paginate(
+            method, map_func=lambda resp: resp.json(), owner=self.owner, repo=self.repo, per_page=100, **kwargs
+        ))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -107,24 +111,22 @@ class RepoGateway:
 
     def issues(self, state: str = "open") -> Iterator[dict[str, Any]]:
         """Issues and pull requests (GitHub lists both), as raw JSON dicts."""
-        for page_item in self._paginate(self.gh.rest.issues.list_for_repo, state=state):
-            yield page_item.model_dump(mode="json", by_alias=True, exclude_unset=False)
+        yield from self._paginate(self.gh.rest.issues.list_for_repo, state=state)
 
     def issue(self, number: int) -> dict[str, Any]:
         return self.gh.rest.issues.get(self.owner, self.repo, number).json()
 
     def pulls(self, state: str = "open") -> Iterator[dict[str, Any]]:
-        for item in self._paginate(self.gh.rest.pulls.list, state=state):
-            yield item.model_dump(mode="json", by_alias=True)
+        yield from self._paginate(self.gh.rest.pulls.list, state=state)
 
     def pull(self, number: int) -> dict[str, Any]:
         return self.gh.rest.pulls.get(self.owner, self.repo, number).json()
 
     def labels(self) -> list[str]:
-        return [label.name for label in self._paginate(self.gh.rest.issues.list_labels_for_repo)]
+        return [label["name"] for label in self._paginate(self.gh.rest.issues.list_labels_for_repo)]
 
     def milestones(self) -> list[dict[str, Any]]:
-        return [m.model_dump(mode="json") for m in self._paginate(self.gh.rest.issues.list_milestones, state="all")]
+        return list(self._paginate(self.gh.rest.issues.list_milestones, state="all"))
 
     def check_runs(self, ref: str) -> list[dict[str, Any]]:
         data = self.gh.rest.checks.list_for_ref(self.owner, self.repo, ref, per_page=100).json()
@@ -134,7 +136,7 @@ class RepoGateway:
         return self.gh.rest.repos.get_combined_status_for_ref(self.owner, self.repo, ref, per_page=100).json().get("statuses", [])
 
     def comments(self, number: int) -> list[dict[str, Any]]:
-        return [c.model_dump(mode="json") for c in self._paginate(self.gh.rest.issues.list_comments, issue_number=number)]
+        return list(self._paginate(self.gh.rest.issues.list_comments, issue_number=number))
 
     def blocked_by(self, number: int) -> list[dict[str, Any]]:
         try:

@@ -27,8 +27,8 @@ ON CONFLICT (repo_id, number) DO UPDATE SET
     estimate_hours = EXCLUDED.estimate_hours, priority = EXCLUDED.priority, is_task = EXCLUDED.is_task,
     gh_created_at = EXCLUDED.gh_created_at, gh_updated_at = EXCLUDED.gh_updated_at,
     closed_at = EXCLUDED.closed_at, deleted_at = NULL, updated_at = now()
-WHERE tasks.gh_updated_at IS NULL OR EXCLUDED.gh_updated_at IS NULL
-   OR EXCLUDED.gh_updated_at >= tasks.gh_updated_at
+WHERE %(force)s OR tasks.gh_updated_at IS NULL OR EXCLUDED.gh_updated_at IS NULL
+   OR EXCLUDED.gh_updated_at > tasks.gh_updated_at
 RETURNING number
 """
 
@@ -66,8 +66,10 @@ def delete_milestone(conn: psycopg.Connection, repo_id: int, number: int) -> Non
     conn.execute(DELETE_MILESTONE, (repo_id, number))
 
 
-def upsert_task(conn: psycopg.Connection, repo_id: int, full_name: str, issue: Issue, config: RepoConfig) -> bool:
-    """Record the issue as a task; False when the stored row is newer (a late event).
+def upsert_task(conn: psycopg.Connection, repo_id: int, full_name: str, issue: Issue, config: RepoConfig,
+                *, force: bool = False) -> bool:
+    """Record the issue as a task; False when the stored row is as new or newer (a late event
+    or a tie within GitHub's one-second ``updated_at``: see ``is_tie``). ``force`` applies anyway.
 
     The body's ``Depends on`` lines are re-derived on every applied update.
     """
@@ -95,12 +97,19 @@ def upsert_task(conn: psycopg.Connection, repo_id: int, full_name: str, issue: I
             "created_at": issue.created_at,
             "updated_at": issue.updated_at,
             "closed_at": issue.closed_at,
+            "force": force,
         },
     ).fetchone()
     if row is None:
         return False
     replace_body_dependencies(conn, repo_id, issue.number, parse_dependencies(issue.body, full_name), full_name)
     return True
+
+
+def is_tie(conn: psycopg.Connection, repo_id: int, issue: Issue) -> bool:
+    """The stored row has exactly this ``updated_at``: the order of the two is unknown."""
+    row = conn.execute(GET_TASK, (repo_id, issue.number)).fetchone()
+    return row is not None and issue.updated_at is not None and row["gh_updated_at"] == issue.updated_at
 
 
 def replace_body_dependencies(

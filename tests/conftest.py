@@ -128,3 +128,25 @@ def fleet_http(fleet_app) -> Iterator[ServedApp]:
 
 
 __all__ = ["drain", "ServedApp", "replace"]
+
+
+@pytest.fixture
+def world(settings: Settings):
+    """The simulator, Fleet over HTTP, the App installed on ``octo/widgets``, all settled."""
+    from app.web import create_app
+    from tests.github_env import start_world
+
+    built = []
+
+    def factory(s):
+        app = create_app(s)
+        built.append(app)
+        return app
+
+    env = start_world(settings, factory)
+    yield env
+    env.fleet.stop()
+    env.sim.stop()
+    for app in built:
+        app.config["FLEET_POOL"].close()
+    assert env.sim.violations == [], f"requests that broke GitHub's OpenAPI description: {env.sim.violations}"

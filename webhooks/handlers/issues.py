@@ -4,7 +4,7 @@ from __future__ import annotations
 from app import task_state
 from app.task_refs import TaskRef
 from webhooks.context import EventContext, ensure_repo
-from webhooks.models import IssueDependenciesEvent, IssuesEvent, SubIssuesEvent
+from webhooks.models import Issue, IssueDependenciesEvent, IssuesEvent, SubIssuesEvent
 from webhooks.routing import on
 
 
@@ -23,7 +23,11 @@ def issue_changed(ctx: EventContext) -> None:
         task_state.mark_deleted(ctx.conn, repo.id, event.issue.number)
         return
     applied = task_state.upsert_task(ctx.conn, repo.id, repo.full_name, event.issue, repo.config)
-    if not applied:
+    if not applied and task_state.is_tie(ctx.conn, repo.id, event.issue):
+        # Two changes in the same second: only GitHub knows which is current.
+        current = Issue.model_validate(ctx.github(repo.full_name).issue(event.issue.number))
+        task_state.upsert_task(ctx.conn, repo.id, repo.full_name, current, repo.config, force=True)
+    elif not applied:
         ctx.log.info("older issue event ignored", extra={"number": event.issue.number})
     from app import claim_service
 

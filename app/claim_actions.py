@@ -1,0 +1,108 @@
+"""Applying the actions that claims and readiness rules return: SQL first, then GitHub.
+
+The job's transaction commits only after every GitHub call succeeded; if one fails the job is
+retried and the rules decide again from the same rows. Comments carry a dedupe marker so a
+retry never posts the same reply twice.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from app import claim_store, claims, readiness
+from app.github_gateway import RepoGateway
+from app.repositories import Repo
+
+
+@dataclass
+class Effects:
+    """Where actions land: the locked transaction, the repository and its GitHub gateway.
+
+    ``dedupe`` names this decision run (a delivery id, or a lease deadline); ``retrying`` says a
+    previous run may already have posted comments.
+    """
+
+    conn: psycopg.Connection
+    repo: Repo
+    gh: RepoGateway
+    now: datetime
+    dedupe: str
+    retrying: bool = False
+    _comments: int = 0
+
+    def comment(self, number: int, body: str) -> None:
+        self._comments += 1
+        key = f"<!-- fleet:dedupe={self.dedupe}:{number}:{self._comments} -->"
+        self.gh.comment(number, f"{body}\n{key}", dedupe_marker=key if self.retrying else None)
+
+
+def apply(effects: Effects, actions: Iterable[claims.Action], claimed_by: str | None = None) -> None:
+    conn, repo_id = effects.conn, effects.repo.id
+    for action in actions:
+        if isinstance(action, claims.CreateClaim):
+            claim_store.create(conn, repo_id, action.claim, claimed_by)
+        elif isinstance(action, claims.RenewClaim):
+            claim_store.update(conn, repo_id, action.claim, None)
+        elif isinstance(action, claims.WarnLease):
+            claim_store.update(conn, repo_id, action.claim, effects.now)
+        elif isinstance(action, claims.ReleaseClaim):
+            claim_store.end(conn, repo_id, action.claim, action.reason, effects.now)
+        elif isinstance(action, claims.CompleteClaim):
+            claim_store.end(conn, repo_id, action.claim, "completed", effects.now)
+        elif isinstance(action, claims.Assign):
+            effects.gh.add_assignees(action.task.number, [action.login])
+        elif isinstance(action, claims.Unassign):
+            effects.gh.remove_assignees(action.task.number, [action.login])
+        elif isinstance(action, claims.Comment):
+            effects.comment(action.task.number, action.body)
+        else:  # pragma: no cover - a new action type without an executor is a programming error
+            raise TypeError(f"no executor for {action!r}")
+
+
+_labels_ready: set[int] = set()
+
+
+def ensure_fleet_labels(gh: RepoGateway, repo_id: int) -> None:
+    """Create Fleet's labels (with colours and descriptions) once per repository and process."""
+    if repo_id in _labels_ready:
+        return
+    for action in readiness.missing_label_actions(gh.labels()):
+        gh.create_label(action.name, action.color, action.description)
+    _labels_ready.add(repo_id)
+
+
+def sync_labels(effects: Effects, numbers: Iterable[int]) -> None:
+    """Make the ``fleet:*`` label of each task match its state, touching only real changes."""
+    if not effects.repo.config.tasks.manage_labels:
+        return
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return
+    tasks = claim_store.snapshots(effects.conn, effects.repo.id, effects.repo.full_name, wanted)
+    for task in tasks:
+        if not task.is_task:
+            continue
+        changes = readiness.label_actions(task, task.labels)
+        if not changes:
+            continue
+        ensure_fleet_labels(effects.gh, effects.repo.id)
+        for change in changes:
+            if isinstance(change, readiness.AddLabel):
+                effects.gh.add_labels(task.number, [change.name])
+            elif isinstance(change, readiness.RemoveLabel):
+                effects.gh.remove_label(task.number, change.name)
+        _record_labels(effects.conn, effects.repo.id, task, changes)
+
+
+def _record_labels(conn: psycopg.Connection, repo_id: int, task: readiness.TaskSnapshot, changes) -> None:
+    """Reflect Fleet's own label edits at once; the labeled/unlabeled webhooks confirm them later."""
+    labels = set(task.labels)
+    for change in changes:
+        if isinstance(change, readiness.AddLabel):
+            labels.add(change.name)
+        elif isinstance(change, readiness.RemoveLabel):
+            labels.discard(change.name)
+    conn.execute("UPDATE tasks SET labels = %s WHERE repo_id = %s AND number = %s", (sorted(labels), repo_id, task.number))

@@ -1,0 +1,66 @@
+"""An end-to-end world for tests: the GitHub simulator over HTTP, Fleet's web app over HTTP
+receiving its webhooks, and an in-process RQ worker to drain jobs."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from githubkit import GitHub
+
+from app import runtime
+from app.settings import Settings
+from app.simulator.simulator import Simulator
+from tests.conftest import ServedApp, drain
+
+
+@dataclass
+class GitHubWorld:
+    sim: Simulator
+    fleet: ServedApp
+    settings: Settings
+    repo: str = "octo/widgets"
+    installation_id: int = 0
+
+    def settle(self, timeout: float = 30.0) -> int:
+        """Deliver every pending webhook and run every job, until both are quiet; returns jobs run."""
+        total = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.sim.wait_idle(timeout=10), "simulator webhooks did not drain"
+            ran = drain()
+            total += ran
+            if ran == 0 and self.sim.wait_idle(timeout=0.1):
+                return total
+        raise AssertionError("the system did not settle")
+
+    def agent(self, login: str) -> GitHub:
+        """A GitHub client acting as ``login`` (what an agent's ``gh`` would do)."""
+        return GitHub(self.sim.user_token(login), base_url=self.sim.url + "/", http_cache=False, auto_retry=False)
+
+    def assign(self, login: str, number: int, assignee: str | None = None) -> None:
+        owner, name = self.repo.split("/")
+        self.agent(login).rest.issues.add_assignees(owner, name, number, assignees=[assignee or login])
+
+    def comments(self, number: int) -> list[dict]:
+        owner, name = self.repo.split("/")
+        token = self.sim.installation_token(self.installation_id)
+        gh = GitHub(token, base_url=self.sim.url + "/", http_cache=False)
+        return gh.rest.issues.list_comments(owner, name, number, per_page=100).json()
+
+
+def start_world(settings: Settings, fleet_app_factory, repo: str = "octo/widgets") -> GitHubWorld:
+    sim = Simulator(webhook_secret=settings.webhook_secret or "secret").start()
+    world_settings = replace(
+        settings, github_api_url=sim.url, app_id=1, private_key=sim.app_private_key_pem,
+    )
+    runtime.configure(world_settings)
+    from app import bot_identity
+
+    bot_identity._login_for.cache_clear()
+    fleet = ServedApp(fleet_app_factory(world_settings))
+    sim.webhook_url = fleet.url + "/webhooks/github"
+    sim.create_repo(repo)
+    world = GitHubWorld(sim, fleet, world_settings, repo)
+    world.installation_id = sim.install([repo])
+    world.settle()
+    return world
