@@ -319,7 +319,7 @@ def _overview(snap: StatusSnapshot, overall: _Totals, by_state: dict[str, int]) 
     lines = [
         MARKER,
         "> [!NOTE]",
-        f"> Fleet rebuilds this issue from its state for {code(snap.repo, 100)}; edits here are overwritten.",
+        f"> Fleet rebuilds this issue from its state for {code(_repo_name(snap.repo), 100)}; edits here are overwritten.",
         "> Comment `/next` here to be assigned the top ready task, or `/help` for every command.",
         "",
         "## Overall",
@@ -591,3 +591,8 @@ def should_edit(
         interval = max(min_interval, clock_interval)
     wait = _utc(last_edit_at) + interval - _utc(now)
     return True if wait <= timedelta(0) else wait
+
+
+def _repo_name(full_name: str) -> str:
+    """GitHub repository names only hold letters, digits, ``.``, ``_``, ``-`` (and the owner ``/``)."""
+    return re.sub(r"[^A-Za-z0-9._/-]", "", full_name)

@@ -135,12 +135,20 @@ def test_refused_taken_names_the_holder() -> None:
 
 
 def test_taken_by_a_named_agent_on_the_same_account_does_not_unassign_the_account() -> None:
-    """Two agents sharing a login: refusing one must not unassign the account the holder uses."""
+    """Two agents sharing a login: `/claim as agent-e` is refused, and the shared account stays assigned."""
     holder = create_claim(agent=AgentId("bot", "agent-d"))
-    request = create_request(claimant=AgentId("bot", "agent-e"), assigner="bot", source="assign")
+    request = create_request(claimant=AgentId("bot", "agent-e"), assigner="bot", source="command")
     decision = decide_claim(request, ClaimState(holder=holder), create_config(), NOW)
     assert decision.reason == "taken"
     assert not any(isinstance(a, Unassign) for a in decision.actions)
+
+
+def test_assigning_the_account_of_a_named_holder_is_a_mirror_not_a_rival() -> None:
+    """`/claim as agent-d` makes Fleet assign `bot`; that assignment event changes nothing."""
+    holder = create_claim(agent=AgentId("bot", "agent-d"))
+    request = create_request(claimant=AgentId("bot"), assigner="fleet-app[bot]", assigner_permission="write")
+    decision = decide_claim(request, ClaimState(holder=holder), create_config(), NOW)
+    assert (decision.outcome, decision.actions, decision.holder) == ("noop", (), AgentId("bot", "agent-d"))
 
 
 def test_refused_wip_limit_lists_open_claims() -> None:

@@ -153,6 +153,11 @@ def test_commands_around_ignored_regions_are_found_with_line_numbers() -> None:
     assert [(c.name, c.line_no) for c in found] == [("claim", 2), ("progress", 8), ("gates", 10)]
 
 
+def test_html_comment_opener_inside_code_does_not_hide_later_commands() -> None:
+    """A `<!--` shown in a code block is not a comment; the command after the block counts."""
+    assert names("```html\n<!-- example\n```\n/claim\n-->") == ["claim"]
+
+
 def test_command_in_a_list_item_continuation_counts() -> None:
     """An indented line that is not a code block (a list continuation) is still a command line."""
     assert names("- done\n  /progress 40") == ["progress"]

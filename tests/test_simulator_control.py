@@ -25,7 +25,8 @@ def test_control_flow(env):
                                                    "author": "agent-1"}).json()["sha"]
     pr = ctl.post("/repos/octo/demo/pulls", json={"head": "feat", "title": "PR", "author": "agent-1"}).json()
     assert ctl.post("/repos/octo/demo/ci", json={"sha": sha, "name": "build"}).status_code == 201
-    assert ctl.post("/repos/octo/demo/statuses", json={"sha": sha, "context": "c", "state": "success"}).status_code == 201
+    status = {"sha": sha, "context": "c", "state": "success"}
+    assert ctl.post("/repos/octo/demo/statuses", json=status).status_code == 201
     assert ctl.post(f"/repos/octo/demo/pulls/{pr['number']}/reviews", json={"reviewer": "octo"}).status_code == 201
     assert ctl.post(f"/repos/octo/demo/pulls/{pr['number']}/merge", json={"method": "squash"}).status_code == 201
     assert ctl.post("/wait_idle", json={"timeout": 5}).json()["idle"] is True

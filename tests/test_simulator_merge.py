@@ -112,8 +112,8 @@ def test_update_branch(sim):
     pr = sim.pull("octo/demo", n)
     assert pr["head"]["sha"] != head and pr["mergeable_state"] == "clean"
     assert sim.file("octo/demo", "base.txt", ref="feat") == "b"
-    kinds = [(e.event, e.payload.get("action")) for e in sim.events[-2:]]
-    assert kinds == [("push", None), ("pull_request", "synchronize")]
+    kinds = [(e.event, e.payload.get("action")) for e in sim.events[-3:]]
+    assert kinds == [("push", None), ("pull_request", "synchronize"), ("check_suite", "requested")]
 
 
 def test_update_branch_conflict(sim):

@@ -103,7 +103,8 @@ def test_issue_filters_and_prs_in_issue_list(sim):
     assert "pull_request" in items[0] and "pull_request" not in items[1]
     assert [i["number"] for i in c.get(f"{REPO}/issues", params={"labels": "bug"}).json()] == [1]
     assert [i["number"] for i in c.get(f"{REPO}/issues", params={"assignee": "agent-1"}).json()] == [1]
-    assert [i["number"] for i in c.get(f"{REPO}/issues", params={"assignee": "none", "direction": "asc"}).json()] == [2, 3]
+    unassigned = c.get(f"{REPO}/issues", params={"assignee": "none", "direction": "asc"}).json()
+    assert [i["number"] for i in unassigned] == [2, 3]
     sim.update_issue("octo/demo", 2, state="closed")
     assert [i["number"] for i in c.get(f"{REPO}/issues", params={"state": "closed"}).json()] == [2]
     closed = c.get(f"{REPO}/issues/2").json()
@@ -251,3 +252,14 @@ def test_private_repo_hidden_from_outsiders(sim):
     assert outsider.get("/repos/octo/secret").status_code == 404
     assert client(sim).get("/repos/octo/secret").status_code == 404  # not in the installation
     assert outsider.get(REPO).status_code == 200  # public repos are readable
+
+
+def test_conditional_requests_get_304_and_do_not_count(sim):
+    c = client(sim)
+    first = c.get(REPO)
+    etag = first.headers["etag"]
+    again = c.get(REPO, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["x-ratelimit-used"] == first.headers["x-ratelimit-used"]
+    sim.open_issue("octo/demo", "changes open_issues_count")
+    assert c.get(REPO, headers={"If-None-Match": etag}).status_code == 200

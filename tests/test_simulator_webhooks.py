@@ -80,6 +80,9 @@ def _exercise_everything(sim):
     sim.set_file("octo/demo", "base.txt", "b")
     c.put(f"{REPO}/pulls/{pr}/update-branch", json={})
     c.put(f"{REPO}/pulls/{pr}/merge", json={"merge_method": "squash"})
+    sim.rerequest_check("octo/demo", check_run_id=run["id"])
+    sim.rerequest_check("octo/demo", check_suite_id=run["check_suite"]["id"])
+    sim.request_check_action("octo/demo", run["id"], "fix-it")
     sim.delete_branch("octo/demo", "feat")
     sim.uninstall(inst)
 
@@ -105,7 +108,8 @@ def test_every_emitted_webhook_is_valid_signed_and_delivered(sim, rx):
         "pull_request.opened", "pull_request.labeled", "pull_request.unlabeled", "pull_request.edited",
         "pull_request.converted_to_draft", "pull_request.ready_for_review", "pull_request.closed",
         "pull_request.reopened", "pull_request.synchronize", "pull_request_review.submitted",
-        "check_run.created", "check_run.completed", "check_suite.completed", "status"}
+        "check_run.created", "check_run.completed", "check_suite.completed", "status",
+        "check_suite.requested", "check_suite.rerequested", "check_run.rerequested", "check_run.requested_action"}
     assert expected <= keys, expected - keys
     assert rx.bad_signatures == 0
     assert [x.guid for x in rx.received] == [e.guid for e in sim.events]  # in order, all of them

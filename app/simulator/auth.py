@@ -49,7 +49,7 @@ def verify_app_jwt(world: World, raw: str, public_key) -> Identity:
     app = world.app
     if str(claims["iss"]) not in (str(app.id), app.client_id):
         raise bad_credentials()
-    if int(claims["exp"]) - int(claims["iat"]) > JWT_MAX_LIFETIME + CLOCK_SKEW:
+    if int(claims["exp"]) > time.time() + JWT_MAX_LIFETIME + CLOCK_SKEW:
         raise ApiError(401, "'Expiration time' claim ('exp') is too far in the future")
     if int(claims["iat"]) > time.time() + CLOCK_SKEW:
         raise ApiError(401, "'Issued at' claim ('iat') must be an Integer representing a time in the past")

@@ -13,6 +13,37 @@ STATUS_STATES = ("error", "failure", "pending", "success")
 MAX_OUTPUT = 65535
 
 
+def request_suite(world: World, r: Repo, sha: str, sender: User) -> None:
+    """After a push GitHub creates a queued suite for each App with checks:write and sends it
+    check_suite.requested; we do that for Fleet's App."""
+    app = world.app
+    if app.permissions.get("checks") != "write" or "check_suite" not in app.events:
+        return
+    suite = _suite_for(world, r, app, sha)
+    events.emit(world, r, "check_suite", {"action": "requested",
+                                           "check_suite": check_suite_json(world, r, suite, with_repo=False)},
+                sender)
+
+
+def rerequest_suite(world: World, r: Repo, suite: CheckSuite, sender: User) -> None:
+    """The "Re-run all checks" button: check_suite.rerequested to the suite's App."""
+    suite.status, suite.conclusion = "queued", None
+    events.emit(world, r, "check_suite", {"action": "rerequested",
+                                           "check_suite": check_suite_json(world, r, suite, with_repo=False)},
+                sender)
+
+
+def rerequest_run(world: World, r: Repo, run: CheckRun, sender: User) -> None:
+    """The "Re-run" button on one check run: check_run.rerequested."""
+    events.emit(world, r, "check_run", {"action": "rerequested", "check_run": _run_payload(world, r, run)}, sender)
+
+
+def request_action(world: World, r: Repo, run: CheckRun, identifier: str, sender: User) -> None:
+    """A click on one of the run's action buttons: check_run.requested_action."""
+    events.emit(world, r, "check_run", {"action": "requested_action", "check_run": _run_payload(world, r, run),
+                                         "requested_action": {"identifier": identifier}}, sender)
+
+
 def _suite_for(world: World, r: Repo, app: AppInfo, sha: str) -> CheckSuite:
     for s in r.check_suites:
         if s.app is app and s.head_sha == sha:

@@ -23,10 +23,12 @@ def get_pull(r: Repo, number: int) -> Issue:
 def mergeability(world: World, r: Repo, i: Issue) -> tuple:
     """(mergeable, mergeable_state) as GitHub would compute them right now."""
     p = i.pull
-    if p.merged or i.state == "closed":
-        return None if p.merged else False, "unknown" if p.merged else "dirty" if _conflicts(r, p) else "clean"
+    if p.merged:
+        return None, "unknown"
     if _conflicts(r, p):
         return False, "dirty"
+    if i.state == "closed":
+        return True, "clean"
     if not r.git.is_ancestor(p.base_sha, p.head_sha):
         return True, "behind"
     if p.draft:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from . import events
 from .errors import ApiError, not_found
-from .git_model import apply_changes, diff
-from .render import installation_json, push_commit_json, repo_json, simple_commit_json, user_json
+from .git_model import MergeConflict, apply_changes
+from .render import installation_json, push_commit_json, user_json
 from .state import Installation, Label, Repo, User, World, iso
 
 DEFAULT_LABELS = [
@@ -129,7 +129,8 @@ def commit_files(world: World, r: Repo, branch: str, files: dict, author: User, 
 def move_branch(world: World, r: Repo, branch: str, sha: str, pusher: User, created: bool = False,
                 before: str | None = None, forced: bool = False) -> None:
     """Point ``branch`` at ``sha`` and emit create/push/synchronize as GitHub would."""
-    from .ops_pulls import on_branch_moved  # late import: pulls depend on this module
+    from .ops_checks import request_suite
+    from .ops_pulls import on_branch_moved  # late imports: both depend on this module
     old = r.git.branches.get(branch) if before is None else before
     if old is None:
         old, created = ZERO, True
@@ -141,6 +142,7 @@ def move_branch(world: World, r: Repo, branch: str, sha: str, pusher: User, crea
             "description": r.description, "pusher_type": "user"}, pusher)
     _emit_push(world, r, branch, old, sha, pusher, created, forced)
     on_branch_moved(world, r, branch, pusher)
+    request_suite(world, r, sha, pusher)
 
 
 def _emit_push(world, r, branch, before, after, pusher, created, forced):
@@ -174,7 +176,6 @@ def delete_branch(world: World, r: Repo, branch: str, sender: User) -> None:
 
 def merge_refs(world: World, r: Repo, base: str, head: str, actor: User, message: str | None):
     """POST /merges: returns the new merge commit sha, or None when already merged."""
-    from .git_model import MergeConflict
     if base not in r.git.branches:
         raise ApiError(404, "Base does not exist")
     head_sha = r.git.resolve(head)
@@ -191,12 +192,3 @@ def merge_refs(world: World, r: Repo, base: str, head: str, actor: User, message
                      actor.login, iso(world.now()))
     move_branch(world, r, base, c.sha, actor)
     return c.sha
-
-
-def repo_payload(world: World, r: Repo, perm: str | None = None) -> dict:
-    """Shortcut used by the routes."""
-    return repo_json(world, r, perm)
-
-
-__all__ = ["create_repo", "install", "uninstall", "remove_repos", "commit_files", "move_branch",
-           "delete_branch", "merge_refs", "get_repo", "diff", "simple_commit_json"]

@@ -276,7 +276,8 @@ def check_run_json(world: World, r: Repo, c: CheckRun) -> dict:
     return {
         "id": c.id, "node_id": node_id("CR", c.id), "head_sha": c.head_sha, "external_id": c.external_id or "",
         "url": api, "html_url": f"{world.html_url}/{r.full_name}/runs/{c.id}",
-        "details_url": c.details_url or f"{world.html_url}/apps/{c.app.slug}", "status": c.status, "conclusion": c.conclusion,
+        "details_url": c.details_url or f"{world.html_url}/apps/{c.app.slug}",
+        "status": c.status, "conclusion": c.conclusion,
         "started_at": _opt_iso(c.started_at), "completed_at": _opt_iso(c.completed_at),
         "output": out, "name": c.name,
         "check_suite": {"id": c.suite.id},

@@ -1,6 +1,7 @@
 """Flask app factory: request pipeline (faults, auth, OpenAPI validation, rate limits, logging)."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -78,10 +79,10 @@ def _before():
                 "retry-after": str(fault.retry_after), "x-ratelimit-limit": str(sim.rate_limit),
                 "x-ratelimit-remaining": "0", "x-ratelimit-used": str(sim.rate_limit),
                 "x-ratelimit-reset": str(reset), "x-ratelimit-resource": "core"})
+    app_path = request.path == "/app" or request.path.startswith("/app/")
     with sim.world.lock:
-        g.identity = identify(sim.world, request.headers.get("Authorization"), sim.public_key,
-                              app_only=request.path.startswith("/app"))
-    if request.path.startswith("/app") and g.identity.kind != "app":
+        g.identity = identify(sim.world, request.headers.get("Authorization"), sim.public_key, app_only=app_path)
+    if app_path and g.identity.kind != "app":
         raise ApiError(401, "A JSON web token could not be decoded")
     _validate(sim)
     _count_rate(sim)
@@ -144,6 +145,7 @@ def _after(resp):
     if g.get("rate"):
         for k, v in g.rate.items():
             resp.headers.setdefault(k, v)
+    _conditional(sim, resp)
     resp.headers.setdefault("X-GitHub-Request-Id", f"SIM:{len(sim.requests) + 1}")
     resp.headers.setdefault("X-GitHub-Api-Version-Selected", "2022-11-28")
     ident = g.get("identity")
@@ -152,6 +154,27 @@ def _after(resp):
                                       g.get("operation_id"), request.query_string.decode()))
     _check_response(sim, resp)
     return resp
+
+
+def _conditional(sim, resp) -> None:
+    """ETag on successful GETs; a matching If-None-Match gets 304, which (as on GitHub)
+    does not count against the rate limit."""
+    if request.method != "GET" or resp.status_code != 200 or not g.get("rate"):
+        return
+    etag = '"' + hashlib.sha1(resp.get_data()).hexdigest() + '"'
+    resp.headers["ETag"] = etag
+    if etag not in request.headers.get("If-None-Match", ""):
+        return
+    resp.status_code = 304
+    resp.set_data(b"")
+    with sim.world.lock:
+        key = (g.rate["x-ratelimit-resource"], _rate_key()[1])
+        reset, used = sim.rate_state[key]
+        sim.rate_state[key] = (reset, used - 1)
+    limit = int(g.rate["x-ratelimit-limit"])
+    g.rate.update({"x-ratelimit-used": str(used - 1), "x-ratelimit-remaining": str(max(0, limit - used + 1))})
+    for k, v in g.rate.items():
+        resp.headers[k] = v
 
 
 def _check_response(sim, resp) -> None:

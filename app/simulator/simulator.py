@@ -316,6 +316,25 @@ class Simulator:
             who = self._user(creator) or self.world.ci_app.bot
             return ops_checks.set_status(self.world, r, sha, who, state, context, description, target_url).id
 
+    def rerequest_check(self, repo: str, check_run_id: int | None = None, check_suite_id: int | None = None,
+                        sender: str | None = None) -> None:
+        """Press "Re-run" on a check run (check_run.rerequested) or suite (check_suite.rerequested)."""
+        with self.world.lock:
+            r = self._repo(repo)
+            who = self._user(sender) or r.owner
+            if check_run_id is not None:
+                ops_checks.rerequest_run(self.world, r, ops_checks.get_check_run(r, check_run_id), who)
+            else:
+                suite = next(s for s in r.check_suites if s.id == check_suite_id)
+                ops_checks.rerequest_suite(self.world, r, suite, who)
+
+    def request_check_action(self, repo: str, check_run_id: int, identifier: str, sender: str | None = None) -> None:
+        """Click a check run's action button; emits check_run.requested_action."""
+        with self.world.lock:
+            r = self._repo(repo)
+            run = ops_checks.get_check_run(r, check_run_id)
+            ops_checks.request_action(self.world, r, run, identifier, self._user(sender) or r.owner)
+
     # -- issue and PR actions as a person ----------------------------------------------------------------
     def open_issue(self, repo: str, title: str, body: str | None = None, author: str | None = None,
                    labels=(), assignees=(), milestone: int | None = None) -> int:
