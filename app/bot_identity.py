@@ -10,7 +10,8 @@ from app import runtime
 def _login_for(api_url: str, configured: str | None) -> str:
     if configured:
         return configured
-    slug = runtime.github_clients().app().rest.apps.get_authenticated().json().get("slug") or "fleet"
+    client = runtime.github_clients().app()  # held: githubkit namespaces reference it weakly
+    slug = client.rest.apps.get_authenticated().json().get("slug") or "fleet"
     return f"{slug}[bot]"
 
 

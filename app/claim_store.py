@@ -32,7 +32,8 @@ SELECT {CLAIM_COLUMNS}, c.repo_id, r.installation_id FROM claims c JOIN reposito
 WHERE c.released_at IS NULL AND r.removed_at IS NULL
   AND (c.lease_expires_at <= %(now)s
        OR (c.warned_at IS NULL
-           AND c.last_activity_at + (c.lease_expires_at - c.last_activity_at) * %(warn_at_max)s <= %(now)s))
+           AND c.last_activity_at + (c.lease_expires_at - c.last_activity_at)
+               * coalesce((r.config -> 'claims' ->> 'warn_at')::float, 0.75) <= %(now)s))
 ORDER BY c.lease_expires_at
 """
 
@@ -109,9 +110,9 @@ def open_claims_of_account(conn: psycopg.Connection, login: str) -> list[Claim]:
     return [_claim(r) for r in conn.execute(OPEN_CLAIMS_OF_ACCOUNT, (login,)).fetchall()]
 
 
-def due_claims(conn: psycopg.Connection, now: datetime, warn_at_max: float = 0.99) -> list[tuple[Claim, int, int | None]]:
-    """Open claims whose lease has expired or might be due a warning: (claim, repo_id, installation)."""
-    rows = conn.execute(DUE_CLAIMS, {"now": now, "warn_at_max": warn_at_max}).fetchall()
+def due_claims(conn: psycopg.Connection, now: datetime) -> list[tuple[Claim, int, int | None]]:
+    """Open claims whose lease has expired or that are due their warning: (claim, repo_id, installation)."""
+    rows = conn.execute(DUE_CLAIMS, {"now": now}).fetchall()
     return [(_claim(r), r["repo_id"], r["installation_id"]) for r in rows]
 
 

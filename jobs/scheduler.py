@@ -27,6 +27,7 @@ class Periodic:
 
 
 def periodic_tasks() -> list[Periodic]:
+    from jobs.leases import enqueue_lease_check
     from jobs.redeliver import redeliver_failed
     from jobs.sweeper import sweep_deliveries
 
@@ -34,6 +35,8 @@ def periodic_tasks() -> list[Periodic]:
     tasks = [
         Periodic("sweep-deliveries", settings.sweep_interval, sweep_deliveries),
         Periodic("redeliver-failed", 120, redeliver_failed),
+        # Leases as short as 30 s are legitimate; a 10 s tick acts on expiry well within a minute.
+        Periodic("leases", 10, enqueue_lease_check),
     ]
     tasks.extend(_optional_tasks())
     return tasks

@@ -39,7 +39,8 @@ class GitHubWorld:
 
     def assign(self, login: str, number: int, assignee: str | None = None) -> None:
         owner, name = self.repo.split("/")
-        self.agent(login).rest.issues.add_assignees(owner, name, number, assignees=[assignee or login])
+        gh = self.agent(login)  # keep a reference: githubkit's namespaces hold the client weakly
+        gh.rest.issues.add_assignees(owner, name, number, assignees=[assignee or login])
 
     def comments(self, number: int) -> list[dict]:
         owner, name = self.repo.split("/")

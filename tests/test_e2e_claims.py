@@ -1,0 +1,286 @@
+"""Claims end to end: agents self-assign issues on the simulator and Fleet accepts, refuses,
+renews and releases — deciding in Postgres, acting on GitHub, replying with markers."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.replies import parse_marker
+from jobs.leases import check_leases
+
+
+def holder(db_conn, number):
+    row = db_conn.execute(
+        "SELECT agent_id FROM claims WHERE number = %s AND released_at IS NULL", (number,)
+    ).fetchone()
+    return row["agent_id"] if row else None
+
+
+def fleet_markers(world, number):
+    return [parse_marker(c["body"]) for c in world.comments(number) if c["user"]["login"] == "fleet[bot]"]
+
+
+def assignees(world, number):
+    return [a["login"] for a in world.sim.issue(world.repo, number)["assignees"]]
+
+
+def labels(world, number):
+    return sorted(l["name"] for l in world.sim.issue(world.repo, number)["labels"])
+
+
+@pytest.fixture
+def agents(world):
+    for login in ("alice", "bob", "carol"):
+        world.sim.add_user(login, "write")
+    world.sim.add_user("reader", "read")
+    return world
+
+
+def configure(world, text):
+    world.sim.set_file(world.repo, ".github/fleet.yml", text)
+    world.settle()
+
+
+def test_self_assignment_is_accepted_as_a_claim(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Ready task")
+    w.settle()
+    assert labels(w, n) == ["fleet:ready"]
+    w.assign("alice", n)
+    w.settle()
+    assert holder(db_conn, n) == "alice"
+    assert assignees(w, n) == ["alice"]
+    assert labels(w, n) == ["fleet:claimed"]
+    assert fleet_markers(w, n) == []  # an accepted self-assignment needs no reply
+
+
+def test_claim_on_blocked_task_is_undone_naming_the_blockers(agents, db_conn):
+    w = agents
+    a = w.sim.open_issue(w.repo, "Foundation")
+    b = w.sim.open_issue(w.repo, "Needs foundation", body=f"Depends on #{a}")
+    w.settle()
+    assert labels(w, b) == ["fleet:blocked"]
+    w.assign("bob", b)
+    w.settle()
+    assert holder(db_conn, b) is None
+    assert assignees(w, b) == []
+    [marker] = fleet_markers(w, b)
+    assert marker["result"] == "refused" and marker["reason"] == "blocked" and marker["blockers"] == [a]
+    w.sim.update_issue(w.repo, a, state="closed")
+    w.settle()
+    assert labels(w, b) == ["fleet:ready"]
+
+
+def test_second_agent_is_refused_when_task_is_taken(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Contested")
+    w.settle()
+    w.assign("alice", n)
+    w.settle()
+    w.assign("bob", n)
+    w.settle()
+    assert holder(db_conn, n) == "alice"
+    assert assignees(w, n) == ["alice"]
+    [marker] = fleet_markers(w, n)
+    assert marker["reason"] == "taken" and marker["holder"] == "alice"
+
+
+def test_two_agents_assigning_at_once_end_with_exactly_one_holder(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Race")
+    w.settle()
+    threads = [threading.Thread(target=w.assign, args=(login, n)) for login in ("alice", "bob", "carol")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    w.settle()
+    winner = holder(db_conn, n)
+    assert winner in {"alice", "bob", "carol"}
+    assert assignees(w, n) == [winner]
+    assert db_conn.execute("SELECT count(*) AS n FROM claims WHERE number = %s AND released_at IS NULL", (n,)).fetchone()["n"] == 1
+
+
+def test_one_event_with_two_assignees_ends_with_one_holder(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Two at once")
+    w.settle()
+    owner, name = w.repo.split("/")
+    gh = w.agent("alice")
+    gh.rest.issues.add_assignees(owner, name, n, assignees=["alice", "bob"])
+    w.settle()
+    winner = holder(db_conn, n)
+    assert winner in {"alice", "bob"}
+    assert assignees(w, n) == [winner]
+
+
+def test_wip_limit_refuses_a_claim_beyond_max_per_agent(agents, db_conn):
+    w = agents
+    configure(w, "claims:\n  max_per_agent: 1\n")
+    first = w.sim.open_issue(w.repo, "One")
+    second = w.sim.open_issue(w.repo, "Two")
+    w.settle()
+    w.assign("alice", first)
+    w.settle()
+    w.assign("alice", second)
+    w.settle()
+    assert holder(db_conn, first) == "alice" and holder(db_conn, second) is None
+    [marker] = fleet_markers(w, second)
+    assert marker["reason"] == "wip_limit" and marker["claims"] == [first]
+
+
+def test_user_outside_allow_list_is_not_allowed(agents, db_conn):
+    w = agents
+    configure(w, "claims:\n  allow: [alice]\n")
+    n = w.sim.open_issue(w.repo, "Allow-listed only")
+    w.settle()
+    w.assign("bob", n)
+    w.settle()
+    assert holder(db_conn, n) is None and assignees(w, n) == []
+    assert fleet_markers(w, n)[0]["reason"] == "not_allowed"
+
+
+def test_lease_warns_once_then_releases_with_a_handoff(agents, db_conn):
+    """The clock is moved by passing `now` to the lease job: no sleeping."""
+    w = agents
+    configure(w, "claims:\n  lease: 1h\n")
+    n = w.sim.open_issue(w.repo, "Leased")
+    w.settle()
+    w.assign("alice", n)
+    w.settle()
+    w.sim.push(w.repo, f"alice/{n}-leased", {"a.txt": "1"}, author="alice")
+    w.settle()
+    start = datetime.now(timezone.utc)
+    assert check_leases((start + timedelta(minutes=50)).isoformat()) == {"warned": 1, "released": 0}
+    assert check_leases((start + timedelta(minutes=55)).isoformat()) == {"warned": 0, "released": 0}
+    w.settle()
+    assert [m["result"] for m in fleet_markers(w, n)] == ["warning"]
+    assert check_leases((start + timedelta(minutes=61)).isoformat()) == {"warned": 0, "released": 1}
+    w.settle()
+    assert holder(db_conn, n) is None
+    assert assignees(w, n) == []
+    assert labels(w, n) == ["fleet:ready"]
+    expired = [c["body"] for c in w.comments(n) if (parse_marker(c["body"]) or {}).get("reason") == "expired"]
+    assert expired and f"alice/{n}-leased" in expired[0], [c["body"] for c in w.comments(n)]
+
+
+def test_push_to_task_branch_renews_the_lease(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Renew me")
+    w.settle()
+    w.assign("alice", n)
+    w.settle()
+    before = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s", (n,)).fetchone()["lease_expires_at"]
+    sha = w.sim.push(w.repo, f"alice/{n}-renew", {"x": "1"}, author="alice")
+    w.settle()
+    row = db_conn.execute("SELECT lease_expires_at, branch, head_sha FROM claims WHERE number = %s", (n,)).fetchone()
+    assert row["lease_expires_at"] > before
+    assert (row["branch"], row["head_sha"]) == (f"alice/{n}-renew", sha)
+
+
+def test_pr_for_a_task_held_by_someone_else_gets_a_warning(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Alice's")
+    w.settle()
+    w.assign("alice", n)
+    w.settle()
+    w.sim.push(w.repo, "bob-fix", {"y": "1"}, author="bob")
+    pr = w.sim.open_pr(w.repo, "bob-fix", "Fix", body=f"Fixes #{n}", author="bob")
+    w.settle()
+    [marker] = fleet_markers(w, pr)
+    assert marker["reason"] == "held_by_other"
+
+
+def test_next_claims_the_most_urgent_ready_task_and_links_it(agents, db_conn):
+    w = agents
+    low = w.sim.open_issue(w.repo, "Low", labels=["priority:low"])
+    high = w.sim.open_issue(w.repo, "High", labels=["priority:high"])
+    w.settle()
+    w.sim.comment(w.repo, low, "/next", author="carol")
+    w.settle()
+    assert holder(db_conn, high) == "carol"
+    assert assignees(w, high) == ["carol"]
+    reply = [m for m in fleet_markers(w, low) if m and m.get("command") == "next"]
+    assert reply and reply[0]["result"] == "accepted"
+
+
+def test_claim_and_release_commands(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Commands")
+    w.settle()
+    w.sim.comment(w.repo, n, "/claim as agent-d", author="alice")
+    w.settle()
+    assert holder(db_conn, n) == "alice:agent-d"
+    assert assignees(w, n) == ["alice"]
+    w.sim.comment(w.repo, n, "/release", author="alice")
+    w.settle()
+    assert holder(db_conn, n) is None
+    assert assignees(w, n) == []
+    assert labels(w, n) == ["fleet:ready"]
+
+
+def test_maintainer_command_by_read_only_user_is_refused(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Block me not")
+    w.settle()
+    w.sim.comment(w.repo, n, "/block #1", author="reader")
+    w.settle()
+    assert db_conn.execute("SELECT count(*) AS n FROM dependencies WHERE number = %s", (n,)).fetchone()["n"] == 0
+    [marker] = fleet_markers(w, n)
+    assert marker["reason"] == "permission"
+
+
+def test_command_inside_code_block_is_ignored(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Quoted")
+    w.settle()
+    w.sim.comment(w.repo, n, "Run this:\n\n```\n/claim\n```\n\n> /claim\n", author="alice")
+    w.settle()
+    assert holder(db_conn, n) is None
+    assert fleet_markers(w, n) == []
+
+
+def test_fleets_own_comment_is_ignored(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Bot text")
+    w.settle()
+    w.sim.comment(w.repo, n, "/claim\n/unknowncommand", author="fleet[bot]")
+    w.settle()
+    assert holder(db_conn, n) is None
+    assert [c for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"] == [
+        c for c in w.comments(n) if c["body"].startswith("/claim")
+    ]
+
+
+def test_unknown_command_gets_a_suggestion(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Typo")
+    w.settle()
+    w.sim.comment(w.repo, n, "/clam", author="alice")
+    w.settle()
+    [marker] = fleet_markers(w, n)
+    assert marker["result"] == "unknown" and marker["suggestion"] == "claim"
+
+
+def test_maintainer_assigning_someone_else_is_honoured(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Assigned by a maintainer")
+    w.settle()
+    w.assign("alice", n, assignee="bob")
+    w.settle()
+    assert holder(db_conn, n) == "bob"
+
+
+def test_triager_assigning_someone_else_needs_write_permission(agents, db_conn):
+    """GitHub lets triagers assign people; Fleet honours that as a claim only with write access."""
+    w = agents
+    w.sim.add_user("trudy", "triage")
+    n = w.sim.open_issue(w.repo, "Not yours to give")
+    w.settle()
+    w.assign("trudy", n, assignee="bob")
+    w.settle()
+    assert holder(db_conn, n) is None
+    assert assignees(w, n) == []
+    assert fleet_markers(w, n)[0]["reason"] == "maintainer_required"
