@@ -45,6 +45,7 @@ def test_bad_credentials_on_app_endpoints(sim, auth):
     resp = httpx.get(f"{sim.url}/app/installations", headers=headers)
     assert resp.status_code == 401
     assert set(resp.json()) >= {"message", "documentation_url"}
+    assert resp.headers["x-ratelimit-limit"] == "60"
 
 
 def test_jwt_checks(sim):
@@ -263,3 +264,25 @@ def test_conditional_requests_get_304_and_do_not_count(sim):
     assert again.headers["x-ratelimit-used"] == first.headers["x-ratelimit-used"]
     sim.open_issue("octo/demo", "changes open_issues_count")
     assert c.get(REPO, headers={"If-None-Match": etag}).status_code == 200
+
+
+def test_secondary_limit_on_writes(sim):
+    c = client(sim)
+    number = sim.open_issue("octo/demo", "x")
+    sim.enforce_secondary_limits = True
+    codes = [c.post(f"{REPO}/issues/{number}/comments", json={"body": str(k)}).status_code for k in range(81)]
+    assert codes[:80] == [201] * 80 and codes[80] == 403
+    assert len(sim.secondary_limit_hits) == 1
+
+
+def test_concurrent_requests_are_consistent(sim):
+    from concurrent.futures import ThreadPoolExecutor
+    number = sim.open_issue("octo/demo", "x")
+    token = sim.installation_token(sim.inst)
+
+    def post(k):
+        with client(sim, token) as c:
+            return c.post(f"{REPO}/issues/{number}/comments", json={"body": str(k)}).json()["id"]
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(post, range(24)))
+    assert len(set(ids)) == 24 and sim.issue("octo/demo", number)["comments"] == 24

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass
 class RestFault:
+    """One pending REST fault rule and how many more requests it applies to."""
+
     kind: str  # fail | rate_limit | delay
     remaining: int
     status: int = 502
@@ -21,6 +23,7 @@ class RestFault:
     method: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
+        """Whether this rule applies to a request."""
         if self.method and self.method.upper() != method.upper():
             return False
         return self.path_contains is None or self.path_contains in path

@@ -5,18 +5,19 @@ import functools
 import json
 from urllib.parse import urlencode
 
-from flask import Response, current_app, g, request
+from flask import Response, g, request
 
 from .errors import ApiError, validation
 from .state import Repo, User
 
+SIM_KEY = "github_simulator.sim"  # WSGI environ key holding the Simulator of a request
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 
 
 def sim():
     """The Simulator serving the current request."""
-    return current_app.config["SIM"]
+    return request.environ[SIM_KEY]
 
 
 def world():

@@ -29,6 +29,7 @@ class Received:
 
     @property
     def payload(self) -> dict:
+        """The parsed JSON body."""
         return json.loads(self.body)
 
 

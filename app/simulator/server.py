@@ -1,6 +1,7 @@
 """Flask app factory: request pipeline (faults, auth, OpenAPI validation, rate limits, logging)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from flask import Flask, g, request
 
 from .auth import Identity, identify
 from .errors import ApiError
-from .http import respond
+from .http import SIM_KEY, respond
 
 RATE_WINDOW = 3600
 
@@ -37,22 +38,34 @@ class Violation:
     operation_id: str | None = None
 
 
-def create_app(sim) -> Flask:
-    """Build the Flask app serving ``sim`` (GitHub REST + GraphQL + /_sim control endpoints)."""
-    from . import routes_app, routes_control, routes_graphql, routes_issues, routes_pulls, routes_repo
+def create_app(sim):
+    """A WSGI app serving ``sim`` (GitHub REST + GraphQL + /_sim control endpoints).
+
+    One Flask app is shared by every simulator in the process (building its URL map
+    costs ~0.1 s); each simulator's wrapper tells it which state to use.
+    """
+    flask_app = _flask_app()
+
+    def wsgi(environ, start_response):
+        environ[SIM_KEY] = sim
+        return flask_app(environ, start_response)
+    return wsgi
+
+
+@functools.lru_cache(maxsize=1)
+def _flask_app() -> Flask:
+    from . import (routes_app, routes_compare, routes_control, routes_graphql, routes_issues, routes_pulls,
+                   routes_repo)
     app = Flask("github-simulator")
-    app.config["SIM"] = sim
-    for module in (routes_app, routes_issues, routes_pulls, routes_repo, routes_graphql, routes_control):
+    for module in (routes_app, routes_issues, routes_pulls, routes_repo, routes_compare, routes_graphql,
+                   routes_control):
         app.register_blueprint(module.bp)
     app.before_request(_before)
     app.after_request(_after)
     app.register_error_handler(ApiError, lambda e: respond(e.body(), e.status, e.headers))
-    app.register_error_handler(404, lambda e: respond({"message": "Not Found",
-                                                       "documentation_url": "https://docs.github.com/rest",
-                                                       "status": "404"}, 404))
-    app.register_error_handler(405, lambda e: respond({"message": "Not Found",
-                                                       "documentation_url": "https://docs.github.com/rest",
-                                                       "status": "404"}, 404))
+    not_found = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}
+    app.register_error_handler(404, lambda e: respond(not_found, 404))
+    app.register_error_handler(405, lambda e: respond(not_found, 404))
     return app
 
 
@@ -80,18 +93,23 @@ def _before():
                 "x-ratelimit-remaining": "0", "x-ratelimit-used": str(sim.rate_limit),
                 "x-ratelimit-reset": str(reset), "x-ratelimit-resource": "core"})
     app_path = request.path == "/app" or request.path.startswith("/app/")
-    with sim.world.lock:
-        g.identity = identify(sim.world, request.headers.get("Authorization"), sim.public_key, app_only=app_path)
-    if app_path and g.identity.kind != "app":
-        raise ApiError(401, "A JSON web token could not be decoded")
+    try:
+        with sim.world.lock:
+            g.identity = identify(sim.world, request.headers.get("Authorization"), sim.public_key,
+                                  app_only=app_path)
+        if app_path and g.identity.kind != "app":
+            raise ApiError(401, "A JSON web token could not be decoded")
+    except ApiError:
+        g.identity = Identity("anonymous")
+        _count_rate(sim)  # failed authentication spends the caller's unauthenticated budget
+        raise
     _validate(sim)
     _count_rate(sim)
     return None
 
 
 def _sim():
-    from flask import current_app
-    return current_app.config["SIM"]
+    return request.environ[SIM_KEY]
 
 
 def _validate(sim) -> None:
@@ -136,6 +154,26 @@ def _count_rate(sim) -> None:
               "x-ratelimit-reset": str(reset), "x-ratelimit-used": str(used), "x-ratelimit-resource": resource}
     if used > limit:
         raise ApiError(403, f"API rate limit exceeded for {key}.", headers=dict(g.rate))
+    if request.method != "GET" and not request.path.startswith("/app/"):
+        _count_write(sim, key)
+
+
+SECONDARY = ((60, 80), (3600, 500))  # content-creating requests per minute / per hour
+
+
+def _count_write(sim, key: str) -> None:
+    """Track writes per caller; over 80/min or 500/h is a secondary-limit hit (403 when enforced)."""
+    now = time.time()
+    with sim.world.lock:
+        stamps = [t for t in sim.write_log.get(key, []) if now - t < 3600]
+        stamps.append(now)
+        sim.write_log[key] = stamps
+        over = any(sum(1 for t in stamps if now - t < window) > cap for window, cap in SECONDARY)
+        if over:
+            sim.secondary_limit_hits.append((key, request.method, request.path, now))
+    if over and sim.enforce_secondary_limits:
+        raise ApiError(403, "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                            "you try again.", headers={"retry-after": "60", **g.rate})
 
 
 def _after(resp):

@@ -78,7 +78,8 @@ class Simulator:
     def __init__(self, webhook_url: str | None = None, webhook_secret: str = "s3cret", app_id: int = 1,
                  app_private_key_pem: str | None = None, app_slug: str = "fleet", port: int = 0,
                  validate_requests: bool = True, validate_responses: bool = False,
-                 mergeable_null_once: bool = True, rate_limit: int = 5000, seed: int | None = None):
+                 mergeable_null_once: bool = True, rate_limit: int = 5000, seed: int | None = None,
+                 enforce_secondary_limits: bool = False):
         self.app_private_key_pem = app_private_key_pem or _generated_key()
         key = serialization.load_pem_private_key(self.app_private_key_pem.encode(), password=None)
         self.public_key = key.public_key()
@@ -86,6 +87,11 @@ class Simulator:
         self.mergeable_null_once = mergeable_null_once
         self.rate_limit = rate_limit
         self.rate_state: dict = {}
+        # GitHub's secondary limit on content creation (80/min, 500/h per caller): every
+        # excess write is logged in secondary_limit_hits; answered 403 only when enforced.
+        self.enforce_secondary_limits = enforce_secondary_limits
+        self.secondary_limit_hits: list = []
+        self.write_log: dict = {}
         self.requests: list = []
         self.violations: list = []
         self.response_violations: list = []

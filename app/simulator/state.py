@@ -28,6 +28,8 @@ def node_id(kind: str, ident: int) -> str:
 
 @dataclass
 class User:
+    """A GitHub account (user, bot or organization)."""
+
     login: str
     id: int
     type: str = "User"  # User | Bot | Organization
@@ -36,6 +38,7 @@ class User:
 
     @property
     def node_id(self) -> str:
+        """The user's global node id."""
         return node_id("U", self.id)
 
 
@@ -56,6 +59,8 @@ class AppInfo:
 
 @dataclass
 class Label:
+    """A repository label."""
+
     id: int
     name: str
     color: str = "ededed"
@@ -65,6 +70,8 @@ class Label:
 
 @dataclass
 class Milestone:
+    """A repository milestone (Fleet's epics)."""
+
     id: int
     number: int
     title: str
@@ -79,6 +86,8 @@ class Milestone:
 
 @dataclass
 class Reaction:
+    """An emoji reaction on an issue or comment."""
+
     id: int
     user: User
     content: str
@@ -87,6 +96,8 @@ class Reaction:
 
 @dataclass
 class Comment:
+    """An issue or pull request comment."""
+
     id: int
     issue_number: int
     user: User
@@ -99,6 +110,8 @@ class Comment:
 
 @dataclass
 class Review:
+    """A pull request review."""
+
     id: int
     user: User
     body: str
@@ -109,6 +122,8 @@ class Review:
 
 @dataclass
 class PullRequest:
+    """The pull-request half of an Issue whose ``pull`` is set."""
+
     id: int
     head_ref: str
     base_ref: str
@@ -127,6 +142,8 @@ class PullRequest:
 
 @dataclass
 class Issue:
+    """An issue, or a pull request when ``pull`` is set (GitHub numbers them together)."""
+
     id: int
     number: int
     title: str
@@ -150,6 +167,8 @@ class Issue:
 
 @dataclass
 class CheckSuite:
+    """The suite grouping one App's check runs on one sha."""
+
     id: int
     head_sha: str
     head_branch: str | None
@@ -162,6 +181,8 @@ class CheckSuite:
 
 @dataclass
 class CheckRun:
+    """A check run."""
+
     id: int
     name: str
     head_sha: str
@@ -178,6 +199,8 @@ class CheckRun:
 
 @dataclass
 class Status:
+    """A commit status."""
+
     id: int
     sha: str
     context: str
@@ -191,6 +214,8 @@ class Status:
 
 @dataclass
 class Repo:
+    """A repository with its git data, issues, labels, milestones, checks and relations."""
+
     id: int
     owner: User
     name: str
@@ -216,15 +241,19 @@ class Repo:
 
     @property
     def full_name(self) -> str:
+        """``owner/name``."""
         return f"{self.owner.login}/{self.name}"
 
     @property
     def node_id(self) -> str:
+        """The repository's global node id."""
         return node_id("R", self.id)
 
 
 @dataclass
 class Installation:
+    """An installation of an App on some repositories of one account."""
+
     id: int
     app: AppInfo
     account: User
@@ -235,6 +264,8 @@ class Installation:
 
 @dataclass
 class Token:
+    """An installation token (``installation_id``) or a user token (``login``)."""
+
     token: str
     expires_at: float
     installation_id: int | None = None

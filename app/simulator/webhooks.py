@@ -57,6 +57,7 @@ class Delivery:
 
     @property
     def ok(self) -> bool:
+        """Whether the receiver answered 2xx."""
         return self.status == "OK"
 
     def item_json(self) -> dict:

@@ -1,0 +1,117 @@
+"""The ``fleet`` command: help everywhere, clear one-line configuration errors, and the
+one-machine ``fleet up`` in sandbox mode (the README's start command runs exactly that)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from app import db
+from app.cli import bind_address, build_parser
+from app.settings import SettingsError, load_settings
+from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
+
+COMMANDS = ["migrate", "web", "worker", "scheduler", "up", "replay", "sync"]
+
+
+def run_fleet(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = run_fleet(command, "--help")
+    assert result.returncode == 0
+    assert "usage: fleet " + command in result.stdout
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"GITHUB_APP_ID": "abc"}, "GITHUB_APP_ID"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+    ({"GITHUB_APP_PRIVATE_KEY": "not a key"}, "GITHUB_APP_PRIVATE_KEY"),
+    ({"GITHUB_APP_PRIVATE_KEY_PATH": "/nonexistent/key.pem"}, "GITHUB_APP_PRIVATE_KEY_PATH"),
+    ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+])
+def test_malformed_setting_stops_with_one_line_naming_it(env, variable):
+    result = run_fleet("migrate", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0]
+
+
+def test_secret_values_never_appear_in_errors():
+    with pytest.raises(SettingsError) as info:
+        load_settings({"GITHUB_APP_PRIVATE_KEY": "super-secret-value", "GITHUB_APP_ID": "1"})
+    assert "super-secret-value" not in str(info.value)
+    assert "super-secret-value" not in repr(load_settings({"GITHUB_WEBHOOK_SECRET": "super-secret-value"}))
+
+
+def test_worker_without_app_credentials_names_the_variable():
+    result = run_fleet("worker", env={"GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": ""})
+    assert result.returncode == 2 and "GITHUB_APP_ID" in result.stderr
+
+
+def test_bind_address_precedence():
+    assert bind_address("1.2.3.4:5", {"PORT": "9"}) == "1.2.3.4:5"
+    assert bind_address(None, {"PORT": "9000"}) == "0.0.0.0:9000"
+    assert bind_address(None, {}) == "127.0.0.1:8000"
+    with pytest.raises(SettingsError):
+        bind_address(None, {"PORT": "http"})
+
+
+def test_parser_lists_every_command():
+    text = build_parser().format_help()
+    assert all(c in text for c in COMMANDS)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
+    """No App credentials: the first line says sandbox; the demo repo's issues become labelled tasks."""
+    url = f"{PG_BASE}/fleet_up_{RUN_ID}"
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "FLEET_QUEUE": f"fleet-up-{RUN_ID}",
+           "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": "", "LOG_LEVEL": "WARNING"}
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 40
+        labelled = []
+        while time.monotonic() < deadline:
+            try:
+                with db.connect(url) as conn:
+                    labelled = conn.execute(
+                        "SELECT number FROM tasks WHERE 'fleet:ready' = ANY(labels) OR 'fleet:blocked' = ANY(labels)"
+                    ).fetchall()
+            except Exception:
+                labelled = []
+            if len(labelled) == 3:
+                break
+            time.sleep(0.5)
+        assert len(labelled) == 3, log.read_text()[-3000:]
+        assert "SANDBOX mode" in log.read_text().splitlines()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            db.drop_database(url)
+    assert proc.returncode == 0
