@@ -114,6 +114,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
     ("POST", "/repos/{owner}/{repo}/merges"),
+    ("GET", "/repos/{owner}/{repo}/compare/{basehead}"),
     # Teams
     ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}"),
 ]
