@@ -322,3 +322,35 @@ ALTER TABLE claims ADD COLUMN IF NOT EXISTS progress integer;
 ALTER TABLE claims ADD COLUMN IF NOT EXISTS progress_note text;
 ALTER TABLE claims DROP COLUMN IF EXISTS event_key;
 CREATE INDEX IF NOT EXISTS claims_open_expiry ON claims (lease_expires_at) WHERE released_at IS NULL;
+
+-- migrate: 0003 merge queue
+-- Everything merge_queue.QueueEntry carries beyond the first version of the table; the
+-- existing `head_sha` is the head at start, `sha_changed_at` starts the CI-timeout clock.
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS expected_head_sha text;
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS update_requested_at timestamptz;
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS update_attempts integer NOT NULL DEFAULT 0;
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS reevaluations integer NOT NULL DEFAULT 0;
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS merge_commit_sha text;
+-- When the safety-net poll should step this entry again (a CI deadline, a retry's backoff).
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS wake_at timestamptz;
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS queue_entries_active ON queue_entries (repo_id, base_ref) WHERE finished_at IS NULL;
+
+-- The fleet/gates check run Fleet published on each head: updated in place, never duplicated,
+-- and not PATCHed at all when the rendered output (its digest) did not change.
+CREATE TABLE IF NOT EXISTS gate_runs (
+    repo_id       bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    head_sha      text NOT NULL,
+    pr_number     integer NOT NULL,
+    check_run_id  bigint,
+    digest        text,
+    conclusion    text NOT NULL,
+    evaluated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, head_sha)
+);
+CREATE INDEX IF NOT EXISTS gate_runs_waiting ON gate_runs (evaluated_at) WHERE conclusion = 'waiting';
+
+-- migrate: 0004 status issue body
+-- The last body written, so coalescing can compare without asking GitHub.
+ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS body text;
+ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS node_id text;

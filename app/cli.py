@@ -106,6 +106,38 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan_apply(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.evidence import EvidenceRecorder
+    from app.plan import PlanError, parse_plan
+    from app.plan_apply import apply_plan
+    from jobs.sync import gateway_for
+
+    settings = _settings(require_app=True)
+    try:
+        plan = parse_plan(Path(args.plan).read_text())
+    except OSError as exc:
+        print(f"fleet: cannot read {args.plan}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except PlanError as exc:
+        print(f"fleet: {args.plan}: {exc}", file=sys.stderr)
+        return 2
+    evidence = EvidenceRecorder(settings.database_url, repo_full_name=args.repo)
+    try:
+        changes = apply_plan(gateway_for(args.repo, evidence), plan, dry_run=args.dry_run)
+    except LookupError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        evidence.close()
+    verb = "would change" if args.dry_run else "changed"
+    for line in changes:
+        print(("(dry run) " if args.dry_run else "") + line)
+    print(f"{args.repo}: {verb} {len(changes)} item(s)" if changes else f"{args.repo}: already matches the plan")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleet",
@@ -134,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
     sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")
     sync.add_argument("repo", metavar="OWNER/NAME")
+    plan = sub.add_parser("plan", help="Import a YAML plan as milestones (epics) and issues.",
+                          description="Import a YAML plan as milestones (epics) and issues.")
+    plan_sub = plan.add_subparsers(dest="plan_command", required=True, metavar="ACTION")
+    apply = plan_sub.add_parser("apply", help="Create or update milestones and issues to match PLAN.yml (idempotent).",
+                                description="Create or update milestones and issues to match PLAN.yml (idempotent).")
+    apply.add_argument("plan", metavar="PLAN.yml")
+    apply.add_argument("--repo", required=True, metavar="OWNER/NAME")
+    apply.add_argument("--dry-run", action="store_true", help="print the changes without making them")
+    apply.set_defaults(handler=cmd_plan_apply)
     return parser
 
 

@@ -238,3 +238,29 @@ class RepoGateway:
             "create_issue", "issue",
             lambda: self.gh.rest.issues.create(self.owner, self.repo, title=title, body=body, **fields),
         ).json()
+
+    def create_milestone(self, title: str, **fields: Any) -> dict[str, Any]:
+        return self._mutate(
+            "create_milestone", f"milestone:{title[:50]}",
+            lambda: self.gh.rest.issues.create_milestone(self.owner, self.repo, title=title, **fields),
+        ).json()
+
+    def update_milestone(self, number: int, **fields: Any) -> dict[str, Any]:
+        return self._mutate(
+            "update_milestone", f"milestone:{number}",
+            lambda: self.gh.rest.issues.update_milestone(self.owner, self.repo, number, **fields),
+        ).json()
+
+    def open_issues_labelled(self, label: str) -> list[dict[str, Any]]:
+        return self.gh.rest.issues.list_for_repo(self.owner, self.repo, state="open", labels=label, per_page=100).json()
+
+    def pin_issue(self, node_id: str) -> bool:
+        """Pin with GraphQL; False (recorded as evidence) when GitHub refuses."""
+        query = "mutation($id: ID!) { pinIssue(input: {issueId: $id}) { issue { number } } }"
+        try:
+            self._mutate("pin_issue", node_id, lambda: self.gh.graphql.request(query, {"id": node_id}))
+            return True
+        except Exception as exc:  # GraphQL errors arrive as exceptions of several kinds
+            log.warning("pinning refused: %s", str(exc)[:200])
+            return False
+

@@ -69,6 +69,10 @@ def process_delivery(delivery_id: str) -> str:
 
 
 def _run_deferred(ctx: EventContext) -> None:
+    if ctx.delivery.repo_id is not None:
+        from jobs.status import request_update
+
+        ctx.after_commit.append(lambda: request_update(ctx.delivery.repo_id))
     for action in ctx.after_commit:
         try:
             action()

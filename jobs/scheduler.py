@@ -28,6 +28,7 @@ class Periodic:
 
 def periodic_tasks() -> list[Periodic]:
     from jobs.leases import enqueue_lease_check
+    from jobs.status import refresh_all, snapshot_progress
     from jobs.redeliver import redeliver_failed
     from jobs.sweeper import sweep_deliveries
 
@@ -37,6 +38,9 @@ def periodic_tasks() -> list[Periodic]:
         Periodic("redeliver-failed", 120, redeliver_failed),
         # Leases as short as 30 s are legitimate; a 10 s tick acts on expiry well within a minute.
         Periodic("leases", 10, enqueue_lease_check),
+        # Relative times in the status issue drift; refresh writes only on a real change.
+        Periodic("status-refresh", 300, refresh_all),
+        Periodic("progress-snapshots", 900, snapshot_progress),
     ]
     tasks.extend(_optional_tasks())
     return tasks

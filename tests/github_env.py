@@ -53,6 +53,8 @@ def start_world(settings: Settings, fleet_app_factory, repo: str = "octo/widgets
     sim = Simulator(webhook_secret=settings.webhook_secret or "secret").start()
     world_settings = replace(
         settings, github_api_url=sim.url, app_id=1, private_key=sim.app_private_key_pem,
+        # Pacing (GitHub's 80 writes/min) is exercised by its own tests; here it would only sleep.
+        writes_per_minute=100_000, writes_per_hour=1_000_000,
     )
     runtime.configure(world_settings)
     from app import bot_identity

@@ -1,0 +1,82 @@
+"""The status issue, I/O side: find or create it (never two), pin it, and rewrite its body from
+Postgres state, coalescing bursts into at most one edit per ``status.min_interval``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+
+from app import status_snapshot, status_table
+from app.github_gateway import GitHubRefused, RepoGateway
+from app.repositories import Repo
+
+STATUS_LABEL = ("fleet:status", "ededed", "Fleet: the auto-updated status issue of this repository")
+
+GET_ROW = "SELECT * FROM status_issues WHERE repo_id = %s FOR UPDATE"
+UPSERT_ROW = """
+INSERT INTO status_issues (repo_id, issue_number, node_id, pinned) VALUES (%s, %s, %s, %s)
+ON CONFLICT (repo_id) DO UPDATE SET issue_number = EXCLUDED.issue_number, node_id = EXCLUDED.node_id,
+    pinned = EXCLUDED.pinned
+"""
+RECORD_EDIT = """
+UPDATE status_issues SET body = %s, body_hash = %s, last_edit_at = %s, edits = edits + 1 WHERE repo_id = %s
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an update did: ``edited``, ``created``, ``unchanged``, or ``wait`` (retry after ``wait``)."""
+
+    result: str
+    issue_number: int | None = None
+    wait: timedelta | None = None
+
+
+def update(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url: str, now: datetime) -> Outcome:
+    """Render the body and write it if it changed and the interval allows. Caller holds the repo lock."""
+    if not repo.config.status.enabled:
+        return Outcome("disabled")
+    body = status_table.render_status(status_snapshot.load(conn, repo, api_url, now), repo.config.status)
+    row = conn.execute(GET_ROW, (repo.id,)).fetchone()
+    if row is None or row["issue_number"] is None:
+        number = _find_or_create(conn, gh, repo, body)
+        conn.execute(RECORD_EDIT, (body, status_table.content_digest(body), now, repo.id))
+        return Outcome("created", number)
+    decision = status_table.should_edit(row["last_edit_at"], now, repo.config.status.min_interval, row["body"], body)
+    if isinstance(decision, timedelta):
+        return Outcome("wait", row["issue_number"], decision)
+    if not decision:
+        return Outcome("unchanged", row["issue_number"])
+    try:
+        gh.update_issue(row["issue_number"], body=body)
+    except GitHubRefused as exc:
+        if exc.status not in (404, 410):
+            raise
+        # Deleted or transferred by someone: start a new one next time.
+        conn.execute("DELETE FROM status_issues WHERE repo_id = %s", (repo.id,))
+        return Outcome("wait", None, timedelta(seconds=1))
+    conn.execute(RECORD_EDIT, (body, status_table.content_digest(body), now, repo.id))
+    return Outcome("edited", row["issue_number"])
+
+
+def _find_or_create(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, body: str) -> int:
+    """Adopt an open issue labelled fleet:status (a crash may have created one without recording
+    it), else create it; then pin it where GitHub allows."""
+    existing = [i for i in gh.open_issues_labelled(STATUS_LABEL[0]) if "pull_request" not in i]
+    if existing:
+        issue = min(existing, key=lambda i: i["number"])
+        gh.update_issue(issue["number"], body=body)
+    else:
+        gh.create_label(*STATUS_LABEL)
+        issue = gh.create_issue(repo.config.status.title, body, labels=[STATUS_LABEL[0]])
+    pinned = repo.config.status.pin and _pin(gh, issue.get("node_id"))
+    conn.execute(UPSERT_ROW, (repo.id, issue["number"], issue.get("node_id"), pinned))
+    return issue["number"]
+
+
+def _pin(gh: RepoGateway, node_id: str | None) -> bool:
+    """GraphQL ``pinIssue``; refusals (three pins already, no permission) are logged, not fatal."""
+    if not node_id:
+        return False
+    return gh.pin_issue(node_id)

@@ -1,0 +1,96 @@
+"""The status issue end to end: one issue per repository, pinned, its body matching the state,
+and bursts of events coalesced into a handful of edits."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from app import status_table
+from jobs.status import snapshot_progress, update_status
+
+
+def repo_id(db_conn):
+    return db_conn.execute("SELECT id FROM repositories").fetchone()["id"]
+
+
+def status_issues(world):
+    """Every issue on the simulated repo carrying the fleet:status label."""
+    owner, name = world.repo.split("/")
+    token = world.sim.installation_token(world.installation_id)
+    from githubkit import GitHub
+
+    gh = GitHub(token, base_url=world.sim.url + "/", http_cache=False)
+    return gh.rest.issues.list_for_repo(owner, name, state="all", labels="fleet:status", per_page=100).json()
+
+
+def body_edits(world, number):
+    return [c for c in world.sim.calls("PATCH", f"/issues/{number}") if c.status == 200]
+
+
+def test_one_pinned_status_issue_whose_body_matches_state(world, db_conn):
+    sim, repo = world.sim, world.repo
+    sim.add_user("alice", "write")
+    a = sim.open_issue(repo, "Design the API", body="Estimate: 5h", labels=["priority:high"])
+    b = sim.open_issue(repo, "Build the API", body=f"Estimate: 8h\nDepends on #{a}")
+    world.settle()
+    world.assign("alice", a)
+    world.settle()
+    rid = repo_id(db_conn)
+    update_status(rid, now=(datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat())
+    row = db_conn.execute("SELECT issue_number, pinned, body FROM status_issues").fetchone()
+    assert row is not None and row["pinned"] is True
+    issue = sim.issue(repo, row["issue_number"])
+    assert issue["body"] == row["body"]
+    assert issue["body"].startswith(status_table.MARKER)
+    body = issue["body"]
+    assert "Ready: 0 · Blocked: 1 · Claimed: 1" in body
+    assert f"| `alice` | [#{a}](" in body  # the agent row links its claim
+    assert "| Estimated hours | 0 | 13 |" in body
+    assert len(status_issues(world)) == 1
+
+
+def test_burst_of_events_is_coalesced_into_few_edits(world, db_conn):
+    sim, repo = world.sim, world.repo
+    world.settle()
+    rid = repo_id(db_conn)
+    t0 = datetime.now(timezone.utc) + timedelta(minutes=1)
+    assert update_status(rid, now=t0.isoformat()) in ("created", "edited")
+    number = db_conn.execute("SELECT issue_number FROM status_issues").fetchone()["issue_number"]
+    before = len(body_edits(world, number))
+    for i in range(40):
+        sim.open_issue(repo, f"Task {i}", body="Estimate: 1h")
+    world.settle()
+    outcomes = [update_status(rid, now=(t0 + timedelta(seconds=s)).isoformat()) for s in (1, 5, 10, 20, 29)]
+    assert set(outcomes) <= {"wait", "unchanged"}
+    assert update_status(rid, now=(t0 + timedelta(seconds=31)).isoformat()) == "edited"
+    assert update_status(rid, now=(t0 + timedelta(seconds=95)).isoformat()) in ("unchanged", "wait")
+    assert len(body_edits(world, number)) - before == 1
+    assert sum(1 for i in status_issues(world)) == 1
+
+
+def test_status_issue_is_found_again_after_its_row_is_lost(world, db_conn):
+    """A crash between creating the issue and recording it must not create a second one."""
+    world.settle()
+    rid = repo_id(db_conn)
+    now = datetime.now(timezone.utc) + timedelta(minutes=1)
+    update_status(rid, now=now.isoformat())
+    db_conn.execute("DELETE FROM status_issues")
+    update_status(rid, now=(now + timedelta(minutes=1)).isoformat())
+    assert len(status_issues(world)) == 1
+
+
+def test_progress_snapshots_feed_velocity(world, db_conn):
+    sim, repo = world.sim, world.repo
+    a = sim.open_issue(repo, "Done soon", body="Estimate: 4h")
+    sim.open_issue(repo, "Later", body="Estimate: 6h")
+    world.settle()
+    start = datetime.now(timezone.utc)
+    assert snapshot_progress((start - timedelta(days=1)).isoformat()) >= 1
+    sim.update_issue(repo, a, state="closed")
+    world.settle()
+    snapshot_progress(start.isoformat())
+    rows = db_conn.execute("SELECT hours_done, hours_total FROM progress_snapshots WHERE epic = '' ORDER BY taken_at").fetchall()
+    assert [(float(r["hours_done"]), float(r["hours_total"])) for r in rows] == [(0.0, 10.0), (4.0, 10.0)]
+    update_status(repo_id(db_conn), now=(start + timedelta(minutes=2)).isoformat())
+    body = db_conn.execute("SELECT body FROM status_issues").fetchone()["body"]
+    overall = next(line for line in body.splitlines() if line.startswith("| **Overall**"))
+    assert overall.startswith("| **Overall** | 6 h | 4 h/day"), overall

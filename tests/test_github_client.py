@@ -1,0 +1,112 @@
+"""Talking to GitHub: retries only where safe, rate limits honoured, writes paced, every
+mutation recorded as evidence — against the simulator's injected faults."""
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import redis
+
+from app.evidence import EvidenceRecorder
+from app.github_client import PacingExceeded, RetryPolicy, WritePacer
+from app.github_gateway import GitHubRefused, RepoGateway
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+def gh(world):
+    """The gateway Fleet uses for octo/widgets, with fast retries."""
+    from app import runtime
+
+    clients = runtime.github_clients()
+    clients.retry = RetryPolicy(attempts=3, base_delay=0.01)
+    clients._installations.clear()
+    evidence = EvidenceRecorder(world.settings.database_url, repo_full_name=world.repo)
+    yield RepoGateway(clients.installation(world.installation_id), world.repo, evidence)
+    evidence.close()
+
+
+def evidence_rows(db_conn):
+    return db_conn.execute("SELECT action, outcome, status_code FROM evidence ORDER BY id").fetchall()
+
+
+def test_reads_are_retried_through_5xx(world, gh):
+    n = world.sim.open_issue(world.repo, "Flaky read")
+    world.sim.faults.fail_next(2, status=502, path_contains=f"/issues/{n}", method="GET")
+    assert gh.issue(n)["title"] == "Flaky read"
+
+
+def test_reads_give_up_after_bounded_retries(world, gh):
+    from githubkit.exception import RequestFailed
+
+    n = world.sim.open_issue(world.repo, "Down")
+    world.sim.faults.fail_next(10, status=503, path_contains=f"/issues/{n}", method="GET")
+    with pytest.raises(RequestFailed):
+        gh.issue(n)
+    world.sim.faults.clear()
+
+
+def test_rate_limit_waits_for_retry_after_then_succeeds(world, gh):
+    n = world.sim.open_issue(world.repo, "Limited")
+    world.sim.faults.rate_limit_next(1, retry_after=1, path_contains=f"/issues/{n}")
+    started = time.monotonic()
+    assert gh.issue(n)["number"] == n
+    assert time.monotonic() - started >= 0.9
+
+
+def test_comment_post_is_not_blindly_retried_and_marker_prevents_duplicates(world, gh, db_conn):
+    """A 5xx on POST is not repeated by the client; the marker lookup finds nothing, so the
+    error surfaces (the job retries later and the marker then prevents a duplicate)."""
+    from githubkit.exception import RequestFailed
+
+    n = world.sim.open_issue(world.repo, "Comment me")
+    world.sim.faults.fail_next(1, status=502, path_contains=f"/issues/{n}/comments", method="POST")
+    with pytest.raises(RequestFailed):
+        gh.comment(n, "hello <!-- fleet:dedupe=x -->", dedupe_marker="<!-- fleet:dedupe=x -->")
+    posts = [c for c in world.sim.calls("POST", f"/issues/{n}/comments")]
+    assert len(posts) == 1
+    assert gh.comment(n, "hello <!-- fleet:dedupe=x -->", dedupe_marker="<!-- fleet:dedupe=x -->") is not None
+    assert gh.comment(n, "hello <!-- fleet:dedupe=x -->", dedupe_marker="<!-- fleet:dedupe=x -->") is None
+    bodies = [c["body"] for c in world.comments(n)]
+    assert bodies.count("hello <!-- fleet:dedupe=x -->") == 1
+    outcomes = [(r["action"], r["outcome"]) for r in evidence_rows(db_conn) if r["action"] == "comment"]
+    assert outcomes == [("comment", "error"), ("comment", "ok"), ("comment", "skipped-duplicate")]
+
+
+def test_refused_mutation_is_recorded_and_raised_with_githubs_message(world, gh, db_conn):
+    with pytest.raises(GitHubRefused) as info:
+        gh.update_issue(99999, title="nope")
+    assert info.value.status == 404
+    assert evidence_rows(db_conn)[-1]["outcome"] == "refused"
+
+
+def _request(method: str) -> httpx.Request:
+    return httpx.Request(method, "http://127.0.0.1/x")
+
+
+def test_write_pacer_holds_writes_beyond_the_minute_budget(queue_namespace):
+    client = redis.Redis.from_url(REDIS_URL)
+    pacer = WritePacer(client, installation_id=424242, per_minute=2, per_hour=100, namespace=queue_namespace)
+    for _ in range(2):
+        assert pacer._take_slot() == 0.0
+    wait = pacer._take_slot()
+    assert 0 < wait <= 60
+    with pacer.acquire(_request("GET")):
+        pass  # reads are never paced
+
+
+def test_write_pacer_refuses_to_hold_a_job_for_an_hour(queue_namespace, monkeypatch):
+    client = redis.Redis.from_url(REDIS_URL)
+    pacer = WritePacer(client, installation_id=434343, per_minute=100, per_hour=1, namespace=queue_namespace)
+    assert pacer._take_slot() == 0.0
+    monkeypatch.setattr("app.github_client.MAX_INLINE_WAIT", 1.0)
+    with pytest.raises(PacingExceeded):
+        with pacer.acquire(_request("POST")):
+            pass
+
+
+def test_write_pacer_without_redis_lets_writes_through():
+    pacer = WritePacer(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), 1, 1, 1)
+    with pacer.acquire(_request("POST")):
+        pass
