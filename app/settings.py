@@ -24,7 +24,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
     github_api_url: str = DEFAULT_GITHUB_API_URL
-    app_id: int | None = None
+    app_id: int | str | None = None
     private_key: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
@@ -59,6 +59,17 @@ def _int(env: dict[str, str], name: str, default: int | None, minimum: int = 0) 
     return int(raw)
 
 
+def _app_id(raw: str) -> int | str | None:
+    """The App's numeric id, or its client id (``Iv1.…``/``Iv23…``), which GitHub recommends as the JWT issuer."""
+    if not raw:
+        return None
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    if re.fullmatch(r"Iv[A-Za-z0-9.]{4,40}", raw):
+        return raw
+    raise SettingsError("GITHUB_APP_ID must be the App's numeric id or its client id (Iv…)")
+
+
 def _url(env: dict[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     raw = env.get(name, "").strip() or default
     if not raw.startswith(schemes):
@@ -90,7 +101,7 @@ def _private_key(env: dict[str, str]) -> str | None:
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: ``os.environ``)."""
     env = dict(os.environ if env is None else env)
-    app_id = _int(env, "GITHUB_APP_ID", None, minimum=1)
+    app_id = _app_id(env.get("GITHUB_APP_ID", "").strip())
     private_key = _private_key(env)
     secret = env.get("GITHUB_WEBHOOK_SECRET") or None
     origins = tuple(o.strip() for o in env.get("FLEET_CORS_ORIGINS", "").split(",") if o.strip())

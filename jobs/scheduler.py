@@ -29,6 +29,7 @@ class Periodic:
 def periodic_tasks() -> list[Periodic]:
     from jobs.leases import enqueue_lease_check
     from jobs.status import refresh_all, snapshot_progress
+    from jobs.sync import reconcile_all
     from jobs.redeliver import redeliver_failed
     from jobs.sweeper import sweep_deliveries
 
@@ -41,6 +42,7 @@ def periodic_tasks() -> list[Periodic]:
         # Relative times in the status issue drift; refresh writes only on a real change.
         Periodic("status-refresh", 300, refresh_all),
         Periodic("progress-snapshots", 900, snapshot_progress),
+        Periodic("reconcile", 3600, reconcile_all),
     ]
     tasks.extend(_optional_tasks())
     return tasks

@@ -22,6 +22,19 @@ def enqueue_sync(full_name: str) -> None:
     runtime.queue().enqueue("jobs.sync.sync_repository", full_name, job_timeout=1800, description=f"sync {full_name}")
 
 
+def reconcile_all() -> int:
+    """Periodic reconciliation (scheduler): re-sync every active repository, so state never
+    depends on having seen every webhook."""
+    settings = runtime.settings()
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        names = [r["full_name"] for r in conn.execute(
+            "SELECT full_name FROM repositories WHERE removed_at IS NULL AND installation_id IS NOT NULL"
+        ).fetchall()]
+    for name in names:
+        enqueue_sync(name)
+    return len(names)
+
+
 def gateway_for(full_name: str, evidence: EvidenceRecorder) -> RepoGateway:
     settings = runtime.settings()
     with db.connect(settings.database_url, autocommit=True) as conn:

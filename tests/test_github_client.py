@@ -107,6 +107,10 @@ def test_write_pacer_refuses_to_hold_a_job_for_an_hour(queue_namespace, monkeypa
 
 
 def test_write_pacer_without_redis_lets_writes_through():
-    pacer = WritePacer(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), 1, 1, 1)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    pacer = WritePacer(down, 1, 1, 1)
     with pacer.acquire(_request("POST")):
         pass
