@@ -124,6 +124,11 @@ def on_pull_event(ctx: EventContext, repo: Repo, event: PullRequestEvent) -> Non
     sync_labels(effects, numbers)
 
 
+def refresh_labels(ctx: EventContext, repo: Repo, numbers: list[int]) -> None:
+    """Re-derive the fleet:* labels after something other than the issue itself changed."""
+    sync_labels(effects_for(ctx, repo), numbers)
+
+
 def report_cycles(ctx: EventContext, repo: Repo, effects: Effects, number: int) -> None:
     """Say so on the issue when its dependencies close a cycle (once per distinct cycle)."""
     tasks = claim_store.snapshots(ctx.conn, repo.id, repo.full_name)

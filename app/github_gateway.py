@@ -264,3 +264,52 @@ class RepoGateway:
             log.warning("pinning refused: %s", str(exc)[:200])
             return False
 
+    # -- pull requests and checks (merge queue) ---------------------------------------------
+
+    def compare(self, base: str, head: str) -> dict[str, Any]:
+        """``GET .../compare/{base}...{head}`` (first page only: the queue reads the merge base,
+        the base tip and the ahead/behind counts, not the commit list)."""
+        return self.gh.rest.repos.compare_commits(self.owner, self.repo, f"{base}...{head}", per_page=1).json()
+
+    def reviews(self, number: int) -> list[dict[str, Any]]:
+        return list(self._paginate(self.gh.rest.pulls.list_reviews, pull_number=number))
+
+    def merge_pull(self, number: int, sha: str, method: str, title: str, message: str) -> dict[str, Any]:
+        """``PUT .../pulls/{n}/merge`` pinned to ``sha``: GitHub refuses (409) if the head moved.
+        Raises GitHubRefused on 4xx, githubkit's RequestFailed on 5xx."""
+        data: dict[str, Any] = {"sha": sha, "merge_method": method, "commit_title": title}
+        if message:
+            data["commit_message"] = message
+        return self._mutate(
+            "merge_pull", f"#{number}",
+            lambda: self.gh.rest.pulls.merge(self.owner, self.repo, number, data=data),
+            sha=sha, method=method,
+        ).json()
+
+    def update_branch(self, number: int, expected_head_sha: str) -> int:
+        """``PUT .../pulls/{n}/update-branch``: merge the base into the head (GitHub answers 202
+        and pushes asynchronously). Returns the status code."""
+        resp = self._mutate(
+            "update_branch", f"#{number}",
+            lambda: self.gh.rest.pulls.update_branch(
+                self.owner, self.repo, number, data={"expected_head_sha": expected_head_sha}
+            ),
+            expected_head_sha=expected_head_sha,
+        )
+        return resp.status_code
+
+    def create_check_run(self, payload: dict[str, Any]) -> int:
+        """``POST .../check-runs``; returns the new run's id."""
+        return self._mutate(
+            "create_check_run", f"sha:{payload.get('head_sha', '')[:12]}",
+            lambda: self.gh.rest.checks.create(self.owner, self.repo, data=payload),
+            name=payload.get("name"), conclusion=payload.get("conclusion"),
+        ).json()["id"]
+
+    def update_check_run(self, check_run_id: int, payload: dict[str, Any]) -> None:
+        """``PATCH .../check-runs/{id}``: update Fleet's run in place."""
+        self._mutate(
+            "update_check_run", f"check_run:{check_run_id}",
+            lambda: self.gh.rest.checks.update(self.owner, self.repo, check_run_id, data=payload),
+            conclusion=payload.get("conclusion"),
+        )

@@ -130,7 +130,8 @@ def upsert_branch(conn: psycopg.Connection, repo_id: int, name: str, head_sha: s
                   config: RepoConfig, pushed_by: str | None) -> int | None:
     """Record a branch and its task link; returns the linked task number, if any."""
     link = branch_task(name, config.tasks.branch_patterns)
-    agent = f"{pushed_by}:{link.agent}" if link and link.agent and pushed_by else None
+    named = link is not None and link.agent and pushed_by and link.agent.lower() != pushed_by.lower()
+    agent = f"{pushed_by}:{link.agent}" if named else pushed_by
     conn.execute(UPSERT_BRANCH, (repo_id, name, head_sha, link.number if link else None, agent, pushed_by))
     return link.number if link else None
 

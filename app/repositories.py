@@ -19,6 +19,12 @@ SET_INSTALLATION_STATE = """
 UPDATE installations SET suspended_at = %s, deleted_at = %s, updated_at = now() WHERE id = %s
 """
 
+# A repository event can arrive before its installation's event (no ordering guarantee): record
+# the installation with what is known, and let the installation event fill in the rest.
+ENSURE_INSTALLATION = """
+INSERT INTO installations (id, account_login) VALUES (%s, split_part(%s, '/', 1)) ON CONFLICT (id) DO NOTHING
+"""
+
 UPSERT_REPOSITORY = """
 INSERT INTO repositories (id, installation_id, full_name, default_branch, private)
 VALUES (%(id)s, %(installation_id)s, %(full_name)s, %(default_branch)s, %(private)s)
@@ -82,6 +88,8 @@ def upsert_repository(
     private: bool = False,
 ) -> None:
     """Record a repository; ``default_branch`` None keeps what is known (installation events omit it)."""
+    if installation_id is not None:
+        conn.execute(ENSURE_INSTALLATION, (installation_id, full_name))
     conn.execute(
         UPSERT_REPOSITORY,
         {

@@ -60,6 +60,17 @@ def update(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url: str, 
     return Outcome("edited", row["issue_number"])
 
 
+def ensure_issue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url: str, now: datetime) -> int:
+    """The status issue's number, creating (and recording) it first if needed."""
+    row = conn.execute(GET_ROW, (repo.id,)).fetchone()
+    if row is not None and row["issue_number"] is not None:
+        return row["issue_number"]
+    body = status_table.render_status(status_snapshot.load(conn, repo, api_url, now), repo.config.status)
+    number = _find_or_create(conn, gh, repo, body)
+    conn.execute(RECORD_EDIT, (body, status_table.content_digest(body), now, repo.id))
+    return number
+
+
 def _find_or_create(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, body: str) -> int:
     """Adopt an open issue labelled fleet:status (a crash may have created one without recording
     it), else create it; then pin it where GitHub allows."""

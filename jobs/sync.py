@@ -12,7 +12,8 @@ from app.evidence import EvidenceRecorder
 from app.github_gateway import RepoGateway
 from app.pull_state import upsert_check_run, upsert_pull, upsert_status
 from app.repo_config import CONFIG_PATH, ConfigError, parse_repo_config
-from app.task_state import upsert_milestone, upsert_task
+from app.task_refs import TaskRef
+from app.task_state import set_dependency, upsert_milestone, upsert_task
 from webhooks.models import CheckRun, Issue, Milestone, PullRequest
 
 log = logging.getLogger("fleet.sync")
@@ -57,6 +58,14 @@ def load_config(conn, gh: RepoGateway, repo: repositories.Repo) -> None:
     repositories.store_config(conn, repo.id, config, sha)
 
 
+def sync_native_dependencies(conn, gh: RepoGateway, repo: repositories.Repo, number: int) -> None:
+    refs = [TaskRef.of(b.get("repository_url", "").split("/repos/")[-1] or repo.full_name, b["number"])
+            for b in gh.blocked_by(number)]
+    conn.execute("DELETE FROM dependencies WHERE repo_id = %s AND number = %s AND source = 'native'", (repo.id, number))
+    for ref in refs:
+        set_dependency(conn, repo.id, number, ref, "native", True)
+
+
 def sync_repository(full_name: str) -> dict[str, int]:
     """Reconcile one repository; returns counts of what was read."""
     settings = runtime.settings()
@@ -78,8 +87,11 @@ def sync_repository(full_name: str) -> dict[str, int]:
             issue = Issue.model_validate(raw)
             if issue.is_pull_request:
                 continue
-            upsert_task(conn, repo.id, repo.full_name, issue, repo.config)
+            upsert_task(conn, repo.id, repo.full_name, issue, repo.config, force=True)
             counts["issues"] += 1
+            if (raw.get("issue_dependencies_summary") or {}).get("blocked_by"):
+                # Only issues GitHub says are blocked cost a call for their native relations.
+                sync_native_dependencies(conn, gh, repo, issue.number)
         for raw in gh.pulls(state="open"):
             pr = PullRequest.model_validate(raw)
             upsert_pull(conn, repo.id, repo.full_name, pr, repo.config)

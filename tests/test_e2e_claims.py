@@ -284,3 +284,46 @@ def test_triager_assigning_someone_else_needs_write_permission(agents, db_conn):
     assert holder(db_conn, n) is None
     assert assignees(w, n) == []
     assert fleet_markers(w, n)[0]["reason"] == "maintainer_required"
+
+
+def test_broken_config_keeps_last_good_and_is_reported_once(agents, db_conn):
+    w = agents
+    configure(w, "claims:\n  max_per_agent: 1\n")
+    configure(w, "claims:\n  max_per_agent: 0\n")
+    w.sim.set_file(w.repo, "README.md", "touch the default branch without touching the config")
+    w.settle()
+    row = db_conn.execute("SELECT config, config_error FROM repositories").fetchone()
+    assert row["config"]["claims"]["max_per_agent"] == 1
+    assert "claims.max_per_agent" in row["config_error"]
+    number = db_conn.execute("SELECT issue_number FROM status_issues").fetchone()["issue_number"]
+    reports = [m for m in fleet_markers(w, number) if m and m.get("command") == "config"]
+    assert len(reports) == 1 and reports[0]["key"] == "claims.max_per_agent" and reports[0]["line"] == 2
+
+
+def test_push_to_a_named_agents_branch_renews_that_agents_claim(agents, db_conn):
+    w = agents
+    n = w.sim.open_issue(w.repo, "Named")
+    w.settle()
+    w.sim.comment(w.repo, n, "/claim as agent-d", author="alice")
+    w.settle()
+    sha = w.sim.push(w.repo, f"agent-d/{n}-named", {"n": "1"}, author="alice")
+    w.settle()
+    row = db_conn.execute("SELECT agent_id, head_sha FROM claims WHERE number = %s AND released_at IS NULL", (n,)).fetchone()
+    assert (row["agent_id"], row["head_sha"]) == ("alice:agent-d", sha)
+    branch = db_conn.execute("SELECT agent_id FROM branches WHERE name = %s", (f"agent-d/{n}-named",)).fetchone()
+    assert branch["agent_id"] == "alice:agent-d"
+
+
+def test_native_blocked_by_relation_blocks_the_task(agents, db_conn):
+    w = agents
+    a = w.sim.open_issue(w.repo, "Native blocker")
+    b = w.sim.open_issue(w.repo, "Natively blocked")
+    w.settle()
+    w.sim.add_blocked_by(w.repo, b, a)
+    w.settle()
+    assert labels(w, b) == ["fleet:blocked"]
+    db_conn.execute("DELETE FROM dependencies")
+    from jobs.sync import sync_repository
+
+    sync_repository(w.repo)  # the backfill finds the native relation again
+    assert db_conn.execute("SELECT source FROM dependencies WHERE number = %s", (b,)).fetchone()["source"] == "native"

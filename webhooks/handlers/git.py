@@ -41,9 +41,13 @@ def pushed(ctx: EventContext) -> None:
     pusher = event.sender.login if event.sender else None
     number = pull_state.upsert_branch(ctx.conn, repo.id, branch, event.after, repo.config, pusher)
     from app import claim_service, config_service
+    from app.task_refs import branch_task
 
     if number is not None and pusher:
-        claim_service.on_activity(ctx, repo, number, pusher, "push", sha=event.after, branch=branch)
+        link = branch_task(branch, repo.config.tasks.branch_patterns)
+        # `agent-d/123-…` names the agent, unless the prefix is just the pusher's own login.
+        name = link.agent if link and link.agent and link.agent.lower() != pusher.lower() else None
+        claim_service.on_activity(ctx, repo, number, pusher, "push", sha=event.after, branch=branch, agent_name=name)
     if branch == repo.default_branch and _touches_config(event):
         config_service.reload(ctx, repo)
 

@@ -59,6 +59,9 @@ def dependency_changed(ctx: EventContext) -> None:
         ctx.conn, repo.id, event.blocked_issue.number,
         TaskRef.of(blocking_repo, event.blocking_issue.number), "native", present,
     )
+    from app import claim_service
+
+    claim_service.refresh_labels(ctx, repo, [event.blocked_issue.number])
 
 
 @on("sub_issues.sub_issue_added", "sub_issues.sub_issue_removed", "sub_issues.parent_issue_added", "sub_issues.parent_issue_removed")

@@ -1,0 +1,134 @@
+"""RQ jobs for the gates and the merge queue, and how they are enqueued.
+
+Job ids are deterministic per (repo, PR, head SHA) and per (repo, base): while one such job is
+still waiting in the queue, enqueueing it again does nothing (it will read the newest state when
+it runs), so a burst of 50 check-run webhooks costs one evaluation, not 50.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import timedelta
+
+from rq import get_current_job
+from rq.job import JobStatus
+
+from app import db, gate_service, queue_service, queue_store, repositories, runtime
+from app.evidence import EvidenceRecorder
+from app.github_gateway import RepoGateway
+from app.gates import GateVerdict
+
+log = logging.getLogger("fleet.jobs.queue")
+
+SLOTS = 3  # ids per key: one waiting, the others may be running
+WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+RUNNING = {JobStatus.STARTED}
+STALE_GATES_AFTER = 300.0  # seconds a "waiting" fleet/gates may sit before the poll re-evaluates it
+
+
+# --- enqueueing ------------------------------------------------------------------------------
+
+def _key(*parts: object) -> str:
+    # RQ ids allow letters, digits, "-" and "_" only; branch names may hold anything.
+    namespace = re.sub(r"[^A-Za-z0-9_-]", "_", runtime.settings().queue_name)
+    digest = hashlib.sha1("\x00".join(str(p) for p in parts).encode()).hexdigest()[:16]
+    return f"{namespace}-{parts[0]}-{digest}"
+
+
+def enqueue_unique(func: str, args: tuple, key: str, *, delay: timedelta | None = None,
+                   description: str = "") -> str | None:
+    """Enqueue ``func(*args)`` unless a job with this key is already waiting; returns the id used."""
+    queue = runtime.queue()
+    free = None
+    for slot in range(SLOTS):
+        job_id = f"{key}-{slot}"
+        job = queue.fetch_job(job_id)
+        status = job.get_status(refresh=False) if job is not None else None
+        if status in WAITING:
+            return None
+        if free is None and status not in RUNNING:
+            free = job_id
+    if free is None:
+        return None  # every slot is running; the last of them reads the newest state
+    options = dict(job_id=free, job_timeout=600, result_ttl=300, failure_ttl=86400, description=description)
+    if delay is not None and delay > timedelta(0):
+        queue.enqueue_in(delay, func, *args, **options)
+    else:
+        queue.enqueue(func, *args, **options)
+    return free
+
+
+def enqueue_evaluation(repo_id: int, pr_number: int, head_sha: str | None, force: bool = False) -> str | None:
+    return enqueue_unique(
+        "jobs.merge_queue.evaluate_gates", (repo_id, pr_number, force),
+        _key("gates", repo_id, pr_number, head_sha or "", force), description=f"gates {repo_id}#{pr_number}",
+    )
+
+
+def enqueue_step(repo_id: int, base_ref: str, delay: timedelta | None = None) -> str | None:
+    return enqueue_unique(
+        "jobs.merge_queue.step_queue", (repo_id, base_ref), _key("step", repo_id, base_ref, delay is not None),
+        delay=delay, description=f"merge queue {repo_id}:{base_ref}",
+    )
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+def _job_id() -> str | None:
+    job = get_current_job()
+    return job.id if job else None
+
+
+def evaluate_gates(repo_id: int, pr_number: int, force: bool = False) -> str | None:
+    """Evaluate and publish a PR's gates; step its queue when it is queued (or auto-queue it).
+    Returns the conclusion, or None when the PR is not open."""
+    settings = runtime.settings()
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        repo = repositories.get(conn, repo_id)
+        if repo is None or repo.installation_id is None:
+            return None
+        evidence = EvidenceRecorder(settings.database_url, repo_id=repo.id, repo_full_name=repo.full_name,
+                                    job_id=_job_id())
+        try:
+            gh = RepoGateway(runtime.github_clients().installation(repo.installation_id), repo.full_name, evidence)
+            pr, verdict = gate_service.evaluate(conn, gh, repo, pr_number, force=force)
+            if pr is None or verdict is None:
+                return None
+            _after_verdict(conn, gh, repo, pr, verdict)
+            return verdict.conclusion
+        finally:
+            evidence.close()
+
+
+def _after_verdict(conn, gh: RepoGateway, repo, pr, verdict: GateVerdict) -> None:
+    found = queue_store.active_entry(conn, repo.id, pr.number)
+    if found is not None:
+        enqueue_step(repo.id, found[0])
+    elif repo.config.queue.auto and verdict.is_green_for(pr.head_sha):
+        if queue_service.auto_queue(conn, gh, repo, pr):
+            enqueue_step(repo.id, pr.base_ref)
+
+
+def step_queue(repo_id: int, base_ref: str) -> list[str]:
+    """Move the (repo, base) merge queue forward; safe to run concurrently and to re-run."""
+    return queue_service.step(repo_id, base_ref, job_id=_job_id())
+
+
+# --- the safety-net poll ---------------------------------------------------------------------
+
+def poll_queues() -> dict[str, int]:
+    """Step every active queue and re-evaluate gates that never published or wait too long.
+
+    Webhooks drive everything; this catches what a lost webhook, a crashed worker or a CI
+    timeout (nothing arrives at all) would otherwise leave waiting.
+    """
+    settings = runtime.settings()
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        queues = queue_store.active_queues(conn)
+        stale = queue_store.stale_gates(conn, STALE_GATES_AFTER)
+    for repo_id, base_ref in queues:
+        enqueue_step(repo_id, base_ref)
+    for repo_id, number, sha in stale:
+        enqueue_evaluation(repo_id, number, sha)
+    return {"queues": len(queues), "gates": len(stale)}
