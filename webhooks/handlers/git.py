@@ -50,6 +50,19 @@ def pushed(ctx: EventContext) -> None:
         claim_service.on_activity(ctx, repo, number, pusher, "push", sha=event.after, branch=branch, agent_name=name)
     if branch == repo.default_branch and _touches_config(event):
         config_service.reload(ctx, repo)
+    _step_queue_of_base(ctx, repo.id, branch)
+
+
+ACTIVE_QUEUE = "SELECT 1 FROM queue_entries WHERE repo_id = %s AND base_ref = %s AND finished_at IS NULL LIMIT 1"
+
+
+def _step_queue_of_base(ctx: EventContext, repo_id: int, branch: str) -> None:
+    """The base of an active merge queue moved: the in-flight PR may now be behind."""
+    if ctx.conn.execute(ACTIVE_QUEUE, (repo_id, branch)).fetchone() is None:
+        return
+    from jobs.merge_queue import enqueue_step
+
+    ctx.defer(lambda: enqueue_step(repo_id, branch))
 
 
 def _touches_config(event: PushEvent) -> bool:
