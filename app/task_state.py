@@ -5,7 +5,6 @@ Webhooks can arrive late and out of order: an issue update only applies when its
 """
 from __future__ import annotations
 
-from datetime import datetime
 
 import psycopg
 

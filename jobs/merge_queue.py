@@ -16,8 +16,8 @@ from rq.job import JobStatus
 
 from app import db, gate_service, queue_service, queue_store, repositories, runtime
 from app.evidence import EvidenceRecorder
-from app.github_gateway import RepoGateway
 from app.gates import GateVerdict
+from app.github_gateway import RepoGateway
 
 log = logging.getLogger("fleet.jobs.queue")
 

@@ -28,10 +28,10 @@ class Periodic:
 
 def periodic_tasks() -> list[Periodic]:
     from jobs.leases import enqueue_lease_check
-    from jobs.status import refresh_all, snapshot_progress
-    from jobs.sync import reconcile_all
     from jobs.redeliver import redeliver_failed
+    from jobs.status import refresh_all, snapshot_progress
     from jobs.sweeper import sweep_deliveries
+    from jobs.sync import reconcile_all
 
     settings = runtime.settings()
     tasks = [

@@ -1,7 +1,7 @@
 """check_run.*, check_suite.* and status: CI results per exact SHA."""
 from __future__ import annotations
 
-from app import pull_state
+from app import gate_service, pull_state
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import CheckRunEvent, CheckSuiteEvent, StatusEvent
 from webhooks.routing import on
@@ -21,8 +21,6 @@ def check_run_completed(ctx: EventContext) -> None:
     pull_state.upsert_check_run(ctx.conn, repo.id, run)
     if _is_own(run.name):
         return
-    from app import gate_service
-
     gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha))
 
 
@@ -32,8 +30,6 @@ def check_run_rerequested(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     run = ctx.parse(CheckRunEvent).check_run
     pull_state.upsert_check_run(ctx.conn, repo.id, run)
-    from app import gate_service
-
     gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha), force=True)
 
 
@@ -41,8 +37,6 @@ def check_run_rerequested(ctx: EventContext) -> None:
 def check_suite_changed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     suite = ctx.parse(CheckSuiteEvent).check_suite
-    from app import gate_service
-
     gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, suite.head_sha),
                           force=ctx.delivery.action == "rerequested")
 
@@ -53,6 +47,4 @@ def status_changed(ctx: EventContext) -> None:
     event = ctx.parse(StatusEvent)
     pull_state.upsert_status(ctx.conn, repo.id, event.sha, event.context, event.state, event.target_url,
                              event.id, event.updated_at)
-    from app import gate_service
-
     gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, event.sha))

@@ -1,6 +1,7 @@
 """issue_comment.created: slash commands and lease renewal."""
 from __future__ import annotations
 
+from app import command_service
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import IssueCommentEvent
 from webhooks.routing import on
@@ -11,6 +12,4 @@ def comment_created(ctx: EventContext) -> None:
     """Comments renew the commenter's lease on the task and may carry commands."""
     repo = ensure_repo(ctx)
     event = ctx.parse(IssueCommentEvent)
-    from app import command_service
-
     command_service.on_comment(ctx, repo, event)

@@ -1,8 +1,10 @@
 """create, delete and push: branches, their task links, lease renewal and config reloads."""
 from __future__ import annotations
 
-from app import pull_state
+from app import claim_service, config_service, pull_state
 from app.repo_config import CONFIG_PATH
+from app.task_refs import branch_task
+from jobs.merge_queue import enqueue_step
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import PushEvent, RefEvent
 from webhooks.routing import on
@@ -40,9 +42,6 @@ def pushed(ctx: EventContext) -> None:
         return
     pusher = event.sender.login if event.sender else None
     number = pull_state.upsert_branch(ctx.conn, repo.id, branch, event.after, repo.config, pusher)
-    from app import claim_service, config_service
-    from app.task_refs import branch_task
-
     if number is not None and pusher:
         link = branch_task(branch, repo.config.tasks.branch_patterns)
         # `agent-d/123-…` names the agent, unless the prefix is just the pusher's own login.
@@ -60,8 +59,6 @@ def _step_queue_of_base(ctx: EventContext, repo_id: int, branch: str) -> None:
     """The base of an active merge queue moved: the in-flight PR may now be behind."""
     if ctx.conn.execute(ACTIVE_QUEUE, (repo_id, branch)).fetchone() is None:
         return
-    from jobs.merge_queue import enqueue_step
-
     ctx.defer(lambda: enqueue_step(repo_id, branch))
 
 

@@ -1,7 +1,7 @@
 """issues.* and the native relations (issue_dependencies, sub_issues): task state."""
 from __future__ import annotations
 
-from app import task_state
+from app import claim_service, task_state
 from app.task_refs import TaskRef
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import Issue, IssueDependenciesEvent, IssuesEvent, SubIssuesEvent
@@ -29,8 +29,6 @@ def issue_changed(ctx: EventContext) -> None:
         task_state.upsert_task(ctx.conn, repo.id, repo.full_name, current, repo.config, force=True)
     elif not applied:
         ctx.log.info("older issue event ignored", extra={"number": event.issue.number})
-    from app import claim_service
-
     claim_service.on_issue_event(ctx, repo, event)
 
 
@@ -59,8 +57,6 @@ def dependency_changed(ctx: EventContext) -> None:
         ctx.conn, repo.id, event.blocked_issue.number,
         TaskRef.of(blocking_repo, event.blocking_issue.number), "native", present,
     )
-    from app import claim_service
-
     claim_service.refresh_labels(ctx, repo, [event.blocked_issue.number])
 
 

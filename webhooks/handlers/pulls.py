@@ -1,7 +1,7 @@
 """pull_request.* and pull_request_review.*: PR state, task links, gate evaluation."""
 from __future__ import annotations
 
-from app import pull_state
+from app import claim_service, gate_service, pull_state
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import PullRequestEvent, PullRequestReviewEvent
 from webhooks.routing import on
@@ -17,8 +17,6 @@ def pull_changed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     event = ctx.parse(PullRequestEvent)
     pull_state.upsert_pull(ctx.conn, repo.id, repo.full_name, event.pull_request, repo.config)
-    from app import claim_service, gate_service
-
     claim_service.on_pull_event(ctx, repo, event)
     gate_service.on_pull_event(ctx, repo, event)
 
@@ -29,6 +27,4 @@ def review_changed(ctx: EventContext) -> None:
     event = ctx.parse(PullRequestReviewEvent)
     pull_state.upsert_pull(ctx.conn, repo.id, repo.full_name, event.pull_request, repo.config)
     pull_state.upsert_review(ctx.conn, repo.id, event.pull_request.number, event.review)
-    from app import gate_service
-
     gate_service.schedule(ctx, repo, [event.pull_request.number])
