@@ -29,6 +29,7 @@ COPY app ./app
 COPY webhooks ./webhooks
 COPY jobs ./jobs
 COPY schema.sql ./schema.sql
+COPY app.yml ./app.yml
 
 RUN pip install -e . \
     && python -m compileall -q /app/app /app/webhooks /app/jobs \

@@ -79,31 +79,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(bind=bind_address(args.bind), workers=args.workers)
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from app import db
-    from jobs.process import process_delivery
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from app.doctor import main as doctor
 
-    settings = _settings(require_app=True)
-    with db.connect(settings.database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "UPDATE deliveries SET status = 'queued', last_error = NULL WHERE id = %s RETURNING id", (args.delivery_id,)
-        ).fetchone()
-    if row is None:
-        print(f"fleet: no stored delivery {args.delivery_id!r}", file=sys.stderr)
-        return 1
-    print(f"{args.delivery_id}: {process_delivery(args.delivery_id)}")
-    return 0
-
-
-def cmd_sync(args: argparse.Namespace) -> int:
-    from jobs.sync import sync_repository
-
-    _settings(require_app=True)
-    if args.repo.count("/") != 1:
-        raise SettingsError("OWNER/NAME expected, e.g. octo-org/widgets")
-    counts = sync_repository(args.repo)
-    print(f"{args.repo}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    return 0
+    return doctor()
 
 
 def cmd_plan_apply(args: argparse.Namespace) -> int:
@@ -162,10 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", cmd_up, "Run web, worker and scheduler together on this machine (sandbox mode without App credentials).")
     up.add_argument("--bind", help=f"HOST:PORT for the web server (default {DEFAULT_BIND})")
     up.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
-    replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
-    replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
-    sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")
-    sync.add_argument("repo", metavar="OWNER/NAME")
+    add("doctor", cmd_doctor, "Check settings, Postgres, Redis, the App's credentials and installations; say what to fix.")
     plan = sub.add_parser("plan", help="Import a YAML plan as milestones (epics) and issues.",
                           description="Import a YAML plan as milestones (epics) and issues.")
     plan_sub = plan.add_subparsers(dest="plan_command", required=True, metavar="ACTION")

@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -53,6 +53,15 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     from webhooks.ingest import bp as webhooks_bp
 
     app.register_blueprint(webhooks_bp)
+    from app.api import bp as api_bp
+    from app.dashboard import bp as dashboard_bp
+    from app.events_stream import bp as events_bp
+    from app.metrics_collector import bp as metrics_bp
+    from app.setup_flow import bp as setup_bp
+
+    for blueprint in (api_bp, events_bp, dashboard_bp, metrics_bp, setup_bp):
+        app.register_blueprint(blueprint)
+    _hide_gunicorn_banner()
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -71,9 +80,36 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         response.headers.pop("Server", None)
+        # CORS stays off unless FLEET_CORS_ORIGINS lists the requesting origin.
+        origin = request.headers.get("Origin")
+        if settings.cors_origins:
+            response.headers.add("Vary", "Origin")
+            if origin in settings.cors_origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Allow-Headers"] = "Authorization"
+                response.headers["Access-Control-Allow-Methods"] = "GET"
         return response
 
     return app
+
+
+def _hide_gunicorn_banner() -> None:
+    """Drop the ``Server: gunicorn`` line gunicorn writes itself after the app's headers.
+
+    gunicorn has no setting for it (benoitc/gunicorn#825), so its default header list is filtered
+    once per process; harmless when not running under gunicorn.
+    """
+    from gunicorn.http import wsgi
+
+    if getattr(wsgi.Response, "fleet_no_banner", False):
+        return
+    original = wsgi.Response.default_headers
+
+    def default_headers(self) -> list[str]:
+        return [line for line in original(self) if not line.lower().startswith("server:")]
+
+    wsgi.Response.default_headers = default_headers  # type: ignore[method-assign]
+    wsgi.Response.fleet_no_banner = True  # type: ignore[attr-defined]
 
 
 def _check_postgres(pool: ConnectionPool) -> str:

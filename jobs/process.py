@@ -70,8 +70,12 @@ def process_delivery(delivery_id: str) -> str:
 
 def _run_deferred(ctx: EventContext) -> None:
     if ctx.delivery.repo_id is not None:
+        from app.events_stream import publish
         from jobs.status import request_update
 
+        # Dashboards re-read state on any change; the status issue coalesces its own updates.
+        ctx.after_commit.append(lambda: publish(
+            "delivery.processed", ctx.delivery.repo_full_name, {"event": ctx.delivery.key, "id": ctx.delivery.id}))
         ctx.after_commit.append(lambda: request_update(ctx.delivery.repo_id))
     for action in ctx.after_commit:
         try:

@@ -1,0 +1,113 @@
+"""`fleet doctor`: each check, against a real Postgres and Redis and the GitHub simulator."""
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from app import db
+from app.doctor import Requirements, compare_grants, main, run_checks
+from app.simulator.simulator import Simulator
+from tests.conftest import PG_BASE, REDIS_URL
+
+
+@pytest.fixture
+def sim():
+    simulator = Simulator(webhook_secret="doctor-secret").start()
+    simulator.create_repo("octo/widgets")
+    yield simulator
+    simulator.stop()
+
+
+def env_for(database_url: str, sim: Simulator | None = None, **extra: str) -> dict[str, str]:
+    env = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "GITHUB_WEBHOOK_SECRET": "doctor-secret",
+           "FLEET_API_TOKEN": "t" * 32}
+    if sim is not None:
+        env.update(GITHUB_API_URL=sim.url, GITHUB_APP_ID="1", GITHUB_APP_PRIVATE_KEY=sim.app_private_key_pem)
+    env.update(extra)
+    return env
+
+
+def by_name(env: dict[str, str]) -> dict[str, tuple[str, str]]:
+    return {c.name: (c.level, c.message) for c in run_checks(env)}
+
+
+def test_a_healthy_setup_passes(database_url, sim):
+    """Installed App with the permissions and events from app.yml: exit 0."""
+    sim.install(["octo/widgets"])
+    lines: list[str] = []
+    assert main(env_for(database_url, sim), out=lines.append) == 0, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "[ok  ] schema: up to date" in text and "[ok  ] redis: reachable" in text
+    assert "authenticated as App 'fleet'" in text
+    assert "installation" in text and "FAIL" not in text
+    # The simulator's App schema cannot subscribe to these; Fleet works without them.
+    assert "[WARN] app events: not subscribed to issue_dependencies, sub_issues" in text
+
+
+def test_missing_settings_are_named(database_url):
+    checks = by_name({"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL})
+    assert checks["webhook secret"][0] == "fail"
+    assert checks["app credentials"][0] == "fail"
+    assert checks["api token"][0] == "warn"
+    level, message = by_name({"GITHUB_APP_ID": "not an id!"})["settings"]
+    assert level == "fail" and message.startswith("GITHUB_APP_ID ")
+
+
+def test_unreachable_services_and_pending_migrations(database_url):
+    """A database with migrations missing says to run `fleet migrate`; Redis down says so."""
+    fresh = f"{PG_BASE}/fleet_doctor_{secrets.token_hex(3)}"
+    db.ensure_database(fresh)
+    try:
+        lines: list[str] = []
+        assert main(env_for(fresh, REDIS_URL="redis://127.0.0.1:1/0"), out=lines.append) == 1
+        text = "\n".join(lines)
+        assert "[FAIL] schema:" in text and "run `fleet migrate`" in text
+        assert "[FAIL] redis: cannot reach Redis" in text
+    finally:
+        db.drop_database(fresh)
+    checks = by_name(env_for("postgresql://postgres@127.0.0.1:1/none"))
+    assert checks["postgres"][0] == "fail"
+
+
+def test_wrong_key_fails_the_app_check(database_url, sim):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    checks = by_name(env_for(database_url, sim, GITHUB_APP_PRIVATE_KEY=other))
+    assert checks["app credentials"][0] == "fail" and "401" in checks["app credentials"][1]
+
+
+def test_missing_permissions_on_app_and_installation(database_url, sim):
+    """A permission taken away is reported for the App and for each installation that lacks it."""
+    sim.install(["octo/widgets"])
+    sim.world.app.permissions.pop("issues")
+    sim.world.app.events.remove("pull_request")
+    lines: list[str] = []
+    assert main(env_for(database_url, sim), out=lines.append) == 1
+    text = "\n".join(lines)
+    assert "[FAIL] app permissions:" in text and "permission issues: write (has none)" in text
+    assert "event pull_request" in text
+    assert "[FAIL] installation" in text and "accept the requested permissions" in text
+
+
+def test_permission_levels_are_ordered():
+    needs = Requirements({"contents": "write", "statuses": "read"}, ("push", "sub_issues"))
+    assert compare_grants({"contents": "admin", "statuses": "write"}, ["push"], needs) == ([], [], ["sub_issues"])
+    assert compare_grants({"contents": "read"}, [], needs) == (
+        ["contents: write (has read)", "statuses: read (has none)"], ["push"], ["sub_issues"])
+
+
+def test_fleet_doctor_command(database_url, sim, monkeypatch, capsys):
+    """`fleet doctor` reads the environment and exits non-zero on problems."""
+    from app.cli import main as fleet
+
+    for name, value in env_for(database_url, sim).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GITHUB_WEBHOOK_SECRET")
+    assert fleet(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] webhook secret: GITHUB_WEBHOOK_SECRET is not set" in out
+    assert "fix: set it to the secret configured on the App's webhook" in out
