@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", cmd_up, "Run web, worker and scheduler together on this machine (sandbox mode without App credentials).")
     up.add_argument("--bind", help=f"HOST:PORT for the web server (default {DEFAULT_BIND})")
     up.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
+    replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
+    replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
+    sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")
+    sync.add_argument("repo", metavar="OWNER/NAME")
     add("doctor", cmd_doctor, "Check settings, Postgres, Redis, the App's credentials and installations; say what to fix.")
     plan = sub.add_parser("plan", help="Import a YAML plan as milestones (epics) and issues.",
                           description="Import a YAML plan as milestones (epics) and issues.")

@@ -17,7 +17,7 @@ from app.cli import bind_address, build_parser
 from app.settings import SettingsError, load_settings
 from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
 
-COMMANDS = ["migrate", "web", "worker", "scheduler", "up", "replay", "sync"]
+COMMANDS = ["migrate", "web", "worker", "scheduler", "up", "replay", "sync", "doctor", "plan"]
 
 
 def run_fleet(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
