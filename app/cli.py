@@ -79,6 +79,33 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(bind=bind_address(args.bind), workers=args.workers)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from app import db
+    from jobs.process import process_delivery
+
+    settings = _settings(require_app=True)
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "UPDATE deliveries SET status = 'queued', last_error = NULL WHERE id = %s RETURNING id", (args.delivery_id,)
+        ).fetchone()
+    if row is None:
+        print(f"fleet: no stored delivery {args.delivery_id!r}", file=sys.stderr)
+        return 1
+    print(f"{args.delivery_id}: {process_delivery(args.delivery_id)}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from jobs.sync import sync_repository
+
+    _settings(require_app=True)
+    if args.repo.count("/") != 1:
+        raise SettingsError("OWNER/NAME expected, e.g. octo-org/widgets")
+    counts = sync_repository(args.repo)
+    print(f"{args.repo}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from app.doctor import main as doctor
 
