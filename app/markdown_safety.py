@@ -109,7 +109,9 @@ def code(text: object, max_len: int = 60) -> str:
     Inside a code span neither mentions nor HTML are interpreted; backticks (which would end the
     span) and ``|`` (which splits a table row even inside a code span) are replaced.
     """
-    s = _short_plain(text, max_len).replace("`", "'").replace("|", "¦")
+    # A backslash is literal inside a code span on GitHub, but lenient renderers read `\`` as an
+    # escaped backtick and let the span run on; nothing Fleet shows this way needs one.
+    s = _short_plain(text, max_len).replace("`", "'").replace("|", "¦").replace("\\", "⧵")
     if not s:
         return "—"
     return f"`{s}`"
