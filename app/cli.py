@@ -79,6 +79,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(bind=bind_address(args.bind), workers=args.workers)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.demo import DEFAULT_PLAN, DemoOptions, run_demo
+
+    return run_demo(DemoOptions(
+        agents=args.agents, ci_seconds=args.ci_seconds, failure_rate=args.failure_rate, lease=args.lease,
+        timeout=args.timeout, bind=bind_address(args.bind), live=not args.no_live,
+        plan=Path(args.plan) if args.plan else DEFAULT_PLAN, database=args.database, workers=args.workers,
+        seed=args.seed, json_path=Path(args.json) if args.json else None,
+    ))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from app import db
     from jobs.process import process_delivery
@@ -168,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", cmd_up, "Run web, worker and scheduler together on this machine (sandbox mode without App credentials).")
     up.add_argument("--bind", help=f"HOST:PORT for the web server (default {DEFAULT_BIND})")
     up.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
+    demo = add("demo", cmd_demo, "Run the real Fleet against the bundled GitHub simulator with a scripted fleet of agents "
+                                 "(sample plan, simulated CI, a lease that expires); live progress, then a summary.")
+    demo.add_argument("--agents", type=int, default=8, help="scripted agents (default 8)")
+    demo.add_argument("--ci-seconds", type=float, default=3.0, help="simulated CI duration per PR head (default 3)")
+    demo.add_argument("--failure-rate", type=float, default=0.15, help="probability a CI run fails (default 0.15)")
+    demo.add_argument("--lease", default="30s", help="claims.lease in the demo's .github/fleet.yml (default 30s)")
+    demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds (default 600)")
+    demo.add_argument("--bind", help=f"HOST:PORT for Fleet's web server (default {DEFAULT_BIND})")
+    demo.add_argument("--no-live", action="store_true", help="plain log lines instead of the live table")
+    demo.add_argument("--plan", metavar="PLAN.yml", help="plan to import (default app/sample/plan.yml)")
+    demo.add_argument("--database", default="fleet_demo",
+                      help="database name on DATABASE_URL's server, dropped and re-created (default fleet_demo)")
+    demo.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
+    demo.add_argument("--seed", type=int, help="random seed for CI failures and agents' choices")
+    demo.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH")
     replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
     replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
     sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")

@@ -31,16 +31,14 @@ def _wait_http(url: str, timeout: float = 30) -> bool:
     return False
 
 
-def _start_sandbox(env: dict[str, str]):
-    """Serve the simulator in this process and point the children at it."""
+def start_simulator(env: dict[str, str]):
+    """Serve the GitHub simulator in this process (deliveries paused until Fleet's web server
+    is up) and point the children's environment ``env`` at it. Shared with ``fleet demo``."""
     from app.simulator.simulator import Simulator
 
     secret = secrets.token_hex(16)
     sim = Simulator(webhook_secret=secret, port=int(env.get("FLEET_SANDBOX_PORT", "0"))).start()
     sim.pause_deliveries()
-    sim.create_repo(SANDBOX_REPO)
-    for login in ("agent-a", "agent-b", "maintainer"):
-        sim.add_user(login, "admin" if login == "maintainer" else "write")
     env.update({
         "GITHUB_API_URL": sim.url,
         "GITHUB_APP_ID": "1",
@@ -51,6 +49,15 @@ def _start_sandbox(env: dict[str, str]):
         "FLEET_WRITES_PER_MINUTE": env.get("FLEET_WRITES_PER_MINUTE", "100000"),
         "FLEET_WRITES_PER_HOUR": env.get("FLEET_WRITES_PER_HOUR", "1000000"),
     })
+    return sim
+
+
+def _start_sandbox(env: dict[str, str]):
+    """The simulator with the sandbox repository and its users."""
+    sim = start_simulator(env)
+    sim.create_repo(SANDBOX_REPO)
+    for login in ("agent-a", "agent-b", "maintainer"):
+        sim.add_user(login, "admin" if login == "maintainer" else "write")
     return sim
 
 
@@ -100,10 +107,13 @@ def run_up(bind: str, workers: int = 2) -> int:
     return _supervise(children, sim)
 
 
-def _spawn(bind: str, workers: int, env: dict[str, str]) -> list[subprocess.Popen]:
+def _spawn(bind: str, workers: int, env: dict[str, str], output=None) -> list[subprocess.Popen]:
+    """Start ``fleet web``, ``workers`` × ``fleet worker`` and ``fleet scheduler``; their output
+    goes to ``output`` (a file) when given, else to this process's stdout/stderr."""
     fleet = [sys.executable, "-m", "app.cli"]
     commands = [fleet + ["web", "--bind", bind]] + [fleet + ["worker"]] * workers + [fleet + ["scheduler"]]
-    return [subprocess.Popen(cmd, env=env) for cmd in commands]
+    streams = {} if output is None else {"stdout": output, "stderr": subprocess.STDOUT}
+    return [subprocess.Popen(cmd, env=env, **streams) for cmd in commands]
 
 
 def _stop(children: list[subprocess.Popen], grace: float = 25) -> None:

@@ -1,0 +1,247 @@
+"""Benchmark: deliveries per second one worker process turns into state.
+
+Run ``python -m bench.bench_processing`` from the project root (Postgres and Redis as for the
+tests: ``FLEET_TEST_PG``, ``FLEET_TEST_REDIS``). It drives the GitHub simulator through a
+realistic stretch of work (issues opened with dependencies, self-assignments, ``/progress``
+comments, pushes, PRs, check runs, ``/queue``), keeps every webhook it emitted, stores them all as
+deliveries in Postgres (after processing the installation, so the repository is known), enqueues
+them and runs ONE ``fleet worker --burst`` process until the queue is empty. Follow-up jobs the
+handlers enqueue (gates, merge-queue steps, the status issue) run in the same burst.
+
+Baseline, same run: the same worker command draining one no-op job per delivery, so the ratio
+is Fleet's handler work against RQ's own per-job cost (a fork per job, Redis round trips).
+
+What limits it is measured during the Fleet run: Postgres sessions and transactions per
+delivery (``pg_stat_database``), Redis commands per delivery (``INFO``), GitHub calls per
+delivery and the time the simulator spent answering them. ``--profile`` additionally runs the
+deliveries in-process under cProfile and prints the top functions. ``BENCH_WORKER_CMD`` (a
+command line) replaces ``fleet worker --burst`` to try another worker set-up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+
+from bench.common import REDIS_URL, scratch_database, scratch_namespace
+
+REPO = "bench/processing"
+FLEET_YML = "claims:\n  lease: 1h\ngates:\n  required_checks: [ci]\nstatus:\n  min_interval: 5s\n"
+
+
+def noop(delivery_id: str) -> str:
+    """The baseline job: what RQ costs per job without Fleet's handler."""
+    return delivery_id
+
+
+class _TimedWSGI:
+    """Wraps the simulator's WSGI app to sum the time spent answering each caller kind."""
+
+    def __init__(self, app):
+        self.app = app
+        self.seconds: Counter = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        try:
+            return self.app(environ, start_response)
+        finally:
+            auth = environ.get("HTTP_AUTHORIZATION", "")
+            kind = "user" if "ghu_" in auth else "fleet"
+            with self.lock:
+                self.seconds[kind] += time.perf_counter() - started
+
+
+def build_events(sim, tasks: int) -> None:
+    """Drive the simulator like a small team would; every action emits GitHub's webhooks."""
+    sim.create_repo(REPO)
+    for login in ("agent-a", "agent-b", "agent-c"):
+        sim.add_user(login, "write")
+    sim.set_file(REPO, ".github/fleet.yml", FLEET_YML)
+    sim.install([REPO])
+    numbers = []
+    for i in range(tasks):
+        deps = f"\n\nDepends on #{numbers[-1]}" if numbers and i % 3 == 2 else ""
+        numbers.append(sim.open_issue(REPO, f"Task {i}: implement part {i}", body=f"Estimate: {i % 5 + 1}h{deps}",
+                                      labels=[f"priority:{('high', 'normal', 'low')[i % 3]}"]))
+    for i, number in enumerate(numbers):
+        agent = ("agent-a", "agent-b", "agent-c")[i % 3]
+        sim.update_issue(REPO, number, author=agent, assignees=[agent])
+        sim.comment(REPO, number, "/progress 30 parser done", author=agent)
+        branch = f"{agent}/{number}-part-{i}"
+        sha = sim.push(REPO, branch, {f"src/part_{i}.py": f"PART = {i}\n"}, author=agent)
+        pr = sim.open_pr(REPO, branch, f"Part {i}", body=f"Closes #{number}", author=agent)
+        sim.ci(REPO, sha, "ci", conclusion="success")
+        sim.comment(REPO, pr, "/queue", author=agent)
+
+
+def _pg_counters(url: str) -> dict[str, int]:
+    from app import db
+
+    with db.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT sessions, xact_commit + xact_rollback AS xacts FROM pg_stat_database "
+                           "WHERE datname = current_database()").fetchone()
+    return {"sessions": row["sessions"], "xacts": row["xacts"]}
+
+
+def _redis_commands() -> int:
+    import redis
+
+    return int(redis.Redis.from_url(REDIS_URL).info("stats")["total_commands_processed"])
+
+
+def _run_worker(env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    cmd = os.environ.get("BENCH_WORKER_CMD", "").split() or [sys.executable, "-m", "app.cli", "worker", "--burst"]
+    subprocess.run(cmd, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def run(tasks: int = 12, profile: bool = False) -> dict:
+    from app import db, deliveries, runtime
+    from app.settings import Settings
+    from app.simulator.simulator import Simulator
+    from jobs.dispatch import enqueue_delivery
+    from tests.conftest import drain
+
+    logging.disable(logging.WARNING)
+    with scratch_database() as url, scratch_namespace() as queue_name:
+        sim = Simulator(webhook_secret="bench-secret").start()
+        timed = _TimedWSGI(sim._server.app)
+        sim._server.app = timed
+        try:
+            build_events(sim, tasks)
+            events = sim.events
+            settings = Settings(database_url=url, redis_url=REDIS_URL, queue_name=queue_name,
+                                webhook_secret="bench-secret", github_api_url=sim.url, app_id=1,
+                                private_key=sim.app_private_key_pem, log_format="console", log_level="WARNING",
+                                writes_per_minute=100_000, writes_per_hour=1_000_000)
+            runtime.configure(settings)
+            from app import bot_identity
+
+            bot_identity._login_for.cache_clear()
+            # The installation first (it backfills the repository), in this process.
+            install = [e for e in events if e.event == "installation"]
+            rest = [e for e in events if e.event != "installation"]
+            with db.connect(url, autocommit=True) as conn:
+                for e in install + rest:
+                    deliveries.store(conn, deliveries.describe(e.event, e.guid, e.payload))
+            for e in install:
+                enqueue_delivery(e.guid)
+            drain()
+            runtime.queue().empty()
+            env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "FLEET_QUEUE": queue_name,
+                   "GITHUB_API_URL": sim.url, "GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY": sim.app_private_key_pem,
+                   "GITHUB_APP_PRIVATE_KEY_PATH": "", "GITHUB_WEBHOOK_SECRET": "bench-secret", "LOG_LEVEL": "WARNING",
+                   "FLEET_LOG_FORMAT": "console", "FLEET_WRITES_PER_MINUTE": "100000",
+                   "FLEET_WRITES_PER_HOUR": "1000000", "FLEET_BOT_LOGIN": "fleet[bot]"}
+            startup = _run_worker(env)  # empty queue: process start-up and RQ registration only
+
+            # Baseline: one no-op job per delivery.
+            for e in rest:
+                runtime.queue().enqueue("bench.bench_processing.noop", e.guid, result_ttl=0)
+            noop_s = _run_worker(env)
+
+            # Fleet.
+            calls_before = len(sim.requests)
+            timed.seconds.clear()
+            pg_before, redis_before = _pg_counters(url), _redis_commands()
+            for e in rest:
+                enqueue_delivery(e.guid)
+            fleet_s = _run_worker(env)
+            pg_after, redis_after = _pg_counters(url), _redis_commands()
+            calls = [q for q in sim.requests[calls_before:] if q.identity == "app" or q.identity.startswith("installation:")]
+            with db.connect(url, autocommit=True) as conn:
+                statuses = Counter(r["status"] for r in conn.execute(
+                    "SELECT status FROM deliveries WHERE id = ANY(%s)", ([e.guid for e in rest],)).fetchall())
+            n = len(rest)
+            figures = {
+                "deliveries": n, "events": dict(Counter(f"{e.event}.{e.payload.get('action', '')}".rstrip(".")
+                                                        for e in rest).most_common()),
+                "statuses": dict(statuses),
+                "startup_s": startup, "noop_s": noop_s, "fleet_s": fleet_s,
+                "noop_per_s": n / max(noop_s - startup, 1e-9), "fleet_per_s": n / max(fleet_s - startup, 1e-9),
+                "fleet_per_s_gross": n / fleet_s,
+                "pg_sessions_per_delivery": (pg_after["sessions"] - pg_before["sessions"]) / n,
+                "pg_xacts_per_delivery": (pg_after["xacts"] - pg_before["xacts"]) / n,
+                "redis_commands_per_delivery": (redis_after - redis_before) / n,
+                "github_calls_per_delivery": len(calls) / n,
+                "github_calls_by_endpoint": dict(Counter(f"{q.method} {q.operation_id}" for q in calls).most_common(8)),
+                "token_requests": sum(1 for q in calls if q.path.endswith("/access_tokens")),
+                "github_server_s": timed.seconds["fleet"],
+            }
+            figures["ratio"] = figures["fleet_per_s"] / figures["noop_per_s"]
+            if profile:
+                figures["profile"] = _profile(url, rest, settings)
+            return figures
+        finally:
+            sim.stop()
+            runtime.queue().empty()
+
+
+def _profile(url: str, events, settings) -> str:
+    """Re-run the same deliveries in this process under cProfile (RQ's SimpleWorker, no fork)."""
+    import cProfile
+    import io
+    import pstats
+
+    from app import db, runtime
+    from jobs.dispatch import enqueue_delivery
+    from tests.conftest import drain
+
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE deliveries SET status = 'queued', attempts = 0 WHERE id = ANY(%s)", ([e.guid for e in events],))
+    runtime.configure(replace(settings))
+    for e in events:
+        enqueue_delivery(e.guid)
+    prof = cProfile.Profile()
+    prof.enable()
+    drain()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
+    return out.getvalue()
+
+
+def report(f: dict) -> list[str]:
+    lines = [
+        f"processing: {f['deliveries']} realistic deliveries by one `fleet worker --burst` process",
+        f"  Fleet    {f['fleet_per_s']:.1f} deliveries/s ({f['fleet_s']:.1f} s, of which {f['startup_s']:.1f} s worker "
+        f"start-up; gross {f['fleet_per_s_gross']:.1f}/s; follow-up jobs included)",
+        f"  baseline {f['noop_per_s']:.1f} no-op jobs/s ({f['noop_s']:.1f} s, same worker, one job per delivery)",
+        f"  ratio    {f['ratio']:.2f} of the no-op baseline; {1000 / f['fleet_per_s']:.0f} ms per delivery vs "
+        f"{1000 / f['noop_per_s']:.0f} ms per no-op job",
+        f"  per delivery: {f['pg_sessions_per_delivery']:.1f} Postgres connections, {f['pg_xacts_per_delivery']:.1f} "
+        f"transactions, {f['redis_commands_per_delivery']:.0f} Redis commands, {f['github_calls_per_delivery']:.2f} "
+        f"GitHub calls ({f['token_requests']} installation-token requests in all); the simulator spent "
+        f"{f['github_server_s']:.1f} s answering Fleet",
+        f"  top GitHub calls: " + ", ".join(f"{v} {k}" for k, v in f["github_calls_by_endpoint"].items()),
+        f"  delivery outcomes: {f['statuses']}",
+    ]
+    if f.get("profile"):
+        lines += ["", f["profile"]]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=12, help="tasks in the scripted stretch (~11 deliveries each)")
+    parser.add_argument("--profile", action="store_true", help="also profile the handlers in-process (cProfile)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    figures = run(args.tasks, args.profile)
+    print(json.dumps(figures, indent=2, default=str) if args.json else "\n".join(report(figures)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

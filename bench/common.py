@@ -1,0 +1,96 @@
+"""Helpers shared by the benchmarks: a throw-away database and RQ namespace, percentiles, the
+machine description, and free ports. Postgres and Redis as for the tests (``FLEET_TEST_PG``,
+``FLEET_TEST_REDIS``)."""
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PG_BASE = os.environ.get("FLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("FLEET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def run_id() -> str:
+    return f"{os.getpid()}_{secrets.token_hex(3)}"
+
+
+@contextmanager
+def scratch_database(prefix: str = "fleet_bench") -> Iterator[str]:
+    """A migrated database of its own, dropped afterwards."""
+    from app import db
+
+    url = f"{PG_BASE}/{prefix}_{run_id()}"
+    db.ensure_database(url)
+    with db.connect(url) as conn:
+        db.migrate(conn)
+    try:
+        yield url
+    finally:
+        db.drop_database(url)
+
+
+@contextmanager
+def scratch_namespace(prefix: str = "fleet-bench") -> Iterator[str]:
+    """An RQ queue name (and Redis key prefix) of its own; its keys are deleted afterwards."""
+    import redis
+
+    name = f"{prefix}-{run_id()}"
+    try:
+        yield name
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"*{name}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict[str, str]:
+    """nproc, memory, CPU model, Python and OS, for RESULTS.md."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name, cmd in (("postgres", ["psql", "--version"]), ("redis", ["redis-server", "--version"])):
+        try:
+            versions[name] = subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            versions[name] = "unknown"
+    return {"nproc": str(os.cpu_count()), "memory": memory, "cpu": cpu,
+            "python": sys.version.split()[0], "os": f"{platform.system()} {platform.release()}", **versions}
