@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.worker import run_worker
 
     _settings(require_app=True)
-    return run_worker(burst=args.burst)
+    return run_worker(burst=args.burst, fork=args.fork)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--threads", type=int, default=8, help="threads per worker, gthread class (default 8)")
     worker = add("worker", cmd_worker, "Run an RQ worker that processes deliveries and Fleet's jobs.")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--fork", action="store_true",
+                        help="run each job in a forked work horse (isolation; slower) instead of in-process")
     sched = add("scheduler", cmd_scheduler, "Run periodic jobs: sweeper, redelivery, leases, status issue, reconciliation.")
     sched.add_argument("--once", action="store_true", help="run every periodic job once and exit")
     up = add("up", cmd_up, "Run web, worker and scheduler together on this machine (sandbox mode without App credentials).")

@@ -1,7 +1,9 @@
 """Postgres access: connections, database creation and the ordered migrations in schema.sql."""
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 _MIGRATION_HEADER = re.compile(r"^-- migrate: (\d{4}) (\S.*)$", re.MULTILINE)
@@ -30,15 +33,39 @@ def connect(url: str, *, autocommit: bool = False, timeout: int = 5) -> psycopg.
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=timeout)
 
 
+_pools: dict[tuple[int, str], ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(url: str) -> ConnectionPool:
+    # Keyed by pid too: a pool must never be shared across fork (RQ's forking worker).
+    key = (os.getpid(), url)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = ConnectionPool(
+                url, min_size=0, max_size=4, open=True, check=ConnectionPool.check_connection,
+                kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
+                reconnect_timeout=0, name=f"fleet-jobs-{os.getpid()}",
+            )
+            _pools[key] = pool
+        return pool
+
+
+@contextmanager
+def pooled(url: str, timeout: float = 10) -> Iterator[psycopg.Connection]:
+    """An autocommit connection from this process's pool (jobs run many short transactions;
+    opening a connection for each costs more than the work). Use ``conn.transaction()`` for
+    atomic work."""
+    with _pool(url).connection(timeout=timeout) as conn:
+        yield conn
+
+
 @contextmanager
 def transaction(url: str) -> Iterator[psycopg.Connection]:
-    """A connection whose work commits on success and rolls back on error, then closes."""
-    conn = connect(url)
-    try:
-        with conn.transaction():
-            yield conn
-    finally:
-        conn.close()
+    """A pooled connection whose work commits on success and rolls back on error."""
+    with pooled(url) as conn, conn.transaction():
+        yield conn
 
 
 def database_name(url: str) -> str:

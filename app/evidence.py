@@ -1,16 +1,17 @@
 """The audit trail: every call Fleet makes that changes GitHub, with its outcome.
 
-Evidence is written on its own autocommit connection so it survives the rollback of the job
-transaction that triggered it: the GitHub side effect happened either way.
+Evidence is written on its own autocommit (pooled) connection so it survives the rollback of the
+job transaction that triggered it: the GitHub side effect happened either way.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
 from app import db
 
@@ -29,24 +30,20 @@ class EvidenceRecorder:
     repo_full_name: str | None = None
     delivery_id: str | None = None
     job_id: str | None = None
-    _conn: psycopg.Connection | None = field(default=None, repr=False)
 
     def record(self, action: str, target: str, outcome: str, status_code: int | None = None, **detail: Any) -> None:
         """Append one evidence row; a failure to record is logged, never raised."""
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = db.connect(self.database_url, autocommit=True)
-            self._conn.execute(
-                INSERT_EVIDENCE,
-                (
-                    self.repo_id, self.repo_full_name, self.delivery_id, self.job_id,
-                    action, target, outcome, status_code, Jsonb(detail),
-                ),
-            )
-        except psycopg.Error as exc:
+            with db.pooled(self.database_url) as conn:
+                conn.execute(
+                    INSERT_EVIDENCE,
+                    (
+                        self.repo_id, self.repo_full_name, self.delivery_id, self.job_id,
+                        action, target, outcome, status_code, Jsonb(detail),
+                    ),
+                )
+        except (psycopg.Error, PoolTimeout) as exc:
             log.error("evidence not recorded", extra={"action": action, "error": str(exc)})
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Nothing to release: connections come from the process pool (kept for callers)."""

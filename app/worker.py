@@ -1,11 +1,15 @@
 """``fleet worker``: an RQ worker. On SIGTERM RQ performs a warm shutdown: the current job
 finishes, then the process exits; a job killed harder is picked up again by the sweeper
-because its delivery is still marked unfinished in Postgres."""
+because its delivery is still marked unfinished in Postgres.
+
+By default jobs run in the worker process itself (RQ's SimpleWorker): Fleet's jobs are short
+and share a connection pool and GitHub tokens, which a fork per job would throw away each time.
+``--fork`` restores RQ's work horse per job, for isolation at the cost of throughput."""
 from __future__ import annotations
 
 import importlib
 
-from rq import Worker
+from rq import SimpleWorker, Worker
 
 from app import runtime
 
@@ -29,8 +33,9 @@ def preload_job_modules() -> None:
         getattr(client.rest, namespace)
 
 
-def run_worker(burst: bool = False) -> int:
+def run_worker(burst: bool = False, fork: bool = False) -> int:
     preload_job_modules()
-    worker = Worker([runtime.queue()], connection=runtime.redis_client())
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class([runtime.queue()], connection=runtime.redis_client())
     worker.work(burst=burst, with_scheduler=True, logging_level=runtime.settings().log_level)
     return 0

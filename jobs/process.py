@@ -28,14 +28,19 @@ def process_delivery(delivery_id: str) -> str:
     settings = runtime.settings()
     job = get_current_job()
     job_id = job.id if job else None
-    with db.connect(settings.database_url, autocommit=True) as conn:
+    with db.pooled(settings.database_url) as conn:
         delivery = deliveries.start_processing(conn, delivery_id)
     if delivery is None:
         return "skipped"
     logger = bind_logger(log, delivery_id=delivery.id, event=delivery.key, repo=delivery.repo_full_name, job_id=job_id)
     handler = route(delivery.event, delivery.action)
     started = time.perf_counter()
-    conn = db.connect(settings.database_url)
+    with db.pooled(settings.database_url) as conn:
+        return _process(delivery, conn, settings, logger, job_id, handler, started)
+
+
+def _process(delivery, conn, settings, logger, job_id, handler, started) -> str:
+    delivery_id = delivery.id
     ctx = EventContext(delivery, conn, settings, logger, job_id)
     try:
         with conn.transaction():
@@ -65,7 +70,6 @@ def process_delivery(delivery_id: str) -> str:
     finally:
         PROCESSING_SECONDS.labels(delivery.event).observe(time.perf_counter() - started)
         ctx.close()
-        conn.close()
 
 
 def _run_deferred(ctx: EventContext) -> None:
@@ -87,7 +91,7 @@ def _run_deferred(ctx: EventContext) -> None:
 
 
 def _record_failure(database_url: str, delivery_id: str, error: str, *, final: bool) -> None:
-    with db.connect(database_url, autocommit=True) as conn:
+    with db.pooled(database_url) as conn:
         deliveries.fail(conn, delivery_id, error)
         if final:
             conn.execute("UPDATE deliveries SET attempts = %s WHERE id = %s", (deliveries.MAX_ATTEMPTS, delivery_id))
