@@ -13,8 +13,8 @@ def parse_duration(text: str | int | float) -> timedelta:
 
     Raises ValueError with the offending text when it is not a positive duration.
     """
-    if isinstance(text, bool):
-        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 90m, 4h, 1h30m)")
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
@@ -30,9 +30,14 @@ def parse_duration(text: str | int | float) -> timedelta:
                 pos = match.end()
             if pos != len(compact) or not compact:
                 raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 90m, 4h, 1h30m)")
-    if seconds <= 0:
+    try:
+        delta = timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        raise ValueError(f"duration out of range: {text!r}") from None
+    # Checked on the timedelta: a positive float below a microsecond rounds to zero.
+    if delta <= timedelta(0):
         raise ValueError(f"duration must be positive: {text!r}")
-    return timedelta(seconds=seconds)
+    return delta
 
 
 def format_duration(delta: timedelta) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg.types.json import Jsonb
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(timezone.utc).replace(microsecond=0)  # refreshed by seed(): see there
 WIDGETS, SECRET = 101, 102
 
 
@@ -29,6 +29,9 @@ def task(conn: psycopg.Connection, number: int, title: str, repo_id: int = WIDGE
 
 
 def seed(conn: psycopg.Connection) -> None:
+    global NOW
+    # Taken now, not at import: a long suite must not age the seeded rows out of time windows.
+    NOW = datetime.now(timezone.utc).replace(microsecond=0)
     """The state described in the module docstring."""
     insert(conn, "installations", id=1, account_login="octo", account_type="Organization")
     insert(conn, "repositories", id=WIDGETS, installation_id=1, full_name="octo/widgets")

@@ -65,8 +65,9 @@ def receive() -> tuple[Response, int]:
         return _answer(401, "bad_signature", "X-Hub-Signature-256 missing or wrong", started)
     event = request.headers.get("X-GitHub-Event", "")
     guid = request.headers.get("X-GitHub-Delivery", "")
-    if not event or not guid or len(guid) > 100 or len(event) > 100:
-        return _answer(400, "bad_headers", "X-GitHub-Event and X-GitHub-Delivery are required", started)
+    if not _header_ok(event) or not _header_ok(guid):
+        return _answer(400, "bad_headers", "X-GitHub-Event and X-GitHub-Delivery are required (printable, <= 100 chars)",
+                       started)
     try:
         payload = _parse_body(body, request.content_type or "application/json")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -75,6 +76,10 @@ def receive() -> tuple[Response, int]:
     try:
         with current_app.config["FLEET_POOL"].connection(timeout=3) as conn:
             fresh = deliveries.store(conn, delivery)
+    except psycopg.errors.DataError as exc:
+        # Postgres refuses the content itself (NaN, 1e999, lone surrogates): the payload is bad,
+        # the database is fine; a 503 would have GitHub redeliver it for three days.
+        return _answer(400, "bad_payload", f"payload cannot be stored: {str(exc).splitlines()[0][:200]}", started)
     except Exception as exc:  # pool timeouts are not psycopg.Error
         if not _is_db_error(exc):
             raise
@@ -85,6 +90,10 @@ def receive() -> tuple[Response, int]:
     queued = _enqueue(guid)
     return _answer(202, "accepted", "stored" + (" and queued" if queued else "; queued later"), started,
                    delivery=guid, queued=queued)
+
+
+def _header_ok(value: str) -> bool:
+    return 0 < len(value) <= 100 and value.isprintable()
 
 
 def _is_db_error(exc: BaseException) -> bool:
