@@ -94,3 +94,24 @@ def test_progress_snapshots_feed_velocity(world, db_conn):
     body = db_conn.execute("SELECT body FROM status_issues").fetchone()["body"]
     overall = next(line for line in body.splitlines() if line.startswith("| **Overall**"))
     assert overall.startswith("| **Overall** | 6 h | 4 h/day"), overall
+
+
+def test_next_and_help_work_in_the_status_issue(world, db_conn):
+    """An agent reading the status issue comments `/next` there and is given the top ready task."""
+    from app.replies import parse_marker
+
+    sim, repo = world.sim, world.repo
+    sim.add_user("dora", "write")
+    top = sim.open_issue(repo, "Urgent", labels=["priority:critical"])
+    sim.open_issue(repo, "Whenever", labels=["priority:low"])
+    world.settle()
+    update_status(repo_id(db_conn), now=(datetime.now(timezone.utc) + timedelta(minutes=1)).isoformat())
+    number = db_conn.execute("SELECT issue_number FROM status_issues").fetchone()["issue_number"]
+    world.settle()
+    sim.comment(repo, number, "/next\n/help", author="dora")
+    world.settle()
+    assert db_conn.execute("SELECT agent_id FROM claims WHERE number = %s", (top,)).fetchone()["agent_id"] == "dora"
+    replies = [c["body"] for c in world.comments(number) if c["user"]["login"] == "fleet[bot]"]
+    assert len(replies) == 1  # both answers in one reply
+    assert "/next" in replies[0] and parse_marker(replies[0])["command"] == "next"
+    assert "| `/claim [as NAME]`" not in replies[0]  # /help lists only what works in the status issue
