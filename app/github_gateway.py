@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
+from app.conditional_reads import EtagCache, conditional_get
 from app.evidence import EvidenceRecorder
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,24 @@ def github_message(exc: RequestFailed) -> str:
         return exc.response.text[:500]
 
 
+def _process_etag_cache() -> EtagCache | None:
+    from app import runtime
+
+    try:
+        return runtime.etag_cache()
+    except Exception:  # settings not loaded (scripts, some tests): plain GETs
+        return None
+
+
 class RepoGateway:
     """GitHub calls scoped to one repository, acting as the installation."""
 
-    def __init__(self, client: GitHub, full_name: str, evidence: EvidenceRecorder):
+    def __init__(self, client: GitHub, full_name: str, evidence: EvidenceRecorder, etags: EtagCache | None = None):
         self.gh = client
         self.full_name = full_name
         self.owner, self.repo = full_name.split("/", 1)
         self.evidence = evidence
+        self.etags = etags if etags is not None else _process_etag_cache()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -113,14 +124,17 @@ class RepoGateway:
         """Issues and pull requests (GitHub lists both), as raw JSON dicts."""
         yield from self._paginate(self.gh.rest.issues.list_for_repo, state=state)
 
+    def _cached(self, key: str, call: Callable[[dict[str, str]], Any]) -> Any:
+        return conditional_get(self.etags, f"{self.full_name.lower()}:{key}", call)
+
     def issue(self, number: int) -> dict[str, Any]:
-        return self.gh.rest.issues.get(self.owner, self.repo, number).json()
+        return self._cached(f"issue:{number}", lambda h: self.gh.rest.issues.get(self.owner, self.repo, number, headers=h))
 
     def pulls(self, state: str = "open") -> Iterator[dict[str, Any]]:
         yield from self._paginate(self.gh.rest.pulls.list, state=state)
 
     def pull(self, number: int) -> dict[str, Any]:
-        return self.gh.rest.pulls.get(self.owner, self.repo, number).json()
+        return self._cached(f"pull:{number}", lambda h: self.gh.rest.pulls.get(self.owner, self.repo, number, headers=h))
 
     def labels(self) -> list[str]:
         return [label["name"] for label in self._paginate(self.gh.rest.issues.list_labels_for_repo)]
@@ -129,11 +143,14 @@ class RepoGateway:
         return list(self._paginate(self.gh.rest.issues.list_milestones, state="all"))
 
     def check_runs(self, ref: str) -> list[dict[str, Any]]:
-        data = self.gh.rest.checks.list_for_ref(self.owner, self.repo, ref, per_page=100).json()
+        data = self._cached(f"check-runs:{ref}", lambda h: self.gh.rest.checks.list_for_ref(
+            self.owner, self.repo, ref, per_page=100, headers=h))
         return data.get("check_runs", [])
 
     def combined_status(self, ref: str) -> list[dict[str, Any]]:
-        return self.gh.rest.repos.get_combined_status_for_ref(self.owner, self.repo, ref, per_page=100).json().get("statuses", [])
+        data = self._cached(f"status:{ref}", lambda h: self.gh.rest.repos.get_combined_status_for_ref(
+            self.owner, self.repo, ref, per_page=100, headers=h))
+        return data.get("statuses", [])
 
     def comments(self, number: int) -> list[dict[str, Any]]:
         return list(self._paginate(self.gh.rest.issues.list_comments, issue_number=number))

@@ -43,6 +43,13 @@ def queue(name: str | None = None) -> Queue:
     return Queue(f"{base}:{name}" if name else base, connection=redis_client())
 
 
+def etag_cache():
+    """The shared ETag cache for conditional GETs (see conditional_reads.py)."""
+    from app.conditional_reads import EtagCache
+
+    return EtagCache(redis_client(), settings().queue_name)
+
+
 @functools.lru_cache(maxsize=1)
 def github_clients() -> GitHubClients:
     from app.metrics import record_github_response
