@@ -26,7 +26,8 @@ UPDATE status_issues SET body = %s, body_hash = %s, last_edit_at = %s, edits = e
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an update did: ``edited``, ``created``, ``unchanged``, or ``wait`` (retry after ``wait``)."""
+    """What an update did: ``edited``, ``created``, ``unchanged``, ``wait`` (a real change: retry
+    after ``wait``) or ``clocks`` (only relative times moved: the periodic refresh writes them)."""
 
     result: str
     issue_number: int | None = None
@@ -45,6 +46,8 @@ def update(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url: str, 
         return Outcome("created", number)
     decision = status_table.should_edit(row["last_edit_at"], now, repo.config.status.min_interval, row["body"], body)
     if isinstance(decision, timedelta):
+        if status_table.content_digest(row["body"]) == status_table.content_digest(body):
+            return Outcome("clocks", row["issue_number"], decision)
         return Outcome("wait", row["issue_number"], decision)
     if not decision:
         return Outcome("unchanged", row["issue_number"])
