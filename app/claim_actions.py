@@ -83,8 +83,8 @@ def sync_labels(effects: Effects, numbers: Iterable[int]) -> None:
         return
     tasks = claim_store.snapshots(effects.conn, effects.repo.id, effects.repo.full_name, wanted)
     for task in tasks:
-        if not task.is_task:
-            continue
+        # Non-tasks go through too: an issue that stopped being a task (say it gained
+        # fleet:status after its opened event) must lose the state label it was given.
         changes = readiness.label_actions(task, task.labels)
         if not changes:
             continue

@@ -15,6 +15,7 @@ from app.task_refs import TaskRef
 from webhooks.context import EventContext
 from webhooks.models import IssuesEvent, PullRequestEvent
 
+STATUS_LABEL = "fleet:status"
 STATE_CHANGING = {"opened", "edited", "closed", "reopened", "labeled", "unlabeled", "assigned", "unassigned",
                   "milestoned", "demilestoned"}
 
@@ -56,7 +57,9 @@ def on_issue_event(ctx: EventContext, repo: Repo, event: IssuesEvent) -> None:
     effects = effects_for(ctx, repo)
     affected = {number}
     sender = event.sender.login if event.sender else ""
-    if action == "assigned" and event.assignee and not is_bot(sender):
+    if STATUS_LABEL in {label.name for label in event.issue.labels}:
+        _protect_status_issue(effects, event, sender)
+    elif action == "assigned" and event.assignee and not is_bot(sender):
         _assigned(ctx, repo, effects, event, sender)
     elif action == "unassigned" and event.assignee:
         holder = claim_store.open_claim(ctx.conn, repo.id, number)
@@ -70,6 +73,18 @@ def on_issue_event(ctx: EventContext, repo: Repo, event: IssuesEvent) -> None:
         report_cycles(ctx, repo, effects, number)
     if action in STATE_CHANGING and event.issue.state == "open" or action == "closed":
         sync_labels(effects, affected)
+
+
+def _protect_status_issue(effects: Effects, event: IssuesEvent, sender: str) -> None:
+    """The status issue is Fleet's, not a task: assignments are undone and closing it reopens it
+    (an agent's PR saying "Closes #N" for it would otherwise end the repository's status page)."""
+    action = event.action
+    if is_bot(sender):
+        return
+    if action == "assigned" and event.assignee:
+        effects.gh.remove_assignees(event.issue.number, [event.assignee.login])
+    elif action == "closed":
+        effects.gh.update_issue(event.issue.number, state="open")
 
 
 def _assigned(ctx: EventContext, repo: Repo, effects: Effects, event: IssuesEvent, sender: str) -> None:

@@ -115,3 +115,25 @@ def test_next_and_help_work_in_the_status_issue(world, db_conn):
     assert len(replies) == 1  # both answers in one reply
     assert "/next" in replies[0] and parse_marker(replies[0])["command"] == "next"
     assert "| `/claim [as NAME]`" not in replies[0]  # /help lists only what works in the status issue
+
+
+def test_the_status_issue_cannot_be_claimed_or_closed(world, db_conn):
+    """Agents sometimes treat every open issue as work: Fleet undoes an assignment of its status
+    issue, reopens it if a PR closes it, and never labels it as a task."""
+    sim, repo = world.sim, world.repo
+    sim.add_user("erin", "write")
+    world.settle()
+    update_status(repo_id(db_conn), now=(datetime.now(timezone.utc) + timedelta(minutes=1)).isoformat())
+    number = db_conn.execute("SELECT issue_number FROM status_issues").fetchone()["issue_number"]
+    world.settle()
+    world.assign("erin", number)
+    world.settle()
+    assert sim.issue(repo, number)["assignees"] == []
+    sim.push(repo, "erin/status", {"s.txt": "1"}, author="erin")
+    pr = sim.open_pr(repo, "erin/status", "Fleet status", body=f"Closes #{number}", author="erin")
+    sim.merge_pr(repo, pr, by="erin")
+    world.settle()
+    issue = sim.issue(repo, number)
+    assert issue["state"] == "open"
+    assert [l["name"] for l in issue["labels"]] == ["fleet:status"]
+    assert db_conn.execute("SELECT count(*) AS n FROM claims WHERE number = %s", (number,)).fetchone()["n"] == 0
