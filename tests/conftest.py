@@ -70,9 +70,20 @@ def settings(database_url: str, queue_namespace: str, db_conn) -> Iterator[Setti
         log_format="console",
     )
     runtime.configure(value)
-    runtime.queue().empty()
+    _empty_queue()
     yield value
-    runtime.queue().empty()
+    _empty_queue()
+
+
+def _empty_queue() -> None:
+    """No job of an earlier test (queued or scheduled for later) leaks into the next one."""
+    from rq.registry import ScheduledJobRegistry
+
+    queue = runtime.queue()
+    queue.empty()
+    scheduled = ScheduledJobRegistry(queue=queue)
+    for job_id in scheduled.get_job_ids():
+        scheduled.remove(job_id, delete_job=True)
 
 
 @pytest.fixture
