@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from app import api_queries as q
 from app.auth import authenticated, guard
 from app.claims import AgentId
+from app.github_client import github_web_url
 from app.readiness import Dependency, TaskSnapshot, task_state
 from app.status_table import burndown_series
 from app.task_refs import TaskRef
@@ -73,14 +74,6 @@ def num(value: Decimal | float | int | None) -> float | None:
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def github_web_url(api_url: str) -> str:
-    """github.com for api.github.com; the host itself for GitHub Enterprise Server (``/api/v3``)."""
-    api_url = api_url.rstrip("/")
-    if api_url == "https://api.github.com":
-        return "https://github.com"
-    return re.sub(r"/api/v3$", "", api_url)
 
 
 def _issue_url(repo: str, number: int) -> str:

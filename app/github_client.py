@@ -21,7 +21,12 @@ import httpx
 import redis
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
+from githubkit.exception import (
+    GitHubException,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+)
 from githubkit.throttling import BaseThrottler
 from githubkit.typing import RetryOption
 
@@ -151,6 +156,15 @@ class PacingExceeded(RuntimeError):
 
 
 ResponseHook = Callable[[httpx.Response], None]
+
+
+def github_web_url(api_url: str) -> str:
+    """The web address behind an API URL: github.com for api.github.com; for GitHub Enterprise
+    Server (``https://HOST/api/v3``) the host itself."""
+    api_url = api_url.rstrip("/")
+    if api_url == "https://api.github.com":
+        return "https://github.com"
+    return api_url.removesuffix("/api/v3")
 
 
 @functools.lru_cache(maxsize=1)

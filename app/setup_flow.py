@@ -27,8 +27,8 @@ import yaml
 from flask import Blueprint, Response, current_app, render_template, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from app.api import github_web_url
 from app.auth import guard
+from app.github_client import github_web_url
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 guard(bp, as_json=False)

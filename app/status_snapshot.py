@@ -6,8 +6,17 @@ from datetime import datetime, timedelta
 import psycopg
 
 from app import claim_store, readiness
+from app.github_client import github_web_url
 from app.repositories import Repo
-from app.status_table import AgentRow, ClaimRow, EpicRow, MergeQueue, QueueEntry, StatusSnapshot, TaskRow
+from app.status_table import (
+    AgentRow,
+    ClaimRow,
+    EpicRow,
+    MergeQueue,
+    QueueEntry,
+    StatusSnapshot,
+    TaskRow,
+)
 from app.velocity import ProgressPoint
 
 TASK_DETAILS = """
@@ -45,9 +54,8 @@ WHERE repo_id = %s AND taken_at >= %s ORDER BY taken_at
 
 
 def web_url(api_url: str, repo: str) -> str:
-    """The repository's web address for links: github.com for the public API, the host for GHES."""
-    base = "https://github.com" if api_url.rstrip("/") == "https://api.github.com" else api_url.rstrip("/").removesuffix("/api/v3")
-    return f"{base}/{repo}"
+    """The repository's web address for links."""
+    return f"{github_web_url(api_url)}/{repo}"
 
 
 def _epic_of(row: dict) -> str | None:
