@@ -38,6 +38,19 @@ def agents(world):
     return world
 
 
+def open_task(world, title, **fields):
+    """Open an issue and let Fleet process it; returns its number."""
+    number = world.sim.open_issue(world.repo, title, **fields)
+    world.settle()
+    return number
+
+
+def assign(world, login, number, assignee=None):
+    """``login`` assigns ``assignee`` (default: themselves) to the issue, and Fleet reacts."""
+    world.assign(login, number, assignee=assignee)
+    world.settle()
+
+
 def configure(world, text):
     world.sim.set_file(world.repo, ".github/fleet.yml", text)
     world.settle()
@@ -45,11 +58,9 @@ def configure(world, text):
 
 def test_self_assignment_is_accepted_as_a_claim(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Ready task")
-    w.settle()
+    n = open_task(w, "Ready task")
     assert labels(w, n) == ["fleet:ready"]
-    w.assign("alice", n)
-    w.settle()
+    assign(w, "alice", n)
     assert holder(db_conn, n) == "alice"
     assert assignees(w, n) == ["alice"]
     assert labels(w, n) == ["fleet:claimed"]
@@ -59,11 +70,9 @@ def test_self_assignment_is_accepted_as_a_claim(agents, db_conn):
 def test_claim_on_blocked_task_is_undone_naming_the_blockers(agents, db_conn):
     w = agents
     a = w.sim.open_issue(w.repo, "Foundation")
-    b = w.sim.open_issue(w.repo, "Needs foundation", body=f"Depends on #{a}")
-    w.settle()
+    b = open_task(w, "Needs foundation", body=f"Depends on #{a}")
     assert labels(w, b) == ["fleet:blocked"]
-    w.assign("bob", b)
-    w.settle()
+    assign(w, "bob", b)
     assert holder(db_conn, b) is None
     assert assignees(w, b) == []
     [marker] = fleet_markers(w, b)
@@ -75,12 +84,9 @@ def test_claim_on_blocked_task_is_undone_naming_the_blockers(agents, db_conn):
 
 def test_second_agent_is_refused_when_task_is_taken(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Contested")
-    w.settle()
-    w.assign("alice", n)
-    w.settle()
-    w.assign("bob", n)
-    w.settle()
+    n = open_task(w, "Contested")
+    assign(w, "alice", n)
+    assign(w, "bob", n)
     assert holder(db_conn, n) == "alice"
     assert assignees(w, n) == ["alice"]
     [marker] = fleet_markers(w, n)
@@ -89,8 +95,7 @@ def test_second_agent_is_refused_when_task_is_taken(agents, db_conn):
 
 def test_two_agents_assigning_at_once_end_with_exactly_one_holder(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Race")
-    w.settle()
+    n = open_task(w, "Race")
     threads = [threading.Thread(target=w.assign, args=(login, n)) for login in ("alice", "bob", "carol")]
     for t in threads:
         t.start()
@@ -105,8 +110,7 @@ def test_two_agents_assigning_at_once_end_with_exactly_one_holder(agents, db_con
 
 def test_one_event_with_two_assignees_ends_with_one_holder(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Two at once")
-    w.settle()
+    n = open_task(w, "Two at once")
     owner, name = w.repo.split("/")
     gh = w.agent("alice")
     gh.rest.issues.add_assignees(owner, name, n, assignees=["alice", "bob"])
@@ -120,12 +124,9 @@ def test_wip_limit_refuses_a_claim_beyond_max_per_agent(agents, db_conn):
     w = agents
     configure(w, "claims:\n  max_per_agent: 1\n")
     first = w.sim.open_issue(w.repo, "One")
-    second = w.sim.open_issue(w.repo, "Two")
-    w.settle()
-    w.assign("alice", first)
-    w.settle()
-    w.assign("alice", second)
-    w.settle()
+    second = open_task(w, "Two")
+    assign(w, "alice", first)
+    assign(w, "alice", second)
     assert holder(db_conn, first) == "alice" and holder(db_conn, second) is None
     [marker] = fleet_markers(w, second)
     assert marker["reason"] == "wip_limit" and marker["claims"] == [first]
@@ -134,10 +135,8 @@ def test_wip_limit_refuses_a_claim_beyond_max_per_agent(agents, db_conn):
 def test_user_outside_allow_list_is_not_allowed(agents, db_conn):
     w = agents
     configure(w, "claims:\n  allow: [alice]\n")
-    n = w.sim.open_issue(w.repo, "Allow-listed only")
-    w.settle()
-    w.assign("bob", n)
-    w.settle()
+    n = open_task(w, "Allow-listed only")
+    assign(w, "bob", n)
     assert holder(db_conn, n) is None and assignees(w, n) == []
     assert fleet_markers(w, n)[0]["reason"] == "not_allowed"
 
@@ -146,10 +145,8 @@ def test_lease_warns_once_then_releases_with_a_handoff(agents, db_conn):
     """The clock is moved by passing `now` to the lease job: no sleeping."""
     w = agents
     configure(w, "claims:\n  lease: 1h\n")
-    n = w.sim.open_issue(w.repo, "Leased")
-    w.settle()
-    w.assign("alice", n)
-    w.settle()
+    n = open_task(w, "Leased")
+    assign(w, "alice", n)
     w.sim.push(w.repo, f"alice/{n}-leased", {"a.txt": "1"}, author="alice")
     w.settle()
     start = datetime.now(timezone.utc)
@@ -168,10 +165,8 @@ def test_lease_warns_once_then_releases_with_a_handoff(agents, db_conn):
 
 def test_push_to_task_branch_renews_the_lease(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Renew me")
-    w.settle()
-    w.assign("alice", n)
-    w.settle()
+    n = open_task(w, "Renew me")
+    assign(w, "alice", n)
     before = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s", (n,)).fetchone()["lease_expires_at"]
     sha = w.sim.push(w.repo, f"alice/{n}-renew", {"x": "1"}, author="alice")
     w.settle()
@@ -182,10 +177,8 @@ def test_push_to_task_branch_renews_the_lease(agents, db_conn):
 
 def test_pr_for_a_task_held_by_someone_else_gets_a_warning(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Alice's")
-    w.settle()
-    w.assign("alice", n)
-    w.settle()
+    n = open_task(w, "Alice's")
+    assign(w, "alice", n)
     w.sim.push(w.repo, "bob-fix", {"y": "1"}, author="bob")
     pr = w.sim.open_pr(w.repo, "bob-fix", "Fix", body=f"Fixes #{n}", author="bob")
     w.settle()
@@ -196,8 +189,7 @@ def test_pr_for_a_task_held_by_someone_else_gets_a_warning(agents, db_conn):
 def test_next_claims_the_most_urgent_ready_task_and_links_it(agents, db_conn):
     w = agents
     low = w.sim.open_issue(w.repo, "Low", labels=["priority:low"])
-    high = w.sim.open_issue(w.repo, "High", labels=["priority:high"])
-    w.settle()
+    high = open_task(w, "High", labels=["priority:high"])
     w.sim.comment(w.repo, low, "/next", author="carol")
     w.settle()
     assert holder(db_conn, high) == "carol"
@@ -208,8 +200,7 @@ def test_next_claims_the_most_urgent_ready_task_and_links_it(agents, db_conn):
 
 def test_claim_and_release_commands(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Commands")
-    w.settle()
+    n = open_task(w, "Commands")
     w.sim.comment(w.repo, n, "/claim as agent-d", author="alice")
     w.settle()
     assert holder(db_conn, n) == "alice:agent-d"
@@ -223,8 +214,7 @@ def test_claim_and_release_commands(agents, db_conn):
 
 def test_maintainer_command_by_read_only_user_is_refused(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Block me not")
-    w.settle()
+    n = open_task(w, "Block me not")
     w.sim.comment(w.repo, n, "/block #1", author="reader")
     w.settle()
     assert db_conn.execute("SELECT count(*) AS n FROM dependencies WHERE number = %s", (n,)).fetchone()["n"] == 0
@@ -234,8 +224,7 @@ def test_maintainer_command_by_read_only_user_is_refused(agents, db_conn):
 
 def test_command_inside_code_block_is_ignored(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Quoted")
-    w.settle()
+    n = open_task(w, "Quoted")
     w.sim.comment(w.repo, n, "Run this:\n\n```\n/claim\n```\n\n> /claim\n", author="alice")
     w.settle()
     assert holder(db_conn, n) is None
@@ -244,8 +233,7 @@ def test_command_inside_code_block_is_ignored(agents, db_conn):
 
 def test_fleets_own_comment_is_ignored(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Bot text")
-    w.settle()
+    n = open_task(w, "Bot text")
     w.sim.comment(w.repo, n, "/claim\n/unknowncommand", author="fleet[bot]")
     w.settle()
     assert holder(db_conn, n) is None
@@ -256,8 +244,7 @@ def test_fleets_own_comment_is_ignored(agents, db_conn):
 
 def test_unknown_command_gets_a_suggestion(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Typo")
-    w.settle()
+    n = open_task(w, "Typo")
     w.sim.comment(w.repo, n, "/clam", author="alice")
     w.settle()
     [marker] = fleet_markers(w, n)
@@ -266,10 +253,8 @@ def test_unknown_command_gets_a_suggestion(agents, db_conn):
 
 def test_maintainer_assigning_someone_else_is_honoured(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Assigned by a maintainer")
-    w.settle()
-    w.assign("alice", n, assignee="bob")
-    w.settle()
+    n = open_task(w, "Assigned by a maintainer")
+    assign(w, "alice", n, assignee="bob")
     assert holder(db_conn, n) == "bob"
 
 
@@ -277,10 +262,8 @@ def test_triager_assigning_someone_else_needs_write_permission(agents, db_conn):
     """GitHub lets triagers assign people; Fleet honours that as a claim only with write access."""
     w = agents
     w.sim.add_user("trudy", "triage")
-    n = w.sim.open_issue(w.repo, "Not yours to give")
-    w.settle()
-    w.assign("trudy", n, assignee="bob")
-    w.settle()
+    n = open_task(w, "Not yours to give")
+    assign(w, "trudy", n, assignee="bob")
     assert holder(db_conn, n) is None
     assert assignees(w, n) == []
     assert fleet_markers(w, n)[0]["reason"] == "maintainer_required"
@@ -302,8 +285,7 @@ def test_broken_config_keeps_last_good_and_is_reported_once(agents, db_conn):
 
 def test_push_to_a_named_agents_branch_renews_that_agents_claim(agents, db_conn):
     w = agents
-    n = w.sim.open_issue(w.repo, "Named")
-    w.settle()
+    n = open_task(w, "Named")
     w.sim.comment(w.repo, n, "/claim as agent-d", author="alice")
     w.settle()
     sha = w.sim.push(w.repo, f"agent-d/{n}-named", {"n": "1"}, author="alice")
@@ -317,8 +299,7 @@ def test_push_to_a_named_agents_branch_renews_that_agents_claim(agents, db_conn)
 def test_native_blocked_by_relation_blocks_the_task(agents, db_conn):
     w = agents
     a = w.sim.open_issue(w.repo, "Native blocker")
-    b = w.sim.open_issue(w.repo, "Natively blocked")
-    w.settle()
+    b = open_task(w, "Natively blocked")
     w.sim.add_blocked_by(w.repo, b, a)
     w.settle()
     assert labels(w, b) == ["fleet:blocked"]
