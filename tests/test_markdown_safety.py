@@ -73,7 +73,8 @@ def test_link_is_safe(text: str, url: str) -> None:
     assert unescaped_pipes(out) == 0 and "<" not in out and "\n" not in out
     target = re.search(r"\]\(([^)]*)\)$", out)
     if target:
-        assert target.group(1).startswith(("http://", "https://"))
+        # Schemes are case-insensitive (RFC 3986 3.1): HTTP://x is as good a link as http://x.
+        assert target.group(1).lower().startswith(("http://", "https://"))
         assert not re.search(r"[\s()<>|`\\]", target.group(1))
 
 
