@@ -204,7 +204,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("block", "/block #N...", "Mark this task as blocked by the given issues.", _ISSUE, "write", _refs),
         CommandSpec("unblock", "/unblock #N...", "Remove the given blockers from this task.", _ISSUE, "write", _refs),
         CommandSpec("help", "/help", "List the commands usable here.", frozenset({"issue", "pr", "status"}), "anyone", _no_args),
-        CommandSpec("queue", "/queue", "Add this pull request to the merge queue.", _PR, "author", _no_args, aliases=("merge",)),
+        CommandSpec("queue", "/queue", "Add this pull request to the merge queue (see `queue.allow_authors`).", _PR, "write", _no_args, aliases=("merge",)),
         CommandSpec("dequeue", "/dequeue", "Take this pull request out of the merge queue.", _PR, "author", _no_args),
         CommandSpec("priority", "/priority high|normal|low", "Set this pull request's place in the merge queue.", _PR, "write", _priority),
         CommandSpec("gates", "/gates", "Show which merge gates pass and which do not.", _PR, "anyone", _no_args),

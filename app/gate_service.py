@@ -13,9 +13,9 @@ from dataclasses import replace
 import psycopg
 from githubkit.exception import RequestFailed
 
-from app import pull_state, queue_store, runtime
+from app import permissions, pull_state, queue_store, runtime
 from app.bot_identity import bot_login
-from app.gates import CheckResult, GateVerdict, PullSnapshot, evaluate_gates
+from app.gates import CheckResult, GateVerdict, PullSnapshot, evaluate_gates, latest_reviews
 from app.gates_report import render_check_run
 from app.github_gateway import RepoGateway
 from app.merge_queue import positions
@@ -118,6 +118,13 @@ def read_checks(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, sha: str)
     return tuple(results)
 
 
+def reviewer_permissions(conn: psycopg.Connection, gh: RepoGateway, repo: Repo,
+                         pr: PullSnapshot) -> tuple[tuple[str, str], ...]:
+    """(login, permission) of every reviewer whose standing review the gates weigh: one cached
+    lookup per distinct reviewer, none without reviews."""
+    return tuple((login, permissions.lookup(conn, gh, repo, login)) for login in sorted(latest_reviews(pr)))
+
+
 def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
                   merge_base: bool = False) -> tuple[PullSnapshot | None, str | None]:
     """(snapshot, base tip) of the PR read from GitHub now; the base tip and the snapshot's
@@ -139,7 +146,8 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
     )
     if snapshot.state != "open" or snapshot.merged:
         return snapshot, None
-    snapshot = replace(snapshot, checks=read_checks(conn, gh, repo, snapshot.head_sha))
+    snapshot = replace(snapshot, checks=read_checks(conn, gh, repo, snapshot.head_sha),
+                       reviewer_permissions=reviewer_permissions(conn, gh, repo, snapshot))
     if not merge_base:
         return snapshot, None
     comparison = gh.compare(snapshot.base_ref, snapshot.head_sha)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Literal
 
-from app.repo_config import GatesConfig
+from app.repo_config import ANY_APP, GatesConfig
 
 GateName = Literal[
     "checks", "reviews", "changes_requested", "labels", "draft", "linked_task", "conflict", "size"
@@ -41,6 +41,27 @@ FAILING_CONCLUSIONS = frozenset(
 )
 # mergeable_state values that mean "conflicts with the base".
 _CONFLICT_STATES = frozenset({"dirty"})
+
+# GitHub's repository permission ladder (REST ``permission`` and ``role_name`` values, old
+# ``pull``/``push`` aliases); anything unknown ranks as none. The one ladder Fleet uses.
+PERMISSION_RANK = {
+    "none": 0, "read": 1, "pull": 1, "triage": 2, "write": 3, "push": 3, "maintain": 4, "admin": 5,
+}
+
+NO_REQUIRED_CHECKS_WARNING = (
+    "No required checks are configured: any green check lets a PR merge. "
+    "Set `gates.required_checks` in .github/fleet.yml."
+)
+
+
+def permission_at_least(permission: str | None, needed: str) -> bool:
+    """``permission`` (GitHub's name for it, any case) ranks at least ``needed``."""
+    return PERMISSION_RANK.get((permission or "none").lower(), 0) >= PERMISSION_RANK[needed]
+
+
+def config_warnings(config: GatesConfig) -> tuple[str, ...]:
+    """Fleet's own warnings about a gates configuration (plain text with `code` spans)."""
+    return () if config.required_checks else (NO_REQUIRED_CHECKS_WARNING,)
 
 
 @dataclass(frozen=True)
@@ -130,6 +151,12 @@ class PullSnapshot:
     checks: tuple[CheckResult, ...] = ()
     merge_base_sha: str | None = None
     merge_commit_sha: str | None = None
+    # (login, permission) of each reviewer, as GitHub reports it; a reviewer missing here has none.
+    reviewer_permissions: tuple[tuple[str, str], ...] = ()
+
+    def reviewer_permission(self, login: str) -> str:
+        wanted = login.lower()
+        return next((perm for who, perm in self.reviewer_permissions if who.lower() == wanted), "none")
 
 
 @dataclass(frozen=True)
@@ -148,12 +175,21 @@ class GateResult:
     names: tuple[str, ...] = ()
     link: str | None = None
     checks: tuple[CheckResult, ...] = ()
+    notes: tuple["GateNote", ...] = ()
 
     def describe(self) -> str:
         """Plain-text one-liner for logs (not for Markdown: names are not escaped)."""
-        if not self.names:
-            return self.reason
-        return f"{self.reason}: {', '.join(self.names)}"
+        text = f"{self.reason}: {', '.join(self.names)}" if self.names else self.reason
+        return "; ".join([text] + [f"{n.reason}: {', '.join(n.names)}" for n in self.notes])
+
+
+@dataclass(frozen=True)
+class GateNote:
+    """A further remark on a gate result (e.g. approvals that did not count): Fleet's plain
+    ``reason`` about user-controlled ``names``, quoted by the renderer like ``GateResult.names``."""
+
+    reason: str
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -163,6 +199,7 @@ class GateVerdict:
     head_sha: str
     results: tuple[GateResult, ...]
     checks: tuple[CheckResult, ...] = field(default=())  # latest run of each check considered
+    warnings: tuple[str, ...] = ()  # Fleet's own text about the configuration (config_warnings)
 
     @property
     def conclusion(self) -> Conclusion:
@@ -244,24 +281,39 @@ def _first_url(checks: list[CheckResult]) -> str | None:
     return next((c.url for c in checks if c.url), None)
 
 
+def reported_by(check: CheckResult, app: str) -> bool:
+    """The check comes from ``app`` (a slug, or ``any``): a check run's App, or for a commit
+    status its creator ``app[bot]``."""
+    if app == ANY_APP:
+        return True
+    source = (check.app_slug or "").lower()
+    return source == (app if check.kind == "check_run" else f"{app}[bot]")
+
+
 def gate_checks(pr: PullSnapshot, config: GatesConfig, own_check_name: str = OWN_CHECK_NAME) -> GateResult:
-    """Required checks succeeded on the head (or, with none configured, every reported check
-    succeeded and at least ``min_checks`` reported)."""
-    combined = _combine(latest_checks(pr, own_check_name))
-    required = tuple(dict.fromkeys(n for n in config.required_checks if n != own_check_name))
-    names = required if required else tuple(sorted(combined))
-    failing, failing_runs, running, running_runs, missing = [], [], [], [], []
-    for name in names:
-        if name not in combined:
-            missing.append(name)
-            continue
-        state, runs = combined[name]
-        if state == "failing":
+    """Required checks succeeded on the head, each reported by the App it is tied to (or, with
+    none configured, every reported check succeeded and at least ``min_checks`` reported).
+
+    A name is as bad as its worst source: a failing run from any App still fails it, while only
+    a run from the tied App can make it pass."""
+    latest = latest_checks(pr, own_check_name)
+    combined = _combine(latest)
+    required = tuple((n, app) for n, app in config.required() if n != own_check_name)
+    wanted = required if required else tuple((n, ANY_APP) for n in sorted(combined))
+    failing, failing_runs, running, running_runs, missing, foreign = [], [], [], [], [], []
+    for name, app in wanted:
+        state, runs = combined.get(name, ("waiting", ()))
+        if name in combined and state == "failing":
             failing.append(name)
             failing_runs.extend(runs)
+        elif not any(c.name == name and reported_by(c, app) for c in latest):
+            missing.append(name)
+            if name in combined:
+                foreign.append(name)
         elif state == "waiting":
             running.append(name)
             running_runs.extend(runs)
+    notes = (GateNote("reported only by another App than required, not counted", tuple(foreign)),) if foreign else ()
     if failing:
         return GateResult(
             "checks", "failing", f"{_plural(len(failing), 'check')} failed",
@@ -275,18 +327,18 @@ def gate_checks(pr: PullSnapshot, config: GatesConfig, own_check_name: str = OWN
             parts.append(f"{len(missing)} not reported yet")
         return GateResult(
             "checks", "waiting", "waiting for checks (" + ", ".join(parts) + ")",
-            tuple(running + missing), _first_url(running_runs), tuple(running_runs),
+            tuple(running + missing), _first_url(running_runs), tuple(running_runs), notes,
         )
-    if not required and len(names) < config.min_checks:
+    if not required and len(wanted) < config.min_checks:
         return GateResult(
             "checks", "waiting",
-            f"waiting for checks ({len(names)} of at least {config.min_checks} reported)",
+            f"waiting for checks ({len(wanted)} of at least {config.min_checks} reported)",
         )
     if required:
-        return GateResult("checks", "passed", f"{_plural(len(names), 'required check')} passed")
-    if not names:
+        return GateResult("checks", "passed", f"{_plural(len(wanted), 'required check')} passed")
+    if not wanted:
         return GateResult("checks", "passed", "no checks required")
-    return GateResult("checks", "passed", f"{_plural(len(names), 'check')} passed")
+    return GateResult("checks", "passed", f"{_plural(len(wanted), 'check')} passed")
 
 
 # --- reviews ------------------------------------------------------------------------------
@@ -311,26 +363,53 @@ def latest_reviews(pr: PullSnapshot) -> dict[str, Review]:
     return {k: v for k, v in standing.items() if v.state != "DISMISSED"}
 
 
+def _counts(pr: PullSnapshot, reviewer: str) -> bool:
+    """Only a reviewer with write access (or higher) can approve or block."""
+    return permission_at_least(pr.reviewer_permission(reviewer), "write")
+
+
 def gate_reviews(pr: PullSnapshot, config: GatesConfig) -> GateResult:
-    """At least ``required_approvals`` reviewers currently approve."""
-    approvers = tuple(sorted(r for r, v in latest_reviews(pr).items() if v.state == "APPROVED"))
+    """At least ``required_approvals`` reviewers with write access approve exactly the head
+    (an approval of an older commit does not carry over a push)."""
+    approvers, stale, outsiders = [], [], []
+    for reviewer, review in sorted(latest_reviews(pr).items()):
+        if review.state != "APPROVED":
+            continue
+        if not _counts(pr, reviewer):
+            outsiders.append(reviewer)
+        elif review.commit_id != pr.head_sha:
+            stale.append(reviewer)
+        else:
+            approvers.append(reviewer)
+    notes = tuple(
+        GateNote(reason, tuple(names)) for reason, names in (
+            ("not counted, approved an older commit", stale),
+            ("not counted, no write access", outsiders),
+        ) if names
+    )
     need = config.required_approvals
     if len(approvers) >= need:
         if need == 0:
-            return GateResult("reviews", "passed", "no approval required", approvers)
-        return GateResult("reviews", "passed", f"approved by {len(approvers)} of {need} required", approvers)
+            return GateResult("reviews", "passed", "no approval required", tuple(approvers), notes=notes)
+        return GateResult("reviews", "passed", f"approved by {len(approvers)} of {need} required", tuple(approvers),
+                          notes=notes)
     # An approval needs a person to act: failing, not waiting.
-    return GateResult("reviews", "failing", f"{len(approvers)} of {need} required approvals", approvers)
+    return GateResult("reviews", "failing", f"{len(approvers)} of {need} required approvals", tuple(approvers),
+                      notes=notes)
 
 
 def gate_changes_requested(pr: PullSnapshot, config: GatesConfig) -> GateResult:
-    """No reviewer's standing review is "changes requested" (when configured to block)."""
+    """No reviewer with write access has a standing "changes requested" review (when configured
+    to block). Like GitHub, a change request stands across pushes until dismissed or superseded."""
     if not config.block_on_changes_requested:
         return GateResult("changes_requested", "passed", "not blocking (disabled)")
-    blockers = tuple(sorted(r for r, v in latest_reviews(pr).items() if v.state == "CHANGES_REQUESTED"))
+    requested = sorted(r for r, v in latest_reviews(pr).items() if v.state == "CHANGES_REQUESTED")
+    blockers = tuple(r for r in requested if _counts(pr, r))
+    ignored = tuple(r for r in requested if not _counts(pr, r))
+    notes = (GateNote("not counted, no write access", ignored),) if ignored else ()
     if blockers:
-        return GateResult("changes_requested", "failing", "changes requested by", blockers)
-    return GateResult("changes_requested", "passed", "no outstanding change requests")
+        return GateResult("changes_requested", "failing", "changes requested by", blockers, notes=notes)
+    return GateResult("changes_requested", "passed", "no outstanding change requests", notes=notes)
 
 
 def gate_labels(pr: PullSnapshot, config: GatesConfig) -> GateResult:
@@ -408,4 +487,4 @@ def evaluate_gates(pr: PullSnapshot, config: GatesConfig, *, own_check_name: str
         gate_checks(pr, config, own_check_name) if rule is gate_checks else rule(pr, config)
         for rule in RULES
     )
-    return GateVerdict(pr.head_sha, results, latest_checks(pr, own_check_name))
+    return GateVerdict(pr.head_sha, results, latest_checks(pr, own_check_name), config_warnings(config))

@@ -99,8 +99,14 @@ def md_gate_reason(result: GateResult, *, in_table: bool = True) -> str:
     """A gate's reason with its subjects quoted: ``2 checks failed: `ci`, `lint```."""
     reason = md_text(result.reason)
     if result.names:
-        return f"{reason}: {md_names(result.names, in_table=in_table)}"
-    return reason
+        reason = f"{reason}: {md_names(result.names, in_table=in_table)}"
+    notes = [f"{md_text(n.reason)}: {md_names(n.names, in_table=in_table)}" for n in result.notes]
+    return "; ".join([reason, *notes])
+
+
+def md_warning(text: str) -> str:
+    """One of Fleet's own warnings (``gates.config_warnings``) as a Markdown line."""
+    return f"> [!WARNING]\n> {text}"
 
 
 def _size(text: str) -> int:
@@ -179,6 +185,8 @@ def render_summary(
     """Markdown summary: a headline and one table row per gate (icon, gate, reason, link)."""
     sha = md_code(verdict.head_sha[:12], in_table=False)
     lines = [f"**{md_text(render_title(verdict))}** on {sha}", ""]
+    for warning in verdict.warnings:
+        lines += [md_warning(warning), ""]
     if queue_position is not None:
         of = f" of {queue_length}" if queue_length is not None else ""
         lines += [f"Merge queue position: {queue_position}{of}", ""]

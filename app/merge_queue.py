@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Literal, Union
 
 from app.durations import format_duration
-from app.gates import GateVerdict, PullSnapshot
+from app.gates import PERMISSION_RANK, GateVerdict, PullSnapshot
 from app.gates_report import md_code, md_gate_reason, md_link, md_names, md_text
 from app.repo_config import QueueConfig
 
@@ -309,19 +309,42 @@ def observe_push(entry: QueueEntry, *, before: str, after: str, by_fleet: bool, 
 
 _PLACEHOLDER = re.compile(r"\{(title|number|author|body)\}")
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+# Words in a commit message that GitHub Actions (and other CIs) obey: on the base branch they
+# would skip the checks of the merged code. GitHub's list plus the common spellings of others.
+_SKIP_CI = re.compile(
+    r"\[\s*(?:skip[\s_-]*ci|ci[\s_-]*skip|no[\s_-]*ci|skip[\s_-]*actions|actions[\s_-]*skip)\s*\]"
+    r"|skip-checks\s*:\s*true|\*\*\*NO_CI\*\*\*",
+    re.IGNORECASE,
+)
+# Git trailers that credit or vouch for someone (Co-authored-by, Signed-off-by, Reviewed-by...):
+# GitHub attributes the commit to whoever they name, so the PR body must not supply them.
+_TRAILER = re.compile(r"^\s*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*-by\s*:", re.IGNORECASE)
+
+
+def commit_safe_body(body: str | None) -> str:
+    """The PR body for a merge commit: HTML comments (PR templates' hints) dropped, and every
+    line that GitHub or CI would act on (``[skip ci]``-family tokens, ``*-by:`` trailers)."""
+    text = _HTML_COMMENT.sub("", body or "")
+    kept = [line for line in text.splitlines() if not _SKIP_CI.search(line) and not _TRAILER.match(line)]
+    return "\n".join(kept).strip()
+
+
+def commit_safe_title(title: str) -> str:
+    """The PR title on one line, without ``[skip ci]``-family tokens."""
+    return " ".join(_SKIP_CI.sub(" ", title).split())
 
 
 def render_commit_template(template: str, pr: PullSnapshot) -> str:
     """Replace ``{title}``, ``{number}``, ``{author}``, ``{body}`` in one pass.
 
     Never ``str.format``: other braces (in the template or in substituted PR text) stay as they
-    are and are not expanded again. HTML comments (PR templates' hints) are dropped from the body.
+    are and are not expanded again. The PR's text is made commit-safe first (``commit_safe_body``).
     """
     values = {
-        "title": " ".join(pr.title.split()),
+        "title": commit_safe_title(pr.title),
         "number": str(pr.number),
         "author": pr.author,
-        "body": _HTML_COMMENT.sub("", pr.body or "").strip(),
+        "body": commit_safe_body(pr.body),
     }
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
@@ -329,12 +352,14 @@ def render_commit_template(template: str, pr: PullSnapshot) -> str:
 def commit_title(config: QueueConfig, pr: PullSnapshot) -> str:
     """The merge commit title: one line, falling back to GitHub's style when it renders empty."""
     title = " ".join(render_commit_template(config.commit_title, pr).split())
-    return title or f"{' '.join(pr.title.split()) or 'Merge pull request'} (#{pr.number})"
+    return title or f"{commit_safe_title(pr.title) or 'Merge pull request'} (#{pr.number})"
 
 
 def commit_message(config: QueueConfig, pr: PullSnapshot) -> str:
-    """The merge commit message (may be empty)."""
-    return render_commit_template(config.commit_message, pr).strip()
+    """The merge commit message, never empty: without one GitHub fills in its own default,
+    which may be the PR body (the repository's squash-message setting)."""
+    message = render_commit_template(config.commit_message, pr).strip()
+    return message or render_commit_template(QueueConfig.model_fields["commit_message"].default, pr)
 
 
 # --- dequeue messages (one line, Markdown-safe) -------------------------------------------
@@ -615,9 +640,6 @@ def decide_update_result(
 # --- commands -----------------------------------------------------------------------------
 
 CommandName = Literal["queue", "merge", "dequeue", "priority"]
-PERMISSION_RANK = {
-    "none": 0, "read": 1, "pull": 1, "triage": 2, "write": 3, "push": 3, "maintain": 4, "admin": 5,
-}
 _COMMAND = re.compile(r"^/(queue|merge|dequeue|priority)(?:\s+(\S+))?\s*$", re.IGNORECASE)
 
 
@@ -654,6 +676,18 @@ def _is_author(actor: str, pr: PullSnapshot) -> bool:
     return actor.lower() == pr.author.lower()
 
 
+def queue_refusal(actor: str, actor_permission: str | None, pr: PullSnapshot, config: QueueConfig) -> str | None:
+    """Why ``actor`` may not queue ``pr`` (one Markdown-safe line), or None when they may.
+    The one rule for every way of queueing: command, label and ``queue.auto``."""
+    who = md_code(actor, in_table=False)
+    if _rank(actor_permission) < PERMISSION_RANK["write"]:
+        return f"Refused: {who} needs write permission to queue this pull request."
+    if _is_author(actor, pr) and not config.allow_authors:
+        return (f"Refused: {who} wrote this pull request and `queue.allow_authors` is false: "
+                "someone else with write permission must queue it.")
+    return None
+
+
 def _position_text(position: int, length: int) -> str:
     return "in flight (merging next)" if position == 1 else f"position {position} of {length}"
 
@@ -668,9 +702,10 @@ def decide_queue_command(
 ) -> CommandDecision:
     """Accept or refuse ``/queue`` (alias ``/merge``), ``/dequeue`` and ``/priority``.
 
-    Permissions (GitHub's ``permission`` or ``role_name``): queue and dequeue need write or the
-    PR's author when ``allow_authors`` (authors may always dequeue their own PR); priority needs
-    maintain or admin. ``queue`` must be the PR's base-branch queue.
+    Permissions (GitHub's ``permission`` or ``role_name``): queueing always needs write; with
+    ``allow_authors`` false the author may not queue their own PR even with write (someone else
+    must: four eyes). Dequeue needs write or being the PR's author; priority needs maintain or
+    admin. ``queue`` must be the PR's base-branch queue.
     """
     who = md_code(actor, in_table=False)
     rank = _rank(actor_permission)
@@ -678,9 +713,9 @@ def decide_queue_command(
     where = md_code(queue.base_ref, in_table=False)
 
     if cmd.name in ("queue", "merge"):
-        if not (rank >= PERMISSION_RANK["write"] or (config.allow_authors and _is_author(actor, pr))):
-            extra = " or be its author" if config.allow_authors else ""
-            return CommandDecision(False, f"Refused: {who} needs write permission to queue this pull request{extra}.")
+        refusal = queue_refusal(actor, actor_permission, pr, config)
+        if refusal is not None:
+            return CommandDecision(False, refusal)
         if pr.merged or pr.state != "open":
             return CommandDecision(False, "Refused: the pull request is not open.")
         if pr.draft:

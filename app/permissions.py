@@ -1,8 +1,16 @@
 """Repository permissions and team membership, asked of GitHub and cached briefly in Postgres."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from app.gates import permission_at_least
 from app.repositories import Repo
 from webhooks.context import EventContext
+
+if TYPE_CHECKING:
+    from app.github_gateway import RepoGateway
 
 CACHE_SECONDS = 300
 
@@ -18,14 +26,24 @@ ON CONFLICT (repo_id, login) DO UPDATE SET permission = EXCLUDED.permission, fet
 
 def permission(ctx: EventContext, repo: Repo, login: str) -> str:
     """admin / maintain / write / triage / read / none for ``login`` on the repository."""
+    return lookup(ctx.conn, ctx.github(repo.full_name), repo, login)
+
+
+def lookup(conn: psycopg.Connection, gh: "RepoGateway", repo: Repo, login: str) -> str:
+    """The same answer outside a delivery (jobs): the cached permission, else GitHub's."""
     if not login:
         return "none"
-    row = ctx.conn.execute(CACHED, (repo.id, login, CACHE_SECONDS)).fetchone()
+    row = conn.execute(CACHED, (repo.id, login, CACHE_SECONDS)).fetchone()
     if row is not None:
         return row["permission"]
-    value = ctx.github(repo.full_name).permission(login)
-    ctx.conn.execute(STORE, (repo.id, login.lower(), value))
+    value = gh.permission(login)
+    conn.execute(STORE, (repo.id, login.lower(), value))
     return value
+
+
+def has_write(value: str | None) -> bool:
+    """``value`` (GitHub's permission or role name) is write or higher."""
+    return permission_at_least(value, "write")
 
 
 def teams_of(ctx: EventContext, repo: Repo, login: str, teams: tuple[str, ...]) -> frozenset[str]:

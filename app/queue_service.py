@@ -16,9 +16,10 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from githubkit.exception import RequestFailed
 
-from app import db, gate_service, queue_store, repositories, runtime
+from app import db, gate_service, permissions, queue_store, repositories, runtime
 from app.bot_identity import bot_login, is_bot
 from app.evidence import EvidenceRecorder
+from app.gates_report import md_code
 from app.gates import PullSnapshot, evaluate_gates
 from app.github_gateway import GitHubRefused, RepoGateway, github_message
 from app.merge_queue import (
@@ -83,8 +84,8 @@ def _decide(conn, repo: Repo, cmd: QueueCommand, actor: str, permission: Callabl
     queue = queue_store.load_queue(conn, repo.id, repo.full_name, base)
     config = repo.config.queue
     is_author = actor.lower() == pr.author.lower()
-    # Ask GitHub for the actor's permission only when the author rule does not settle it.
-    needs_permission = not (is_author and (cmd.name == "dequeue" or (cmd.name in ("queue", "merge") and config.allow_authors)))
+    # Queueing always needs write; only an author's /dequeue is settled without asking GitHub.
+    needs_permission = not (is_author and cmd.name == "dequeue")
     return decide_queue_command(cmd, actor, permission() if needs_permission else None, pr, queue, config)
 
 
@@ -138,7 +139,7 @@ def on_pull_event(ctx, repo: Repo, event) -> None:
 
 
 def _label_command(ctx, repo: Repo, number: int, name: str, sender: str) -> None:
-    from app import claim_service, permissions
+    from app import claim_service
 
     pr = _recorded_pull(ctx, repo, number)
     if pr is None:
@@ -155,10 +156,20 @@ def _label_command(ctx, repo: Repo, number: int, name: str, sender: str) -> None
 
 def auto_queue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot) -> bool:
     """``queue.auto``: queue a PR whose gates are green on its head, unless it already left the
-    queue on that head (a failure must not loop). Returns True when it was queued."""
+    queue on that head (a failure must not loop) or its author lacks write permission (an
+    outsider's PR waits for someone with write to ``/queue`` it; said once per PR).
+    Returns True when it was queued."""
     if queue_store.active_entry(conn, repo.id, pr.number) is not None:
         return False
     if queue_store.left_queue_on_head(conn, repo.id, pr.number, pr.head_sha):
+        return False
+    author_permission = permissions.lookup(conn, gh, repo, pr.author)
+    if not permissions.has_write(author_permission):
+        log.info("not auto-queued: author lacks write", extra={"repo": repo.full_name, "pr": pr.number})
+        key = marker({"command": "auto", "pr": pr.number, "result": "refused"})
+        gh.comment(pr.number, f"Gates are green, but the pull request was not queued automatically: its author "
+                              f"{md_code(pr.author, in_table=False)} has no write permission. Someone with write "
+                              f"permission can `/queue` it.\n\n{key}", dedupe_marker=key)
         return False
     if not queue_store.insert_entry(conn, repo.id, pr.base_ref, new_entry(EnqueueEntry(pr.number, "normal", bot_login()), _now())):
         return False

@@ -60,29 +60,60 @@ class ClaimsConfig(_Section):
     _lease = field_validator("lease", mode="before")(_duration)
 
 
+ANY_APP = "any"  # `app: any` / `required_checks_app: any`: a required check may come from anywhere
+
+
+class RequiredCheck(_Section):
+    name: str = Field(min_length=1, description="The check-run name or commit-status context.")
+    app: str | None = Field(
+        None, min_length=1,
+        description="Slug of the GitHub App that must report it (`any`: any source); unset means `required_checks_app`.",
+    )
+
+
 class GatesConfig(_Section):
-    required_checks: tuple[str, ...] = Field(
-        (), description="Check-run or status names that must succeed; empty means every check reported on the head."
+    required_checks: tuple[str | RequiredCheck, ...] = Field(
+        (),
+        description="Checks that must succeed: a name, or `{name: NAME, app: SLUG}`; empty means every check reported on the head (with a warning).",
+    )
+    required_checks_app: str = Field(
+        "github-actions", min_length=1,
+        description="The App (slug) a required check listed by name alone must come from; `any` accepts any source.",
     )
     min_checks: int = Field(1, ge=0, description="With `required_checks` empty: how many checks must have reported, so \"no checks yet\" is never green.")
-    required_approvals: int = Field(0, ge=0, le=10, description="Approving reviews needed.")
-    block_on_changes_requested: bool = Field(True, description="An outstanding \"changes requested\" review blocks the merge.")
+    required_approvals: int = Field(0, ge=0, le=10, description="Approving reviews needed, from reviewers with write access, on the current head.")
+    block_on_changes_requested: bool = Field(True, description="An outstanding \"changes requested\" review from a reviewer with write access blocks the merge.")
     blocking_labels: tuple[str, ...] = Field(("do-not-merge", "wip"), description="Labels that block the merge.")
     require_linked_task: bool = Field(True, description="The PR must be linked to a task (branch name or closing keyword).")
     max_changed_files: int | None = Field(None, ge=1, description="Optional limit on files changed.")
     max_changed_lines: int | None = Field(None, ge=1, description="Optional limit on lines added plus deleted.")
 
+    def required(self) -> tuple[tuple[str, str], ...]:
+        """(name, app slug or ``any``) of every required check, plain names tied to
+        ``required_checks_app``; the first entry of a repeated name wins."""
+        found: dict[str, str] = {}
+        for entry in self.required_checks:
+            name, app = (entry, None) if isinstance(entry, str) else (entry.name, entry.app)
+            found.setdefault(name, (app or self.required_checks_app).lower())
+        return tuple(found.items())
+
 
 class QueueConfig(_Section):
-    allow_authors: bool = Field(True, description="The PR's author may `/queue` it without write permission.")
-    label: str | None = Field("fleet:queue", description="Adding this label queues the PR (null disables).")
-    auto: bool = Field(False, description="Queue a PR as soon as its gates are green.")
+    allow_authors: bool = Field(
+        True,
+        description="A PR's author who has write permission may `/queue` their own PR; `false` means someone else with write must (four eyes).",
+    )
+    label: str | None = Field("fleet:queue", description="Adding this label queues the PR (null disables); the user adding it needs write permission.")
+    auto: bool = Field(False, description="Queue a PR as soon as its gates are green, when its author has write permission.")
     merge_method: Literal["merge", "squash", "rebase"] = Field("squash", description="How the PR is merged.")
     update_method: Literal["merge", "rebase"] = Field("merge", description="How a PR behind its base is brought up to date.")
     ci_timeout: timedelta = Field(timedelta(minutes=60), description="How long to wait for green checks on the in-flight head.")
     requeue_on_push: bool = Field(False, description="A push to the in-flight PR keeps it queued (re-tested) instead of dequeuing it.")
     commit_title: str = Field("{title} (#{number})", description="Merge commit title; `{title}`, `{number}`, `{author}` are replaced.")
-    commit_message: str = Field("{body}", description="Merge commit message; same placeholders plus `{body}`.")
+    commit_message: str = Field(
+        "Merged by Fleet from #{number} by {author}.",
+        description="Merge commit message; same placeholders plus `{body}` (the PR body without `[skip ci]`-style tokens or trailers).",
+    )
     batch_size: int = Field(1, ge=1, le=1, description="PRs tested together (only 1 is implemented).")
 
     _timeout = field_validator("ci_timeout", mode="before")(_duration)
