@@ -110,11 +110,12 @@ def delete_branch(owner, repo, branch):
 
 @bp.post(REPO + "/ci")
 def ci(owner, repo):
-    """{sha, name, status?, conclusion?, details_url?, output?} -> {id}."""
+    """{sha, name, status?, conclusion?, details_url?, output?, app?} -> {id}; ``app`` is the
+    reporting App's slug (default GitHub Actions)."""
     b = body()
     _need(b, "sha", "name")
     run_id = _call(sim().ci, f"{owner}/{repo}", b["sha"], b["name"], b.get("status", "completed"),
-                   b.get("conclusion", "success"), b.get("details_url"), b.get("output"))
+                   b.get("conclusion", "success"), b.get("details_url"), b.get("output"), b.get("app"))
     return respond({"id": run_id}, 201)
 
 

@@ -33,6 +33,7 @@ from .server import create_app
 from .state import AppInfo, World
 from .webhooks import Outbox
 
+GITHUB_ACTIONS_APP_ID = 15368  # GitHub Actions' App id on github.com
 APP_PERMISSIONS = {"issues": "write", "pull_requests": "write", "contents": "write", "checks": "write",
                    "statuses": "write", "metadata": "read", "members": "read"}
 # Subscribed events as the official App schema can express them (its enum predates
@@ -115,10 +116,27 @@ class Simulator:
         bot = w.user(f"{slug}[bot]", "Bot")
         w.app = AppInfo(app_id, slug, slug.capitalize(), owner, bot, dict(APP_PERMISSIONS), list(APP_EVENTS),
                         client_id=f"Iv1.sim{app_id:010d}")
-        ci_bot = w.user("sim-ci[bot]", "Bot")
-        w.ci_app = AppInfo(app_id + 1000, "sim-ci", "Simulated CI", owner, ci_bot, {"checks": "write"},
-                           ["check_run"], client_id="Iv1.simci")
+        # CI plays GitHub Actions (its real App id, slug and bot), the App `gates.required_checks`
+        # names are tied to by default; ``ci(..., app=SLUG)`` reports as any other App instead.
+        w.ci_app = AppInfo(GITHUB_ACTIONS_APP_ID, "github-actions", "GitHub Actions", w.user("github", "Organization"),
+                           w.user("github-actions[bot]", "Bot"), {"checks": "write"}, ["check_run"],
+                           client_id="Iv1.githubactions")
         w.apps = {w.app.id: w.app, w.ci_app.id: w.ci_app}
+
+    def _ci_app_named(self, slug: str | None) -> AppInfo:
+        """The App reporting CI as ``slug`` (None: GitHub Actions), created on first use."""
+        w = self.world
+        if slug is None:
+            return w.ci_app
+        found = next((a for a in w.apps.values() if a.slug == slug), None)
+        if found is None:
+            app_id = w.new_id()
+            while app_id in w.apps:
+                app_id = w.new_id()
+            found = AppInfo(app_id, slug, slug, w.user("fleet-dev"), w.user(f"{slug}[bot]", "Bot"),
+                            {"checks": "write"}, ["check_run"], client_id=f"Iv1.{slug}")
+            w.apps[found.id] = found
+        return found
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> "Simulator":
@@ -293,8 +311,9 @@ class Simulator:
 
     # -- CI ------------------------------------------------------------------------------------------
     def ci(self, repo: str, sha: str, name: str, status: str = "completed", conclusion: str | None = "success",
-           details_url: str | None = None, output: dict | None = None) -> int:
-        """Create or update the CI App's check run ``name`` on ``sha`` (a sha or branch).
+           details_url: str | None = None, output: dict | None = None, app: str | None = None) -> int:
+        """Create or update the CI App's check run ``name`` on ``sha`` (a sha or branch); the App
+        is GitHub Actions unless ``app`` names another (by slug).
 
         Emits check_run.created / .completed, and check_suite.completed once every run of
         the CI suite on that sha has completed. Returns the check run id.
@@ -305,7 +324,7 @@ class Simulator:
             fields = {"status": status, "details_url": details_url, "output": output or {}}
             if status == "completed":
                 fields["conclusion"] = conclusion
-            app = self.world.ci_app
+            app = self._ci_app_named(app)
             run = next((c for c in reversed(r.check_runs) if c.app is app and c.head_sha == full
                         and c.name == name), None)
             if run is None:
