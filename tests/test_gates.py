@@ -29,12 +29,18 @@ def check(name="ci", conclusion="success", *, status="completed", sha=HEAD, kind
                        url, app, started, id)
 
 
+# What gate_service.read_snapshot looks up for each reviewer; "rita" can only read.
+WRITERS = (("bob", "write"), ("amy", "write"), ("zed", "maintain"), ("alice", "admin"), ("rita", "read"),
+           ("tom", "triage"))
+
+
 def make_pr(**overrides) -> PullSnapshot:
     """A PR that passes every default gate; each test overrides what it is about."""
     defaults = dict(
         repo="o/r", number=7, head_sha=HEAD, base_ref="main", head_ref="agent/12-topic",
         author="alice", title="Add thing", body="Closes #12", mergeable=True,
         mergeable_state="clean", linked_tasks=(12,), checks=(check(),),
+        reviewer_permissions=WRITERS,
     )
     defaults.update(overrides)
     return PullSnapshot(**defaults)
@@ -88,7 +94,20 @@ CHECK_CASES = [
     ("required-missing", (check("lint"),), {"required_checks": ("ci",)}, "waiting", ("ci",)),
     ("required-running", (check("ci", status="in_progress"),), {"required_checks": ("ci",)}, "waiting", ("ci",)),
     ("required-failed", (check("ci", "failure"),), {"required_checks": ("ci", "lint")}, "failing", ("ci",)),
-    ("required-status-context", (check("ci/travis", kind="status", app=None),), {"required_checks": ("ci/travis",)}, "passed", ()),
+    ("required-status-context", (check("ci/travis", kind="status", app="github-actions[bot]"),), {"required_checks": ("ci/travis",)}, "passed", ()),
+    # Required checks are tied to an App (GitHub Actions unless configured): a fork's own
+    # workflow or another App reporting the same name never satisfies them.
+    ("required-status-unknown-creator", (check("ci/travis", kind="status", app=None),), {"required_checks": ("ci/travis",)}, "waiting", ("ci/travis",)),
+    ("required-status-by-a-user-named-like-the-app", (check("ci", kind="status", app="github-actions"),), {"required_checks": ("ci",)}, "waiting", ("ci",)),
+    ("required-status-by-another-bot", (check("ci", kind="status", app="evil-ci[bot]"),), {"required_checks": ("ci",)}, "waiting", ("ci",)),
+    ("required-ci-from-another-app", (check("ci", app="evil-ci"),), {"required_checks": ("ci",)}, "waiting", ("ci",)),
+    ("required-other-app-failure-not-hidden", (check("ci"), check("ci", "failure", app="evil-ci")), {"required_checks": ("ci",)}, "failing", ("ci",)),
+    ("required-other-app-running-waits", (check("ci"), check("ci", status="in_progress", app="evil-ci")), {"required_checks": ("ci",)}, "waiting", ("ci",)),
+    ("required-app-any", (check("ci", app="evil-ci"),), {"required_checks": ({"name": "ci", "app": "any"},)}, "passed", ()),
+    ("required-checks-app-any", (check("ci", kind="status", app=None),), {"required_checks": ("ci",), "required_checks_app": "any"}, "passed", ()),
+    ("required-mapping-own-app", (check("ci", app="circleci-checks"),), {"required_checks": ({"name": "ci", "app": "circleci-checks"},)}, "passed", ()),
+    ("required-mapping-wrong-app", (check("ci"),), {"required_checks": ({"name": "ci", "app": "circleci-checks"},)}, "waiting", ("ci",)),
+    ("required-checks-app-setting", (check("ci", app="buildkite"),), {"required_checks": ("ci",), "required_checks_app": "buildkite"}, "passed", ()),
     ("required-own-check-ignored", (check("ci"),), {"required_checks": ("ci", "fleet/gates")}, "passed", ()),
     ("required-wrong-sha", (check("ci", sha=OLD),), {"required_checks": ("ci",)}, "waiting", ("ci",)),
 ]
@@ -183,7 +202,15 @@ REVIEW_CASES = [
     ("zero-required", (), 0, "passed"),
     ("one-required-none", (), 1, "failing"),
     ("one-required-approved", (review("bob", "APPROVED"),), 1, "passed"),
-    ("approved-on-older-commit-counts", (review("bob", "APPROVED", OLD),), 1, "passed"),
+    ("approved-on-older-commit-does-not-count", (review("bob", "APPROVED", OLD),), 1, "failing"),
+    ("approval-without-commit-does-not-count", (review("bob", "APPROVED", None),), 1, "failing"),
+    ("read-only-approval-does-not-count", (review("rita", "APPROVED"),), 1, "failing"),
+    ("triage-approval-does-not-count", (review("tom", "APPROVED"),), 1, "failing"),
+    ("unknown-permission-does-not-count", (review("mallory", "APPROVED"),), 1, "failing"),
+    ("maintain-approval-counts", (review("zed", "APPROVED"),), 1, "passed"),
+    ("permission-matched-case-insensitively", (review("Bob", "APPROVED"),), 1, "passed"),
+    ("two-writers-on-head", (review("bob", "APPROVED"), review("amy", "APPROVED")), 2, "passed"),
+    ("writer-plus-outsider", (review("bob", "APPROVED"), review("rita", "APPROVED")), 2, "failing"),
     ("two-required-one", (review("bob", "APPROVED"),), 2, "failing"),
     ("comment-after-approval-keeps-it", (review("bob", "APPROVED"), review("bob", "COMMENTED")), 1, "passed"),
     ("dismissed-approval", (review("bob", "APPROVED"), review("bob", "DISMISSED")), 1, "failing"),
@@ -198,6 +225,29 @@ REVIEW_CASES = [
 def test_reviews_gate(reviews, required, state):
     """Approvals are each reviewer's standing review; comments never override, authors never count."""
     assert gate(make_pr(reviews=reviews), "reviews", required_approvals=required).state == state
+
+
+def test_reviews_gate_says_why_an_approval_did_not_count():
+    """Stale and outsider approvals are named, apart from the ones that count, quoted safely."""
+    reviews = (review("bob", "APPROVED"), review("amy", "APPROVED", OLD), review("@evil|`x`", "APPROVED"))
+    result = gate(make_pr(reviews=reviews), "reviews", required_approvals=2)
+    assert (result.state, result.names) == ("failing", ("bob",))
+    assert [(n.reason, n.names) for n in result.notes] == [
+        ("not counted, approved an older commit", ("amy",)),
+        ("not counted, no write access", ("@evil|`x`",)),
+    ]
+    from app.gates_report import md_gate_reason
+
+    rendered = md_gate_reason(result)
+    assert "approved an older commit: `amy`" in rendered
+    # The login is inert: inside a code span (no mention), its pipe escaped for the table.
+    assert rendered.endswith("not counted, no write access: `` @evil\\|`x` ``")
+
+
+def test_no_reviewer_permissions_means_no_approval_counts():
+    """A snapshot without looked-up permissions (fail closed): nobody's approval counts."""
+    pr = make_pr(reviews=(review("bob", "APPROVED"),), reviewer_permissions=())
+    assert gate(pr, "reviews", required_approvals=1).state == "failing"
 
 
 def test_reviews_ordered_by_submitted_at_when_known():
@@ -215,6 +265,11 @@ CHANGES_CASES = [
     ("comment-does-not-resolve", (review("bob", "CHANGES_REQUESTED"), review("bob", "COMMENTED")), True, "failing", ("bob",)),
     ("dismissed", (review("bob", "CHANGES_REQUESTED"), review("bob", "DISMISSED")), True, "passed", ()),
     ("two-reviewers", (review("zed", "CHANGES_REQUESTED"), review("amy", "CHANGES_REQUESTED")), True, "failing", ("amy", "zed")),
+    # An outsider cannot block merges; a writer's change request stands across pushes, like GitHub's.
+    ("read-only-cannot-block", (review("rita", "CHANGES_REQUESTED"),), True, "passed", ()),
+    ("unknown-permission-cannot-block", (review("mallory", "CHANGES_REQUESTED"),), True, "passed", ()),
+    ("stands-across-pushes", (review("bob", "CHANGES_REQUESTED", OLD),), True, "failing", ("bob",)),
+    ("writer-blocks-outsider-ignored", (review("bob", "CHANGES_REQUESTED"), review("rita", "CHANGES_REQUESTED")), True, "failing", ("bob",)),
 ]
 
 

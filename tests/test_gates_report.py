@@ -53,9 +53,24 @@ def unescaped_pipes(row: str) -> int:
     return len(re.findall(r"(?<!\\)\|", row))
 
 
+def test_no_required_checks_puts_a_loud_warning_under_the_headline():
+    """With `gates.required_checks` empty any green check lets a PR merge: the summary says so."""
+    summary = render_check_run(verdict_for()).summary
+    assert summary.splitlines()[:5] == [
+        "**All 8 gates passed** on `0123456789ab`",
+        "",
+        "> [!WARNING]",
+        "> No required checks are configured: any green check lets a PR merge. "
+        "Set `gates.required_checks` in .github/fleet.yml.",
+        "",
+    ]
+    configured = evaluate_gates(make_pr(), GatesConfig(required_checks=("ci",)))
+    assert "WARNING" not in render_check_run(configured).summary
+
+
 def test_green_verdict_renders_exact_summary():
     """The summary is a headline plus one row per gate, icon first."""
-    fields = render_check_run(verdict_for())
+    fields = render_check_run(evaluate_gates(make_pr(), GatesConfig(required_checks=("ci",))))
     assert (fields.status, fields.conclusion) == ("completed", "success")
     assert fields.title == "All 8 gates passed"
     assert fields.summary == "\n".join([

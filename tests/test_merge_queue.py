@@ -145,7 +145,7 @@ def test_start_green_up_to_date_head_and_merge_in_the_same_step():
     actions = step(make_queue(make_entry()), make_pr())
     assert actions == [
         StartEntry(7, HEAD),
-        Merge(7, HEAD, "squash", "Add thing (#7)", "Does the thing.\n\nCloses #12"),
+        Merge(7, HEAD, "squash", "Add thing (#7)", "Merged by Fleet from #7 by alice."),
     ]
 
 
@@ -385,7 +385,7 @@ def test_foreign_push_with_requeue_on_push_retests_the_new_head():
 def test_requeue_on_push_still_needs_green_on_the_new_head():
     pr = make_pr(head_sha=NEW)
     actions = step(make_queue(flying()), pr, config=make_config(requeue_on_push=True))
-    assert actions[-1] == Merge(7, NEW, "squash", "Add thing (#7)", "Does the thing.\n\nCloses #12")
+    assert actions[-1] == Merge(7, NEW, "squash", "Add thing (#7)", "Merged by Fleet from #7 by alice.")
 
 
 def test_verdict_for_another_sha_is_never_merged():
@@ -610,8 +610,52 @@ def test_title_is_one_line_and_never_empty():
 
 def test_message_drops_html_comments_from_body():
     pr = make_pr(body="<!-- template hint -->Real text\n<!-- unterminated")
-    assert commit_message(make_config(), pr) == "Real text"
-    assert commit_message(make_config(), make_pr(body=None)) == ""
+    assert commit_message(make_config(commit_message="{body}"), pr) == "Real text"
+
+
+def test_default_message_never_copies_the_body():
+    pr = make_pr(body="Closes #1\n\nsomething an outsider wrote")
+    assert commit_message(make_config(), pr) == "Merged by Fleet from #7 by alice."
+
+
+def test_message_that_renders_empty_falls_back_to_the_safe_default():
+    """An empty message would let GitHub fill in its own default, possibly the PR body."""
+    config = make_config(commit_message="{body}")
+    assert commit_message(config, make_pr(body=None)) == "Merged by Fleet from #7 by alice."
+    assert commit_message(config, make_pr(body="[skip ci]\nCo-authored-by: Eve <eve@example.com>")) == (
+        "Merged by Fleet from #7 by alice."
+    )
+
+
+HOSTILE_BODY = (
+    "Closes #1\n"
+    "[skip ci]\n"
+    "Fixes the thing [ci skip] quietly\n"
+    "[no ci]\n[skip actions]\n[actions skip]\n[SKIP CI]\n[skip-ci]\n***NO_CI***\n"
+    "skip-checks: true\nskip-checks:true\n"
+    "Co-authored-by: Eve <eve@example.com>\n"
+    "co-authored-by: Mallory <m@example.com>\n"
+    "  Signed-off-by: Linus <torvalds@example.com>\n"
+    "Reviewed-by: Maintainer <m@example.com>\n"
+    "Keep this line: it is prose."
+)
+
+
+@pytest.mark.parametrize("template", ["{body}", "{title}\n\n{body}", "{body} via Fleet"])
+def test_ci_tokens_and_trailers_in_the_body_never_reach_the_merge_commit(template):
+    """Lines GitHub or CI act on are dropped from {body}; the rest of the body stays."""
+    message = commit_message(make_config(commit_message=template), make_pr(body=HOSTILE_BODY))
+    lowered = message.lower()
+    for token in ("skip ci", "ci skip", "no ci", "skip actions", "actions skip", "skip-ci", "no_ci",
+                  "skip-checks", "co-authored-by", "signed-off-by", "reviewed-by"):
+        assert token not in lowered, (token, message)
+    assert "Closes #1" in message and "Keep this line: it is prose." in message
+
+
+def test_skip_ci_in_the_title_never_reaches_the_merge_commit():
+    pr = make_pr(title="Add thing [skip ci] [CI SKIP]")
+    assert commit_title(make_config(), pr) == "Add thing (#7)"
+    assert commit_title(make_config(commit_title="   "), pr) == "Add thing (#7)"
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -644,17 +688,24 @@ QUEUE_PERMISSION_CASES = [
     ("read", "bob", True, False),
     ("none", "bob", True, False),
     (None, "bob", True, False),
-    ("read", "alice", True, True),  # the author, allow_authors on
-    ("read", "ALICE", True, True),
-    ("read", "alice", False, False),  # allow_authors off
-    ("write", "alice", False, True),
+    # The author needs write like anyone else: allow_authors no longer lets an outsider queue.
+    ("read", "alice", True, False),
+    ("read", "ALICE", True, False),
+    ("none", "alice", True, False),
+    (None, "alice", True, False),
+    ("write", "alice", True, True),  # the author with write, allow_authors on
+    ("admin", "ALICE", True, True),
+    ("read", "alice", False, False),
+    ("write", "alice", False, False),  # allow_authors off: four eyes, someone else must queue
+    ("admin", "ALICE", False, False),
+    ("write", "bob", False, True),
 ]
 
 
 @pytest.mark.parametrize("name", ["queue", "merge"])
 @pytest.mark.parametrize("permission,actor,allow_authors,accepted", QUEUE_PERMISSION_CASES)
 def test_queue_permissions(name, permission, actor, allow_authors, accepted):
-    """/queue and /merge need write, or being the author when allow_authors."""
+    """/queue and /merge need write; the author may use it only with write and allow_authors."""
     decision = command(name, actor, permission, config=make_config(allow_authors=allow_authors))
     assert decision.accepted is accepted
     if not accepted:
@@ -694,8 +745,15 @@ def test_queue_refuses_closed_and_draft(pr, reply):
 
 def test_refusal_quotes_actor_without_mentioning():
     assert command("queue", "@evil`x", "read").reply == (
-        "Refused: ``@evil`x`` needs write permission to queue this pull request or be its author."
+        "Refused: ``@evil`x`` needs write permission to queue this pull request."
     )
+
+
+def test_four_eyes_refusal_names_the_setting():
+    decision = command("queue", "alice", "admin", config=make_config(allow_authors=False))
+    assert not decision.accepted and decision.actions == ()
+    assert decision.reply == ("Refused: `alice` wrote this pull request and `queue.allow_authors` is false: "
+                              "someone else with write permission must queue it.")
 
 
 @pytest.mark.parametrize("permission,actor,accepted", [
