@@ -78,7 +78,7 @@ def test_green_verdict_renders_exact_summary():
         "",
         "| | Gate | Result | Details |",
         "|---|---|---|---|",
-        "| ✅ | checks | 1 check passed |  |",
+        "| ✅ | checks | 1 required check passed |  |",
         "| ✅ | reviews | no approval required |  |",
         "| ✅ | changes\\_requested | no outstanding change requests |  |",
         "| ✅ | labels | no blocking label |  |",
