@@ -1,7 +1,7 @@
 """``fleet doctor``: check everything Fleet needs and say what to fix.
 
 Checks, in order (each later one needs the earlier ones): settings, Postgres and its schema,
-Redis, the App's credentials (``GET /app`` with the JWT), then every installation's granted
+each repository's gates (a warning when no required checks are configured), Redis, the App's credentials (``GET /app`` with the JWT), then every installation's granted
 permissions and subscribed events against ``app.yml``. Exit status 0 when nothing failed,
 1 otherwise; warnings do not fail.
 """
@@ -163,6 +163,35 @@ def check_github(settings: Settings, needs: Requirements | None) -> list[Check]:
     return checks
 
 
+ACTIVE_REPOSITORIES = "SELECT id FROM repositories WHERE removed_at IS NULL ORDER BY lower(full_name)"
+
+
+def check_repository_gates(settings: Settings) -> list[Check]:
+    """Per repository: warn when its gates let any green check merge a PR (``config_warnings``)."""
+    from app import db, repositories
+    from app.gates import config_warnings
+
+    try:
+        with db.connect(settings.database_url, timeout=5) as conn:
+            repos = [repositories.get(conn, row["id"]) for row in conn.execute(ACTIVE_REPOSITORIES).fetchall()]
+    except Exception as exc:  # the postgres check above already says what is wrong
+        return [Check("repository gates", "warn", f"cannot read repositories ({type(exc).__name__})",
+                      "fix the Postgres problem above")]
+    checks = []
+    for repo in repos:
+        if repo is None:
+            continue
+        warnings = config_warnings(repo.config.gates)
+        name = f"repository {repo.full_name}"
+        if warnings:
+            checks.extend(Check(name, "warn", w, "list the checks that must pass in .github/fleet.yml, e.g. "
+                                                 "`gates: {required_checks: [tests]}`") for w in warnings)
+        else:
+            checks.append(Check(name, "ok", "required checks: " + ", ".join(
+                f"{n} ({app})" for n, app in repo.config.gates.required())))
+    return checks
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else ""
@@ -174,7 +203,10 @@ def run_checks(env: dict[str, str] | None = None, manifest: Path | None = None) 
     yield from checks
     if settings is None:
         return
-    yield from check_postgres(settings)
+    postgres = check_postgres(settings)
+    yield from postgres
+    if all(c.level == "ok" for c in postgres):
+        yield from check_repository_gates(settings)
     yield from check_redis(settings)
     try:
         needs: Requirements | None = load_requirements(manifest)

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 from app import claim_store, readiness
+from app.gates import config_warnings
 from app.github_client import github_web_url
 from app.repositories import Repo
 from app.status_table import (
@@ -94,7 +95,7 @@ def load(conn: psycopg.Connection, repo: Repo, api_url: str, now: datetime) -> S
     return StatusSnapshot(
         repo=repo.full_name, generated_at=now, tasks=tasks, epics=epics,
         agents=_agents(conn, repo.id), queues=_queues(conn, repo.id, base),
-        progress=_progress(conn, repo.id, now),
+        progress=_progress(conn, repo.id, now), warnings=config_warnings(repo.config.gates),
     )
 
 

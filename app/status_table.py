@@ -28,6 +28,7 @@ from itertools import accumulate
 from typing import Literal
 
 from app.durations import format_duration
+from app.gates_report import md_warning
 from app.markdown_safety import cell, code, link, login
 from app.repo_config import StatusConfig
 from app.task_refs import PRIORITY_NORMAL
@@ -127,6 +128,7 @@ class StatusSnapshot:
     queues: Sequence[MergeQueue] = ()
     progress: Sequence[ProgressPoint] = ()  # periodic snapshots, overall (epic=None) and per epic
     velocity_window: timedelta = DEFAULT_WINDOW
+    warnings: Sequence[str] = ()  # Fleet's own text about the repository's configuration
 
 
 # --- small formatting helpers ------------------------------------------------------------------
@@ -322,6 +324,7 @@ def _overview(snap: StatusSnapshot, overall: _Totals, by_state: dict[str, int]) 
         f"> Fleet rebuilds this issue from its state for {code(_repo_name(snap.repo), 100)}; edits here are overwritten.",
         "> Comment `/next` here to be assigned the top ready task, or `/help` for every command.",
         "",
+        *(line for warning in snap.warnings for line in (md_warning(warning), "")),
         "## Overall",
         "",
         *_table(["", "Done", "Total", "Progress"], ["---", "--:", "--:", "---"]),

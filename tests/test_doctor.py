@@ -111,3 +111,21 @@ def test_fleet_doctor_command(database_url, sim, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "[FAIL] webhook secret: GITHUB_WEBHOOK_SECRET is not set" in out
     assert "fix: set it to the secret configured on the App's webhook" in out
+
+
+def test_repository_without_required_checks_gets_a_loud_warning(database_url, db_conn):
+    """Per repository: no `gates.required_checks` means any green check merges, and doctor says so."""
+    from app import repositories
+    from app.repo_config import parse_repo_config
+
+    repositories.upsert_repository(db_conn, 1, "octo/open-door")
+    repositories.upsert_repository(db_conn, 2, "octo/guarded")
+    repositories.store_config(db_conn, 2, parse_repo_config(
+        "gates:\n  required_checks: [tests, {name: lint, app: any}]\n"), "c" * 40)
+    lines: list[str] = []
+    main(env_for(database_url), out=lines.append)
+    text = "\n".join(lines)
+    assert ("[WARN] repository octo/open-door: No required checks are configured: any green check lets a PR "
+            "merge. Set `gates.required_checks` in .github/fleet.yml.") in text
+    assert "[ok  ] repository octo/guarded: required checks: tests (github-actions), lint (any)" in text
+    assert "octo/guarded: No required checks" not in text

@@ -46,6 +46,8 @@ def test_one_pinned_status_issue_whose_body_matches_state(world, db_conn):
     assert f"| `alice` | [#{a}](" in body  # the agent row links its claim
     assert "| Estimated hours | 0 | 13 |" in body
     assert len(status_issues(world)) == 1
+    # The repository has no .github/fleet.yml, so no required checks: said loudly.
+    assert "> No required checks are configured: any green check lets a PR merge." in body
 
 
 def test_burst_of_events_is_coalesced_into_few_edits(world, db_conn):

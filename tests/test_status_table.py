@@ -123,6 +123,19 @@ def test_golden_empty() -> None:
     check_golden("empty", render_status(StatusSnapshot("acme/empty", NOW), StatusConfig()))
 
 
+def test_configuration_warning_is_shown_under_the_note() -> None:
+    """No required checks configured: the status issue says loudly that any green check merges."""
+    from app.gates import NO_REQUIRED_CHECKS_WARNING
+
+    body = render_status(StatusSnapshot("acme/empty", NOW, warnings=(NO_REQUIRED_CHECKS_WARNING,)), StatusConfig())
+    lines = body.splitlines()
+    at = lines.index("> [!WARNING]")
+    assert lines[at + 1] == ("> No required checks are configured: any green check lets a PR merge. "
+                             "Set `gates.required_checks` in .github/fleet.yml.")
+    assert at < lines.index("## Overall")
+    assert "[!WARNING]" not in render_status(StatusSnapshot("acme/empty", NOW), StatusConfig())
+
+
 def test_rendering_is_deterministic_whatever_the_input_order() -> None:
     """Rows are sorted, so the order Postgres returns them in does not change the body."""
     snap = realistic_snapshot()
