@@ -247,19 +247,24 @@ def test_ci_timeout_dequeues_and_the_poll_notices_it(world, db_conn):
     assert "did not turn green within 1s" in comments_text(world, pr)
 
 
-def test_queue_by_a_read_only_user_is_refused_and_the_author_may_queue(world, db_conn):
+def test_queue_needs_write_even_for_the_author(world, db_conn):
+    """`queue.allow_authors` (on by default) no longer lets an author without write queue."""
     sim = world.sim
     sim.add_user("rob", "read")
     sim.add_user("carol", "read")
+    sim.add_user("wendy", "write")
     pr = open_task_pr(world, "perm", author="carol")
     world.settle()
     sim.comment(world.repo, pr, "/queue", author="rob")
+    sim.comment(world.repo, pr, "/queue", author="carol")
     world.settle()
-    assert "Refused: `rob` needs write permission to queue this pull request" in comments_text(world, pr)
+    text = comments_text(world, pr)
+    assert "`rob` cannot use `/queue` here: it needs write access." in text
+    assert "`carol` cannot use `/queue` here: it needs write access." in text
     assert queue_rows(db_conn) == []
-    sim.comment(world.repo, pr, "/queue", author="carol")  # queue.allow_authors is on by default
+    sim.comment(world.repo, pr, "/queue", author="wendy")
     world.settle()
-    assert [r["queued_by"] for r in queue_rows(db_conn)] == ["carol"]
+    assert [r["queued_by"] for r in queue_rows(db_conn)] == ["wendy"]
 
 
 def test_the_queue_label_queues_and_dequeue_removes(world, db_conn):
