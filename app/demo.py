@@ -76,9 +76,9 @@ def fleet_yml(lease: str) -> str:
         f"  lease: {lease}\n"
         "  max_per_agent: 1\n"
         "gates:\n"
-        f"  required_checks: [{CHECK_NAME}]\n"
+        f"  required_checks: [{CHECK_NAME}]  # reported by GitHub Actions (the simulator's CI)\n"
         "queue:\n"
-        "  allow_authors: true\n"
+        "  allow_authors: true  # agents have write access: each queues its own PR\n"
         "status:\n"
         "  min_interval: 5s\n"
     )
