@@ -237,3 +237,28 @@ def test_skip_ci_and_trailers_in_the_body_never_reach_the_merge_commit(world, db
         assert "co-authored-by" not in lowered and "signed-off-by" not in lowered
     assert "The actual description." in copied
     assert "The actual description." not in default and f"from #{prs[1]} by alice" in default
+
+
+def permission_lookups(world) -> list[str]:
+    """Logins whose repository permission Fleet asked GitHub for, in order."""
+    return [c.path.split("/collaborators/")[1].split("/")[0]
+            for c in world.sim.calls("GET", "/permission") if "/collaborators/" in c.path]
+
+
+def test_reviewer_permissions_cost_one_cached_lookup_per_distinct_reviewer(world, db_conn):
+    sim = world.sim
+    sim.add_user("alice", "write")
+    sim.add_user("bob", "write")
+    sim.add_user("rita", "read")
+    pr = open_task_pr(world, "counted")
+    world.settle()
+    run_ci(world)
+    world.settle()
+    assert permission_lookups(world) == []  # no reviews: no lookup at all
+    sim.review(world.repo, pr, "bob", "APPROVE")
+    sim.review(world.repo, pr, "bob", "COMMENT", body="also")
+    sim.review(world.repo, pr, "rita", "APPROVE")
+    world.settle()
+    assert sorted(permission_lookups(world)) == ["bob", "rita"]
+    [run] = gate_runs(world, head_of(world, pr))
+    assert "| reviews | no approval required: `bob`; not counted, no write access: `rita` |" in run.output["summary"]
