@@ -61,7 +61,8 @@ def permission_at_least(permission: str | None, needed: str) -> bool:
 
 def config_warnings(config: GatesConfig) -> tuple[str, ...]:
     """Fleet's own warnings about a gates configuration (plain text with `code` spans)."""
-    return () if config.required_checks else (NO_REQUIRED_CHECKS_WARNING,)
+    required = [name for name, _ in config.required() if name != OWN_CHECK_NAME]
+    return () if required else (NO_REQUIRED_CHECKS_WARNING,)
 
 
 @dataclass(frozen=True)
@@ -302,8 +303,8 @@ def gate_checks(pr: PullSnapshot, config: GatesConfig, own_check_name: str = OWN
     wanted = required if required else tuple((n, ANY_APP) for n in sorted(combined))
     failing, failing_runs, running, running_runs, missing, foreign = [], [], [], [], [], []
     for name, app in wanted:
-        state, runs = combined.get(name, ("waiting", ()))
-        if name in combined and state == "failing":
+        state, runs = combined.get(name, ("waiting", ()))  # never reported: not failing
+        if state == "failing":
             failing.append(name)
             failing_runs.extend(runs)
         elif not any(c.name == name and reported_by(c, app) for c in latest):

@@ -394,3 +394,13 @@ def test_snapshot_is_frozen():
     with pytest.raises(Exception):
         make_pr().head_sha = OLD  # type: ignore[misc]
     assert replace(make_pr(), draft=True).draft
+
+
+def test_only_fleet_gates_required_still_warns():
+    """Requiring only Fleet's own check is no requirement at all: any green check merges."""
+    from app.gates import NO_REQUIRED_CHECKS_WARNING
+
+    assert evaluate_gates(make_pr(), make_config()).warnings == (NO_REQUIRED_CHECKS_WARNING,)
+    assert evaluate_gates(make_pr(), make_config(required_checks=("fleet/gates",))).warnings == (
+        NO_REQUIRED_CHECKS_WARNING,)
+    assert evaluate_gates(make_pr(), make_config(required_checks=("ci",))).warnings == ()
