@@ -23,3 +23,6 @@ MAX_BRANCH_PATTERN_CHARS = 500
 MAX_CONFIG_BYTES = 64 * 1024
 # A `fleet plan apply` file carries issue bodies, so it may be larger than a config file.
 MAX_PLAN_BYTES = 1024 * 1024
+# Nesting of YAML collections in those files (a config is 3 deep, a plan 4); deeper is refused
+# before PyYAML's recursive composer can hit Python's recursion limit.
+MAX_YAML_DEPTH = 20

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from app.branch_patterns import match_branch
 from app.commands import AGENT_NAME_RE, prose_lines
 from app.repo_config import TasksConfig
 
@@ -239,17 +240,14 @@ def branch_task(branch: str, patterns: Sequence[str]) -> BranchLink | None:
     """Link a branch name to a task using the configured regexes (first match wins).
 
     Group ``number`` is the issue number; an optional group ``agent`` names the agent, kept only
-    when it is a valid agent name. Patterns that do not compile are skipped.
+    when it is a valid agent name. Patterns run on RE2 (``app.branch_patterns``: linear time,
+    compiled once); ones it refuses are skipped, as are names over MAX_BRANCH_CHARS.
     """
     name = branch.removeprefix("refs/heads/")
     for pattern in patterns:
-        try:
-            match = re.search(pattern, name)
-        except re.error:
+        groups = match_branch(name, pattern)
+        if groups is None:
             continue
-        if match is None:
-            continue
-        groups = match.groupdict()
         number = groups.get("number")
         if not number or not number.isascii() or not number.isdigit() or int(number) <= 0:
             continue
