@@ -62,7 +62,12 @@ def test_form_encoded_delivery_is_accepted(client, db_conn):
     assert stored(db_conn)[0]["event"] == "ping"
 
 
-@pytest.mark.parametrize("signature", ["", "sha256=" + "0" * 64, "sha1=abc", "garbage"])
+@pytest.mark.parametrize("signature", [
+    "", "sha256=" + "0" * 64, "sha1=abc", "garbage",
+    # Non-ASCII (a TypeError and a 500 before) and other malformed values are all 401.
+    "sha256=" + "\u00e9" * 64, "sha256=\u00ff", "\u00e9sha256=", "sha256=", "sha256=" + "0" * 64 + "\u00a0x",
+    "sha256=" + "Z" * 64,
+])
 def test_bad_or_missing_signature_is_401_and_nothing_stored(client, db_conn, signature):
     resp = post(client, "ping", ping_payload(), signature=signature)
     assert resp.status_code == 401
