@@ -162,11 +162,12 @@ def test_unknown_event_is_stored_and_ignored(client, db_conn):
 
 
 def test_malformed_payload_for_known_event_fails_cleanly(client, db_conn):
-    """A payload missing what the handler needs is marked failed with the reason; no crash."""
+    """A payload missing what the handler needs is parked with the reason (retrying cannot fix
+    it); no crash."""
     post(client, "issues", {"action": "opened", "repository": {"id": 1, "full_name": "o/r"}}, guid="m-1")
     drain()
     row = db_conn.execute("SELECT status, last_error FROM deliveries WHERE id = 'm-1'").fetchone()
-    assert row["status"] == "failed"
+    assert row["status"] == "parked"
     assert "not usable" in row["last_error"]
 
 
