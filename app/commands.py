@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,7 +74,13 @@ def prose_lines(body: str) -> Iterator[tuple[int, str]]:
     Only the first ``MAX_LINES`` lines of at most ``MAX_BODY_CHARS`` characters are considered,
     and of each line its first ``MAX_LINE_CHARS`` characters.
     """
-    text = _normalise(body)
+    yield from _visible_lines(_normalise(body))
+
+
+# Several parsers read the same body for one event (commands, dependencies, closing refs,
+# estimate); markdown-it is linear but slow on hostile Markdown (~0.5 s per 64 KB), so one parse.
+@functools.lru_cache(maxsize=16)
+def _visible_lines(text: str) -> tuple[tuple[int, str], ...]:
     lines = text.split("\n")
     hidden = [False] * len(lines)
 
@@ -95,9 +102,7 @@ def prose_lines(body: str) -> Iterator[tuple[int, str]]:
         first = bisect.bisect_right(line_starts, start) - 1
         if not hidden[first]:  # a "<!--" inside a code block opens nothing
             hide(first + 1, first + text.count("\n", start, end) + 1)
-    for i, line in enumerate(lines):
-        if not hidden[i]:
-            yield i + 1, line
+    return tuple((i + 1, line) for i, line in enumerate(lines) if not hidden[i])
 
 
 # --- Commands ----------------------------------------------------------------------------------
