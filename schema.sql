@@ -354,3 +354,14 @@ CREATE INDEX IF NOT EXISTS gate_runs_waiting ON gate_runs (evaluated_at) WHERE c
 -- The last body written, so coalescing can compare without asking GitHub.
 ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS body text;
 ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS node_id text;
+
+-- migrate: 0005 parked deliveries
+-- A delivery that used up deliveries.MAX_ATTEMPTS (failing, or killing its worker that often) is
+-- parked: never re-queued again, listed by `fleet doctor` and GET /api/deliveries?status=parked,
+-- re-run only on purpose with `fleet replay`. Failures that already used every attempt are parked.
+ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_status_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
+    CHECK (status IN ('received', 'queued', 'processing', 'processed', 'ignored', 'failed', 'parked'));
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS parked_at timestamptz;
+UPDATE deliveries SET status = 'parked', parked_at = now() WHERE status = 'failed' AND attempts >= 5;
+CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries (parked_at DESC) WHERE status = 'parked';

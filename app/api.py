@@ -22,6 +22,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app import api_queries as q
+from app import deliveries
 from app.auth import authenticated, guard
 from app.claims import AgentId
 from app.github_client import github_web_url
@@ -411,6 +412,23 @@ def read_evidence(conn: psycopg.Connection, auth: bool, params: dict[str, Any]) 
     return paginate(items, params, total=total)
 
 
+def read_deliveries(conn: psycopg.Connection, auth: bool, params: dict[str, Any]) -> dict[str, Any]:
+    """Stored webhook deliveries, optionally of one status and repository, newest first."""
+    limit, offset = _page_window(params)
+    filters = {"repo": params.get("repo"), "status": params.get("status")}
+    total = q.rows(conn, q.DELIVERIES_COUNT, auth=auth, **filters)[0]["n"]
+    items = [
+        {
+            "id": d["id"], "repo": d["repo"], "event": d["event"], "action": d["action"], "status": d["status"],
+            "attempts": d["attempts"], "error": d["error"], "received_at": iso(d["received_at"]),
+            "started_at": iso(d["started_at"]), "processed_at": iso(d["processed_at"]),
+            "parked_at": iso(d["parked_at"]),
+        }
+        for d in q.rows(conn, q.DELIVERIES, auth=auth, limit=limit, offset=offset, **filters)
+    ]
+    return paginate(items, params, total=total)
+
+
 def read_agents(conn: psycopg.Connection, auth: bool) -> list[dict[str, Any]]:
     claims: dict[str, list[dict[str, Any]]] = {}
     for c in q.rows(conn, q.OPEN_CLAIMS, auth=auth):
@@ -677,6 +695,16 @@ def evidence() -> Response:
         if "repo" in params:
             params["repo"] = require_repo(conn, _auth(), params["repo"])
         return jsonify(read_evidence(conn, _auth(), params))
+
+
+@bp.get("/deliveries")
+def stored_deliveries() -> Response:
+    """Stored webhook deliveries by status (``?status=parked``: the ones Fleet gave up on)."""
+    params = parse_params({"repo": _repo_param, "status": _choice(*deliveries.STATUSES), **PAGING})
+    with _conn() as conn:
+        if "repo" in params:
+            params["repo"] = require_repo(conn, _auth(), params["repo"])
+        return jsonify(read_deliveries(conn, _auth(), params))
 
 
 @bp.get("/openapi.json")

@@ -210,6 +210,24 @@ LIMIT %(limit)s OFFSET %(offset)s
 
 EVIDENCE_COUNT = f"SELECT count(*) AS n FROM ({_EVIDENCE_FEED}) feed"
 
+# Stored deliveries by status (``status=parked``: the ones Fleet gave up on), newest first.
+_DELIVERIES_MATCHING = f"""
+FROM deliveries d
+WHERE {_HIDE_PRIVATE.format(t="d")}
+  AND (%(status)s::text IS NULL OR d.status = %(status)s)
+  AND (%(repo)s::text IS NULL OR lower(d.repo_full_name) = lower(%(repo)s))
+"""
+
+DELIVERIES = f"""
+SELECT d.id, d.repo_full_name AS repo, d.event, d.action, d.status, d.attempts, d.last_error AS error,
+       d.received_at, d.started_at, d.processed_at, d.parked_at
+{_DELIVERIES_MATCHING}
+ORDER BY coalesce(d.parked_at, d.received_at) DESC, d.id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+DELIVERIES_COUNT = f"SELECT count(*) AS n {_DELIVERIES_MATCHING}"
+
 PRIVATE_REPO_NAMES = "SELECT lower(full_name) AS name FROM repositories WHERE private"
 
 

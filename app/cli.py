@@ -93,15 +93,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from app import db
+    from app import db, deliveries
     from jobs.process import process_delivery
 
     settings = _settings(require_app=True)
     with db.connect(settings.database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "UPDATE deliveries SET status = 'queued', last_error = NULL WHERE id = %s RETURNING id", (args.delivery_id,)
-        ).fetchone()
-    if row is None:
+        known = deliveries.requeue_for_replay(conn, args.delivery_id)
+    if not known:
         print(f"fleet: no stored delivery {args.delivery_id!r}", file=sys.stderr)
         return 1
     print(f"{args.delivery_id}: {process_delivery(args.delivery_id)}")

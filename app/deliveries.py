@@ -20,9 +20,12 @@ UPDATE deliveries SET status = 'queued', enqueued_at = now()
 WHERE id = %s AND status IN ('received', 'failed')
 """
 
+# Every run of a delivery counts, whoever started it (RQ's retry, the sweeper, a redelivery):
+# one with no attempt left is not started again, so a delivery that kills its worker (OOM, the
+# job timeout) cannot loop forever.
 START_PROCESSING = """
 UPDATE deliveries SET status = 'processing', attempts = attempts + 1, started_at = now()
-WHERE id = %s AND status <> 'processed' AND status <> 'ignored'
+WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked') AND attempts < %(max_attempts)s
 RETURNING id, event, action, installation_id, repo_id, repo_full_name, payload, attempts
 """
 
@@ -30,16 +33,38 @@ FINISH = """
 UPDATE deliveries SET status = %s, processed_at = now(), last_error = %s WHERE id = %s
 """
 
+# A failure with attempts left may be retried; the one that used the last attempt parks it.
 FAIL = """
-UPDATE deliveries SET status = 'failed', last_error = %s WHERE id = %s
+UPDATE deliveries
+SET status = CASE WHEN attempts >= %(max_attempts)s THEN 'parked' ELSE 'failed' END,
+    parked_at = CASE WHEN attempts >= %(max_attempts)s THEN now() END,
+    last_error = %(error)s
+WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked')
+"""
+
+PARK = """
+UPDATE deliveries SET status = 'parked', parked_at = now(), last_error = %(error)s
+WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked')
+"""
+
+# Started (or queued) long ago, never finished, and no attempt left: the worker died on it every
+# time. The reason keeps the last error it did record, if any.
+PARK_DEAD = """
+UPDATE deliveries
+SET status = 'parked', parked_at = now(),
+    last_error = CASE WHEN last_error IS NULL THEN format('worker died %%s times', attempts)
+                      ELSE format('worker died on attempt %%s; before that: %%s', attempts, last_error) END
+WHERE status IN ('queued', 'processing') AND attempts >= %(max_attempts)s
+  AND coalesce(started_at, enqueued_at, received_at) < now() - make_interval(secs => %(stuck)s)
+RETURNING id
 """
 
 # Deliveries the sweeper must (re-)enqueue: never enqueued (Redis was down), or enqueued /
-# started long ago without finishing (a worker died), or failed with attempts left.
+# started long ago without finishing (a worker died), or failed, with attempts left.
 PENDING = """
 SELECT id FROM deliveries
 WHERE (status = 'received' AND received_at < now() - make_interval(secs => %(grace)s))
-   OR (status IN ('queued', 'processing')
+   OR (status IN ('queued', 'processing') AND attempts < %(max_attempts)s
        AND coalesce(started_at, enqueued_at, received_at) < now() - make_interval(secs => %(stuck)s))
    OR (status = 'failed' AND attempts < %(max_attempts)s
        AND coalesce(started_at, received_at) < now() - make_interval(secs => %(grace)s))
@@ -47,9 +72,31 @@ ORDER BY received_at
 LIMIT %(limit)s
 """
 
+# `fleet replay`: re-run on purpose, parked or not. A delivery out of attempts gets one more
+# (its count stays above 1, so handlers still dedupe what an earlier run may have done).
+REQUEUE_FOR_REPLAY = """
+UPDATE deliveries SET status = 'queued', attempts = least(attempts, %(max_attempts)s - 1),
+       last_error = NULL, parked_at = NULL
+WHERE id = %(id)s RETURNING id
+"""
+
+# Parked deliveries per repository (for `fleet doctor`): how many, and the newest few.
+PARKED_BY_REPO = """
+SELECT repo_full_name, parked, id, event, action, attempts, last_error, parked_at
+FROM (SELECT repo_full_name, id, event, action, attempts, last_error, parked_at,
+             count(*) OVER (PARTITION BY repo_full_name) AS parked,
+             row_number() OVER (PARTITION BY repo_full_name ORDER BY parked_at DESC, id) AS rank
+      FROM deliveries WHERE status = 'parked') d
+WHERE rank <= %(newest)s
+ORDER BY repo_full_name NULLS FIRST, parked_at DESC, id
+"""
+
 KNOWN_IDS = "SELECT id FROM deliveries WHERE id = ANY(%s)"
 
+# Runs of one delivery, counting the ones a dying worker never finished; then it is parked.
 MAX_ATTEMPTS = 5
+MAX_ERROR_CHARS = 4000
+STATUSES = ("received", "queued", "processing", "processed", "ignored", "failed", "parked")
 
 
 @dataclass(frozen=True)
@@ -107,8 +154,9 @@ def mark_queued(conn: psycopg.Connection, delivery_id: str) -> None:
 
 
 def start_processing(conn: psycopg.Connection, delivery_id: str) -> Delivery | None:
-    """Mark the delivery as being processed; None if it is unknown or already finished."""
-    row = conn.execute(START_PROCESSING, (delivery_id,)).fetchone()
+    """Mark the delivery as being processed; None if it is unknown, finished, parked or out of
+    attempts (the sweeper parks it)."""
+    row = conn.execute(START_PROCESSING, {"id": delivery_id, "max_attempts": MAX_ATTEMPTS}).fetchone()
     if row is None:
         return None
     return Delivery(
@@ -122,7 +170,19 @@ def finish(conn: psycopg.Connection, delivery_id: str, status: str, note: str | 
 
 
 def fail(conn: psycopg.Connection, delivery_id: str, error: str) -> None:
-    conn.execute(FAIL, (error[:4000], delivery_id))
+    """Record a failed run: retried later while attempts are left, parked by the last one."""
+    conn.execute(FAIL, {"error": error[:MAX_ERROR_CHARS], "id": delivery_id, "max_attempts": MAX_ATTEMPTS})
+
+
+def park(conn: psycopg.Connection, delivery_id: str, reason: str) -> None:
+    """Stop retrying a delivery that cannot succeed (e.g. a malformed payload)."""
+    conn.execute(PARK, {"error": reason[:MAX_ERROR_CHARS], "id": delivery_id})
+
+
+def park_dead(conn: psycopg.Connection, *, stuck: float = 600) -> list[str]:
+    """Park deliveries whose worker died on each of their MAX_ATTEMPTS runs; their ids."""
+    rows = conn.execute(PARK_DEAD, {"stuck": stuck, "max_attempts": MAX_ATTEMPTS}).fetchall()
+    return [r["id"] for r in rows]
 
 
 def pending(conn: psycopg.Connection, *, grace: float = 10, stuck: float = 600, limit: int = 500) -> list[str]:
@@ -130,6 +190,28 @@ def pending(conn: psycopg.Connection, *, grace: float = 10, stuck: float = 600, 
         PENDING, {"grace": grace, "stuck": stuck, "max_attempts": MAX_ATTEMPTS, "limit": limit}
     ).fetchall()
     return [r["id"] for r in rows]
+
+
+def requeue_for_replay(conn: psycopg.Connection, delivery_id: str) -> bool:
+    """Make a stored delivery runnable again (one more attempt if it had none left); False if unknown."""
+    return conn.execute(REQUEUE_FOR_REPLAY, {"id": delivery_id, "max_attempts": MAX_ATTEMPTS}).fetchone() is not None
+
+
+@dataclass(frozen=True)
+class ParkedRepo:
+    """Parked deliveries of one repository (None: deliveries not about a repository)."""
+
+    repo_full_name: str | None
+    count: int
+    newest: tuple[dict[str, Any], ...]
+
+
+def parked_by_repo(conn: psycopg.Connection, newest: int = 3) -> list[ParkedRepo]:
+    """How many deliveries each repository has parked, with the ``newest`` few."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for row in conn.execute(PARKED_BY_REPO, {"newest": newest}).fetchall():
+        groups.setdefault(row["repo_full_name"], []).append(row)
+    return [ParkedRepo(name, rows[0]["parked"], tuple(rows)) for name, rows in groups.items()]
 
 
 def known(conn: psycopg.Connection, guids: list[str]) -> set[str]:

@@ -1,9 +1,10 @@
 """``fleet doctor``: check everything Fleet needs and say what to fix.
 
 Checks, in order (each later one needs the earlier ones): settings, Postgres and its schema,
-each repository's gates (a warning when no required checks are configured), Redis, the App's credentials (``GET /app`` with the JWT), then every installation's granted
-permissions and subscribed events against ``app.yml``. Exit status 0 when nothing failed,
-1 otherwise; warnings do not fail.
+each repository's gates (a warning when no required checks are configured), parked deliveries
+(per repository), Redis, the App's credentials (``GET /app`` with the JWT), then every
+installation's granted permissions and subscribed events against ``app.yml``. Exit status 0 when
+nothing failed, 1 otherwise; warnings (parked deliveries among them) do not fail.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ PERMISSION_RANK = {"none": 0, "read": 1, "write": 2, "admin": 3}
 # Fleet reads dependencies and parents from issue bodies too, so these only make it faster; some
 # API schemas (and older GitHub Enterprise Server) do not list them at all.
 OPTIONAL_EVENTS = frozenset({"issue_dependencies", "sub_issues"})
+# Parked deliveries listed per repository (the API lists them all).
+PARKED_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,40 @@ def check_postgres(settings: Settings) -> list[Check]:
                 Check("schema", "fail", f"{len(pending)} migration(s) not applied: {', '.join(pending)}",
                       "run `fleet migrate`")]
     return [Check("postgres", "ok", "connected"), Check("schema", "ok", "up to date")]
+
+
+def check_parked_deliveries(settings: Settings) -> list[Check]:
+    """Deliveries Fleet gave up on (out of attempts, or a payload it cannot use), per repository.
+
+    A warning, not a failure: Fleet keeps serving everything else; someone should look.
+    """
+    from app import db, deliveries
+
+    try:
+        with db.connect(settings.database_url, timeout=5) as conn:
+            groups = deliveries.parked_by_repo(conn, newest=PARKED_SHOWN)
+    except Exception as exc:
+        return [Check("parked deliveries", "warn", f"cannot list them ({type(exc).__name__}: {_first_line(exc)})")]
+    if not groups:
+        return [Check("parked deliveries", "ok", "none")]
+    checks = []
+    for group in groups:
+        newest = "; ".join(
+            f"{d['id']} {d['event']}{'.' + d['action'] if d['action'] else ''} "
+            f"({d['attempts']} attempts): {_first_line_of(d['last_error'])}"
+            for d in group.newest
+        )
+        checks.append(Check(
+            f"parked deliveries ({group.repo_full_name or 'no repository'})", "warn",
+            f"{group.count} parked, newest: {newest}",
+            "see GET /api/deliveries?status=parked; once the cause is fixed, `fleet replay DELIVERY_ID` re-runs one",
+        ))
+    return checks
+
+
+def _first_line_of(text: str | None) -> str:
+    lines = (text or "no error recorded").strip().splitlines()
+    return lines[0][:160] if lines else "no error recorded"
 
 
 def check_redis(settings: Settings) -> list[Check]:
@@ -205,8 +242,9 @@ def run_checks(env: dict[str, str] | None = None, manifest: Path | None = None) 
         return
     postgres = check_postgres(settings)
     yield from postgres
-    if all(c.level == "ok" for c in postgres):
+    if all(check.level == "ok" for check in postgres):
         yield from check_repository_gates(settings)
+        yield from check_parked_deliveries(settings)
     yield from check_redis(settings)
     try:
         needs: Requirements | None = load_requirements(manifest)

@@ -9,6 +9,7 @@ import functools
 from typing import Any
 
 from app.api import MAX_PAGE, MAX_PER_PAGE, PG_INT_MAX, REPO_RE, TASK_STATES
+from app.deliveries import STATUSES as DELIVERY_STATUSES
 
 Schema = dict[str, Any]
 
@@ -139,6 +140,10 @@ SCHEMAS: dict[str, Schema] = {
         kind={"const": "delivery"}, id=STR, at=TIME, repo=N_STR, event=STR, action=N_STR, outcome=STR,
         attempts=INT, error=N_STR, started_at=N_TIME, processed_at=N_TIME,
     ),
+    "StoredDelivery": _obj(
+        id=STR, repo=N_STR, event=STR, action=N_STR, status={"type": "string", "enum": list(DELIVERY_STATUSES)},
+        attempts=INT, error=N_STR, received_at=TIME, started_at=N_TIME, processed_at=N_TIME, parked_at=N_TIME,
+    ),
 }
 
 REPO_PARAM = {
@@ -223,6 +228,12 @@ def openapi_document() -> dict[str, Any]:
             [REPO_PARAM, {"name": "kind", "in": "query", "required": False,
                           "schema": {"type": "string", "enum": ["delivery", "action"]}}, *PAGE_PARAMS],
             True, "listEvidence"),
+        "/api/deliveries": _get(
+            "Stored webhook deliveries, newest first; `status=parked` lists the ones Fleet gave up on",
+            _page_of(_ref("StoredDelivery")),
+            [REPO_PARAM, {"name": "status", "in": "query", "required": False,
+                          "schema": {"type": "string", "enum": list(DELIVERY_STATUSES)}}, *PAGE_PARAMS],
+            True, "listDeliveries"),
     }
     return {
         "openapi": "3.1.0",

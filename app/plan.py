@@ -28,6 +28,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from app.input_limits import MAX_PLAN_BYTES
+from app.yaml_input import RefusedYaml, load_untrusted_yaml, size_problem
+
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 ISSUE_KEY_MARKER = "<!-- fleet:plan-key={key} -->"
 EPIC_KEY_MARKER = "<!-- fleet:plan-epic={key} -->"
@@ -176,13 +179,20 @@ def _parse_path(path: str) -> list[str | int]:
 
 
 def parse_plan(text: str) -> Plan:
-    """Parse and validate a YAML plan. Raises PlanError naming the path and line of the problem."""
+    """Parse and validate a YAML plan. Raises PlanError naming the path and line of the problem.
+
+    Anchors and aliases are refused (see ``app.yaml_input``), as is a plan over MAX_PLAN_BYTES.
+    """
+    too_large = size_problem(text, MAX_PLAN_BYTES)
+    if too_large:
+        raise PlanError(f"the plan is too large: {too_large}")
     try:
-        data = yaml.safe_load(text)
+        data = load_untrusted_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise PlanError(f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                        line=mark.line + 1 if mark is not None else None) from exc
+        what = "" if isinstance(exc, RefusedYaml) else "not valid YAML: "
+        raise PlanError(f"{what}{getattr(exc, 'problem', exc)}",
+                        line=mark.line + 1 if mark is not None else None) from None
     if not isinstance(data, dict):
         raise PlanError("a plan is a mapping with `epics` and `tasks`", line=1)
     try:

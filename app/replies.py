@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.commands import Command, Where, render_help, who_text
 from app.durations import format_duration
+from app.input_limits import MAX_BODY_CHARS
 from app.task_refs import TaskRef
 
 if TYPE_CHECKING:  # claims imports this module to build its comments
@@ -32,7 +33,8 @@ NOTE_LIMIT = 200
 _ZWJ = "\u200d"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#|~!])")
-_MARKER_RE = re.compile(r"<!--\s*fleet:(.*?)\s*-->", re.DOTALL)
+# Only the opening is a regex; the end is found with str.find (see parse_marker).
+_MARKER_OPEN = re.compile(r"<!--\s*+fleet:")
 
 
 # --- Markers -----------------------------------------------------------------------------------
@@ -60,13 +62,25 @@ def parse_marker(comment_body: str | None) -> dict[str, Any] | None:
     """
     if not comment_body:
         return None
-    for match in _MARKER_RE.finditer(comment_body[:200_000]):
-        try:
-            data = json.loads(match.group(1))
-        except ValueError:
+    # Linear in the body: a lazy ``<!--\s*fleet:(.*?)\s*-->`` rescans to the end from every
+    # unclosed opener. Once no ``-->`` follows, no later marker can close either.
+    text = comment_body[:MAX_BODY_CHARS]
+    start = text.find("<!--")
+    while start != -1:
+        opening = _MARKER_OPEN.match(text, start)
+        if opening is None:
+            start = text.find("<!--", start + 4)
             continue
+        close = text.find("-->", opening.end())
+        if close == -1:
+            return None
+        try:
+            data = json.loads(text[opening.end():close])
+        except ValueError:
+            data = None
         if isinstance(data, dict):
             return data
+        start = text.find("<!--", close + 3)
     return None
 
 

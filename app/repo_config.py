@@ -11,7 +11,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.branch_patterns import check_branch_patterns
 from app.durations import parse_duration
+from app.input_limits import MAX_CONFIG_BYTES
+from app.yaml_input import RefusedYaml, load_untrusted_yaml, size_problem
 
 CONFIG_PATH = ".github/fleet.yml"
 
@@ -41,11 +44,18 @@ class TasksConfig(_Section):
             r"^(?P<number>\d+)(?:[-_].*)?$",
             r"^issue-(?P<number>\d+)(?:[-_].*)?$",
         ),
-        description="Regexes that link a branch to a task; group `number` is the issue, optional group `agent` the agent name.",
+        description=(
+            "Regexes (RE2 syntax: no backreferences or lookaround) that link a branch to a task; group `number` "
+            "is the issue, optional group `agent` the agent name. At most 20 patterns of 500 characters; "
+            "branch names over 255 characters are not matched."
+        ),
     )
     manage_labels: bool = Field(
         True, description="Maintain the `fleet:ready` / `fleet:blocked` / `fleet:claimed` / `fleet:review` / `fleet:queued` labels."
     )
+
+    # Tenant regexes run on RE2 on every push; refuse what it cannot run before storing the config.
+    _patterns = field_validator("branch_patterns")(check_branch_patterns)
 
 
 class ClaimsConfig(_Section):
@@ -173,16 +183,21 @@ def _line_of(text: str, key_path: tuple[str | int, ...]) -> int | None:
 def parse_repo_config(text: str | None) -> RepoConfig:
     """Parse and validate the file's text; ``None`` or empty text gives the defaults.
 
-    Raises ConfigError naming the key and line of the first problem.
+    Raises ConfigError naming the key and line of the first problem. Anchors and aliases are
+    refused (see ``app.yaml_input``), as is a file over MAX_CONFIG_BYTES.
     """
     if text is None or not text.strip():
         return DEFAULT_CONFIG
+    too_large = size_problem(text, MAX_CONFIG_BYTES)
+    if too_large:
+        raise ConfigError(f"{CONFIG_PATH} is too large: {too_large}")
     try:
-        data = yaml.safe_load(text)
+        data = load_untrusted_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"{CONFIG_PATH} is not valid YAML: {getattr(exc, 'problem', exc)}", line=line) from exc
+        what = ": " if isinstance(exc, RefusedYaml) else " is not valid YAML: "
+        raise ConfigError(f"{CONFIG_PATH}{what}{getattr(exc, 'problem', exc)}", line=line) from None
     if data is None:
         return DEFAULT_CONFIG
     if not isinstance(data, dict):
@@ -194,3 +209,13 @@ def parse_repo_config(text: str | None) -> RepoConfig:
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in loc)
         raise ConfigError(f"{CONFIG_PATH}: `{key}`: {err['msg']}", key=key, line=_line_of(text, loc)) from exc
+
+
+def load_stored_config(data: object) -> RepoConfig:
+    """A config stored by an earlier version; the defaults when today's rules refuse it (e.g. a
+    branch pattern RE2 cannot run), so the repository keeps working and its next reload of the
+    file reports the problem instead of every event failing."""
+    try:
+        return RepoConfig.model_validate(data)
+    except ValidationError:
+        return DEFAULT_CONFIG

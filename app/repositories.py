@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from app.repo_config import DEFAULT_CONFIG, RepoConfig
+from app.repo_config import DEFAULT_CONFIG, RepoConfig, load_stored_config
 
 UPSERT_INSTALLATION = """
 INSERT INTO installations (id, account_login, account_type)
@@ -110,7 +110,7 @@ def remove_repository(conn: psycopg.Connection, repo_id: int) -> None:
 def _repo(row: dict | None) -> Repo | None:
     if row is None:
         return None
-    config = DEFAULT_CONFIG if row["config"] is None else RepoConfig.model_validate(row["config"])
+    config = DEFAULT_CONFIG if row["config"] is None else load_stored_config(row["config"])
     return Repo(
         row["id"], row["installation_id"], row["full_name"], row["default_branch"], row["private"],
         config, row["config_sha"], row["config_error"], row["config_reported"],

@@ -5,7 +5,12 @@ from rq import Retry
 
 from app import runtime
 
+# RQ's retries and the sweeper's re-queues all count against deliveries.MAX_ATTEMPTS (checked
+# when a run starts), so together they never run a delivery more than that many times.
 DELIVERY_RETRY = Retry(max=3, interval=[2, 10, 60])
+# A delivery's handlers take seconds; a job still running after this is killed (and counts as an
+# attempt), so one poison delivery holds a worker for at most MAX_ATTEMPTS times this.
+DELIVERY_TIMEOUT_SECONDS = 120
 
 
 def enqueue_delivery(delivery_id: str) -> str:
@@ -14,7 +19,7 @@ def enqueue_delivery(delivery_id: str) -> str:
         "jobs.process.process_delivery",
         delivery_id,
         retry=DELIVERY_RETRY,
-        job_timeout=300,
+        job_timeout=DELIVERY_TIMEOUT_SECONDS,
         result_ttl=600,
         failure_ttl=86400,
         description=f"delivery {delivery_id}",

@@ -59,7 +59,7 @@ def _process(delivery, conn, settings, logger, job_id, handler, started) -> str:
         logger.info("delivery processed")
         return "processed"
     except MalformedPayload as exc:
-        # Retrying cannot fix a payload: record why and stop.
+        # Retrying cannot fix a payload: park it with the reason.
         _record_failure(settings.database_url, delivery_id, str(exc), final=True)
         logger.warning("delivery malformed: %s", exc)
         return "failed"
@@ -91,7 +91,9 @@ def _run_deferred(ctx: EventContext) -> None:
 
 
 def _record_failure(database_url: str, delivery_id: str, error: str, *, final: bool) -> None:
+    """A retryable failure (parked once it used the last attempt), or a final one (parked now)."""
     with db.pooled(database_url) as conn:
-        deliveries.fail(conn, delivery_id, error)
         if final:
-            conn.execute("UPDATE deliveries SET attempts = %s WHERE id = %s", (deliveries.MAX_ATTEMPTS, delivery_id))
+            deliveries.park(conn, delivery_id, error)
+        else:
+            deliveries.fail(conn, delivery_id, error)

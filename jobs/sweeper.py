@@ -13,9 +13,13 @@ log = logging.getLogger("fleet.sweeper")
 
 def sweep_deliveries(grace: float = 10, stuck: float = 600) -> list[str]:
     """Enqueue stored deliveries that were never queued (Redis was down), whose worker died,
-    or that failed with attempts left. Returns the ids enqueued."""
+    or that failed, with attempts left; park the ones whose worker died on every attempt (a
+    payload that OOM-kills its worker is never re-queued). Returns the ids enqueued."""
     settings = runtime.settings()
     with db.connect(settings.database_url, autocommit=True) as conn:
+        parked = deliveries.park_dead(conn, stuck=stuck)
+        if parked:
+            log.warning("sweeper parked deliveries out of attempts", extra={"count": len(parked), "ids": parked[:10]})
         ids = deliveries.pending(conn, grace=grace, stuck=stuck)
         done = []
         for delivery_id in ids:

@@ -49,5 +49,5 @@ def test_the_document_lists_every_endpoint(client):
     loaded = schemathesis.openapi.from_dict(client.get("/api/openapi.json").get_json())
     assert {op.path for op in _operations(loaded)} == {
         "/api/repos", "/api/tasks", "/api/tasks/ready", "/api/tasks/{owner}/{name}/{number}", "/api/agents",
-        "/api/progress/summary", "/api/progress/agents", "/api/merge-queue", "/api/evidence",
+        "/api/progress/summary", "/api/progress/agents", "/api/merge-queue", "/api/evidence", "/api/deliveries",
     }

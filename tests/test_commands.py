@@ -273,3 +273,24 @@ def test_permission_order() -> None:
     assert has_permission("admin", "write") and has_permission("WRITE", "write")
     assert not has_permission("triage", "write") and not has_permission("bogus", "read")
     assert has_permission(None, "none")
+
+
+HOSTILE_COMMENTS = "/help\n" + "<!--" * 16000
+
+
+def test_unclosed_html_comments_are_linear(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review's input (2.8 s before) still finds /help; eight times as many openers, with the
+    caps lifted, would take minutes with the old lazy ``<!--.*?-->``."""
+    from app import commands
+
+    assert [c.name for c in parse_commands(HOSTILE_COMMENTS)] == ["help"]
+    monkeypatch.setattr(commands, "MAX_BODY_CHARS", 10**7)
+    monkeypatch.setattr(commands, "MAX_LINE_CHARS", 10**7)
+    assert [c.name for c in parse_commands("/help\n" + "<!--" * 128000)] == ["help"]
+    assert [c.name for c in parse_commands("/help\n" + "<!---->\n" * 20000 + "/gates")] == ["help"]
+
+
+def test_html_comments_hide_the_lines_they_span() -> None:
+    """Found with str.find, a comment still hides every line after the one it opens on."""
+    body = "<!--\n/claim\n-->\n/help\ntext <!-- a\n/next -->\n/gates"
+    assert [c.name for c in parse_commands(body)] == ["help", "gates"]

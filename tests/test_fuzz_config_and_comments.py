@@ -149,3 +149,89 @@ def test_any_comment_is_handled_and_every_reply_is_accepted_by_github(comment_wo
     refused = [(q.method, q.path, q.status) for q in w.sim.requests[before:] if q.status >= 400 and q.status != 404]
     assert refused == [], refused
     assert w.sim.violations == []
+
+
+# --- hostile files (security review) ---------------------------------------------------------
+
+ALIAS_BOMB = "tasks:\n  exclude_labels: [&s " + "x" * 8000 + ", " + ", ".join(["*s"] * 2000) + "]\n"
+
+
+def test_an_alias_bomb_is_refused_in_one_line():
+    """A 16 KB file of aliases (16 MB once expanded) is a one-line ConfigError, nothing expanded."""
+    assert len(ALIAS_BOMB) < 17_000
+    with pytest.raises(ConfigError) as err:
+        parse_repo_config(ALIAS_BOMB)
+    assert str(err.value) == ".github/fleet.yml: aliases are not allowed"
+    assert err.value.line == 2
+
+
+@pytest.mark.parametrize("text", [
+    "claims: &c\n  lease: 4h\n",
+    "claims:\n  allow: [&a bob]\n",
+    "base: &b {lease: 4h}\nclaims: *b\n",
+])
+def test_any_anchor_or_alias_is_refused(text):
+    with pytest.raises(ConfigError, match="aliases are not allowed"):
+        parse_repo_config(text)
+
+
+def test_a_file_over_the_size_cap_is_refused_naming_the_cap():
+    """64 KiB is read at most; the reason says so."""
+    from app.input_limits import MAX_CONFIG_BYTES
+
+    text = "# " + "x" * MAX_CONFIG_BYTES + "\nclaims:\n  lease: 4h\n"
+    with pytest.raises(ConfigError, match="at most 64 KiB") as err:
+        parse_repo_config(text)
+    assert "\n" not in str(err.value)
+    assert parse_repo_config("# " + "x" * 1000 + "\nclaims:\n  lease: 4h\n").claims.lease.total_seconds() == 4 * 3600
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("claims: " + "[" * 5000 + "]" * 5000, "nested deeper than"),
+    ("claims:\n  max_per_agent: " + "9" * 5000, "cannot be read"),
+])
+def test_deep_nesting_and_huge_numbers_are_config_errors(text, problem):
+    """Neither reaches Python's recursion or integer-digit limits as a crash."""
+    with pytest.raises(ConfigError, match=problem):
+        parse_repo_config(text)
+
+
+BACKTRACKING = r"^(?P<number>(\d+)+)x$"
+
+
+@pytest.mark.parametrize(("pattern", "problem"), [
+    (r"^(?P<number>\d+)-(?P=number)$", "RE2"),
+    (r"^(?<=x)(?P<number>\d+)$", "RE2"),
+    (r"^task/(\d+)$", "no `(?P<number>...)` group"),
+    ("(?P<number>" + "a" * 600 + ")", "longer than 500"),
+])
+def test_branch_patterns_re2_refuses_are_config_errors_naming_key_and_pattern(pattern, problem):
+    text = yaml.safe_dump({"tasks": {"branch_patterns": [r"^(?P<number>\d+)$", pattern]}})
+    with pytest.raises(ConfigError) as err:
+        parse_repo_config(text)
+    assert err.value.key == "tasks.branch_patterns"
+    assert problem in str(err.value)
+    assert f"`{pattern[:30]}" in str(err.value)
+
+
+def test_branch_patterns_are_capped_in_number():
+    text = yaml.safe_dump({"tasks": {"branch_patterns": [rf"^{i}-(?P<number>\d+)$" for i in range(21)]}})
+    with pytest.raises(ConfigError, match="at most 20 patterns"):
+        parse_repo_config(text)
+
+
+def test_a_backtracking_pattern_is_accepted_because_re2_runs_it():
+    """RE2 has no catastrophic backtracking, so the review's pattern is allowed and harmless."""
+    config = parse_repo_config(yaml.safe_dump({"tasks": {"branch_patterns": [BACKTRACKING]}}))
+    assert config.tasks.branch_patterns == (BACKTRACKING,)
+
+
+def test_a_stored_config_todays_rules_refuse_loads_as_the_defaults():
+    """A config stored before patterns were checked must not make every event fail."""
+    from app.repo_config import DEFAULT_CONFIG, load_stored_config
+
+    stored = DEFAULT_CONFIG.model_dump(mode="json")
+    stored["tasks"]["branch_patterns"] = [r"(?<=x)(?P<number>\d+)"]
+    assert load_stored_config(stored) == DEFAULT_CONFIG
+    stored["tasks"]["branch_patterns"] = [r"^t(?P<number>\d+)$"]
+    assert load_stored_config(stored).tasks.branch_patterns == (r"^t(?P<number>\d+)$",)

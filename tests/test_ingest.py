@@ -62,7 +62,12 @@ def test_form_encoded_delivery_is_accepted(client, db_conn):
     assert stored(db_conn)[0]["event"] == "ping"
 
 
-@pytest.mark.parametrize("signature", ["", "sha256=" + "0" * 64, "sha1=abc", "garbage"])
+@pytest.mark.parametrize("signature", [
+    "", "sha256=" + "0" * 64, "sha1=abc", "garbage",
+    # Non-ASCII (a TypeError and a 500 before) and other malformed values are all 401.
+    "sha256=" + "\u00e9" * 64, "sha256=\u00ff", "\u00e9sha256=", "sha256=", "sha256=" + "0" * 64 + "\u00a0x",
+    "sha256=" + "Z" * 64,
+])
 def test_bad_or_missing_signature_is_401_and_nothing_stored(client, db_conn, signature):
     resp = post(client, "ping", ping_payload(), signature=signature)
     assert resp.status_code == 401
@@ -157,11 +162,12 @@ def test_unknown_event_is_stored_and_ignored(client, db_conn):
 
 
 def test_malformed_payload_for_known_event_fails_cleanly(client, db_conn):
-    """A payload missing what the handler needs is marked failed with the reason; no crash."""
+    """A payload missing what the handler needs is parked with the reason (retrying cannot fix
+    it); no crash."""
     post(client, "issues", {"action": "opened", "repository": {"id": 1, "full_name": "o/r"}}, guid="m-1")
     drain()
     row = db_conn.execute("SELECT status, last_error FROM deliveries WHERE id = 'm-1'").fetchone()
-    assert row["status"] == "failed"
+    assert row["status"] == "parked"
     assert "not usable" in row["last_error"]
 
 

@@ -58,7 +58,7 @@ def test_official_example_is_stored_and_processed_without_crashing(offline_app, 
     drain()
     row = db_conn.execute("SELECT status, last_error FROM deliveries WHERE id = %s", (guid,)).fetchone()
     assert row is not None
-    if row["status"] == "failed":
+    if row["status"] in ("failed", "parked"):  # parked: a payload retrying cannot fix
         assert any(marker in (row["last_error"] or "") for marker in EXPECTED_ERRORS), row["last_error"]
     else:
         assert row["status"] in ("processed", "ignored")

@@ -200,3 +200,18 @@ def test_invalid_plans_name_path_and_line(text: str, path: str | None, line: int
         parse_plan(text)
     assert info.value.path == path and info.value.line == line
     assert message in str(info.value)
+
+
+def test_a_plan_with_anchors_or_aliases_is_refused() -> None:
+    """Plans are loaded without alias expansion, like .github/fleet.yml."""
+    text = "epics: []\ntasks:\n  - &t {key: a, title: A, estimate: 1}\n  - *t\n"
+    with pytest.raises(PlanError) as err:
+        parse_plan(text)
+    assert str(err.value) == "line 3: aliases are not allowed"
+
+
+def test_a_plan_over_the_size_cap_is_refused_naming_the_cap() -> None:
+    from app.input_limits import MAX_PLAN_BYTES
+
+    with pytest.raises(PlanError, match="at most 1024 KiB"):
+        parse_plan("# " + "x" * MAX_PLAN_BYTES + "\nepics: []\ntasks: []\n")

@@ -201,3 +201,13 @@ def test_cross_repo_refs_in_markers() -> None:
     body = replies.cycle_found(cycle=[TASK, TaskRef("o", "r", 3)], repo=REPO)
     assert replies.parse_marker(body) == {"command": "dependencies", "cycle": [12, "o/r#3"], "result": "cycle"}
     assert "#12 → o/r#3 → #12" in body
+
+
+def test_parse_marker_is_linear_on_unclosed_openers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unclosed ``<!-- fleet:`` openers and long whitespace never make the marker parser rescan."""
+    monkeypatch.setattr(replies, "MAX_BODY_CHARS", 10**7)
+    assert replies.parse_marker("<!-- fleet:" * 60000) is None
+    assert replies.parse_marker("<!-- fleet:{}" + " " * 100000 + "x") is None
+    good = replies.marker({"task": 5})
+    assert replies.parse_marker("<!-- fleet:{bad} --> <!-- other --> " + good) == {"task": 5}
+    assert replies.parse_marker("<!-- x " + good) == {"task": 5}
