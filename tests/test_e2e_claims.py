@@ -163,6 +163,25 @@ def test_lease_warns_once_then_releases_with_a_handoff(agents, db_conn):
     assert expired and f"alice/{n}-leased" in expired[0], [c["body"] for c in w.comments(n)]
 
 
+def test_an_outsiders_copy_of_the_lease_warning_marker_does_not_silence_the_warning(agents, db_conn):
+    """The dedupe marker of a lease warning is predictable (task, holder, lease end); an outsider
+    who posts it first must not stop Fleet from warning: only Fleet's own comments count."""
+    w = agents
+    w.sim.add_user("mallory", "none")
+    configure(w, "claims:\n  lease: 1h\n")
+    n = open_task(w, "Leased")
+    assign(w, "alice", n)
+    expires = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s", (n,)).fetchone()["lease_expires_at"]
+    forged = f"<!-- fleet:dedupe=lease-warn:{n}:alice:{int(expires.timestamp())}:{n}:1 -->"
+    w.sim.comment(w.repo, n, f"nothing to see\n{forged}", author="mallory")
+    w.settle()
+    assert check_leases((datetime.now(timezone.utc) + timedelta(minutes=50)).isoformat()) == {"warned": 1, "released": 0}
+    w.settle()
+    fleet_bodies = [c["body"] for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"]
+    assert [parse_marker(b)["result"] for b in fleet_bodies] == ["warning"]
+    assert forged in fleet_bodies[0]
+
+
 def test_push_to_task_branch_renews_the_lease(agents, db_conn):
     w = agents
     n = open_task(w, "Renew me")
