@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app import claim_service, claim_store, claims, commands, permissions, readiness, replies, task_state
+from app import (
+    claim_service, claim_store, claims, commands, permissions, readiness, replies, status_service, task_state,
+)
 from app.bot_identity import is_bot
 from app.claim_actions import Effects, apply, sync_labels
 from app.repositories import Repo
@@ -54,8 +56,9 @@ class CommandRun:
 def where_of(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> commands.Where:
     if event.issue.is_pull_request:
         return "pr"
-    row = ctx.conn.execute("SELECT issue_number FROM status_issues WHERE repo_id = %s", (repo.id,)).fetchone()
-    if (row and row["issue_number"] == event.issue.number) or any(l.name == "fleet:status" for l in event.issue.labels):
+    issue = event.issue
+    if status_service.is_status_issue(ctx.conn, repo.id, issue.number, issue.user.login if issue.user else None,
+                                      (label.name for label in issue.labels), issue.body):
         return "status"
     return "issue"
 
