@@ -26,7 +26,8 @@ def effects_for(ctx: EventContext, repo: Repo) -> Effects:
 
 def claim_state(ctx: EventContext, repo: Repo, number: int, claimant: claims.AgentId | None = None) -> claims.ClaimState:
     task = next(iter(claim_store.snapshots(ctx.conn, repo.id, repo.full_name, [number])), None)
-    mine = tuple(claim_store.open_claims_of_account(ctx.conn, claimant.login)) if claimant else ()
+    scope = repo.config.claims.wip_scope
+    mine = tuple(claim_store.open_claims_for_wip(ctx.conn, claimant.login, repo.id, scope)) if claimant else ()
     return claims.ClaimState(
         task_open=task is not None and task.state == "open",
         is_task=task is not None and task.is_task,
