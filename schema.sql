@@ -354,3 +354,14 @@ CREATE INDEX IF NOT EXISTS gate_runs_waiting ON gate_runs (evaluated_at) WHERE c
 -- The last body written, so coalescing can compare without asking GitHub.
 ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS body text;
 ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS node_id text;
+
+-- migrate: 0007 outsider replies
+-- When Fleet last answered (replied or reacted) on an issue or PR to someone without triage
+-- permission: outsiders get at most one answer per issue per interval, so comments cannot
+-- spend Fleet's write budget (app/command_service.py, OUTSIDER_REPLY_INTERVAL).
+CREATE TABLE IF NOT EXISTS outsider_replies (
+    repo_id        bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    number         integer NOT NULL,
+    last_reply_at  timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, number)
+);
