@@ -113,11 +113,11 @@ def decide_answer(*, has_replies: bool, succeeded: bool, collaborator: bool,
 
 
 def _answer(run: CommandRun) -> None:
+    """Post the gathered replies (or the success reaction) as ``decide_answer`` says."""
     if not run.replies and not run.succeeded:
         return  # nothing to write: no permission lookup either
     collaborator = commands.has_permission(run.permission, COLLABORATOR_PERMISSION)
-    conn, key = run.ctx.conn, (run.repo.id, run.number)
-    last = None if collaborator else (conn.execute(LAST_OUTSIDER_REPLY, key).fetchone() or {}).get("last_reply_at")
+    last = None if collaborator else _last_outsider_reply(run)
     answer, why = decide_answer(has_replies=bool(run.replies), succeeded=bool(run.succeeded),
                                 collaborator=collaborator, last_outsider_reply=last, now=run.effects.now)
     if answer == "reply":
@@ -125,13 +125,19 @@ def _answer(run: CommandRun) -> None:
     elif answer == "react":
         run.effects.gh.react(run.event.comment.id, "+1")
     if why == "outsider":
-        conn.execute(RECORD_OUTSIDER_REPLY, (*key, run.effects.now))
+        run.ctx.conn.execute(RECORD_OUTSIDER_REPLY, (run.repo.id, run.number, run.effects.now))
     elif why == "outsider_throttled":
         run.ctx.log.info("outsider answer withheld", extra={
-            "issue": run.number, "login": run.login, "permission": run.permission, "answer": "reply" if run.replies else "react",
-            "reason": f"one answer per issue per {int(OUTSIDER_REPLY_INTERVAL.total_seconds())} s to commenters below "
-                      f"{COLLABORATOR_PERMISSION}; last at {last.isoformat() if last else None}",
+            "issue": run.number, "login": run.login, "permission": run.permission,
+            "withheld": "reply" if run.replies else "reaction", "last_answer_at": last.isoformat() if last else None,
+            "reason": f"commenters below {COLLABORATOR_PERMISSION} get one answer per issue per "
+                      f"{int(OUTSIDER_REPLY_INTERVAL.total_seconds() // 60)} min",
         })
+
+
+def _last_outsider_reply(run: CommandRun) -> datetime | None:
+    row = run.ctx.conn.execute(LAST_OUTSIDER_REPLY, (run.repo.id, run.number)).fetchone()
+    return row["last_reply_at"] if row else None
 
 
 def _renew_on_comment(run: CommandRun) -> None:

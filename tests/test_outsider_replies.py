@@ -3,6 +3,7 @@ one answer (reply or reaction) per issue per interval, and cannot force a re-pub
 collaborators are answered exactly as before."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -66,15 +67,18 @@ def fleet_comment_posts(world, number) -> int:
     return len([c for c in world.sim.calls("POST", f"/issues/{number}/comments") if c.status == 201])
 
 
-def test_twenty_help_comments_from_an_outsider_get_one_reply_and_a_writer_is_always_answered(people, db_conn):
+def test_twenty_help_comments_from_an_outsider_get_one_reply_and_a_writer_is_always_answered(people, db_conn, caplog):
     w = people
     n = w.sim.open_issue(w.repo, "Spam target")
     w.settle()
+    caplog.set_level(logging.INFO)
     for _ in range(20):
         w.sim.comment(w.repo, n, "/help", author="mallory")
     w.settle()
     assert len(fleet_comments(w, n)) == 1
     assert fleet_comment_posts(w, n) == 1
+    withheld = [r for r in caplog.records if r.getMessage() == "outsider answer withheld"]
+    assert len(withheld) == 19 and {r.login for r in withheld} == {"mallory"}
     for _ in range(3):
         w.sim.comment(w.repo, n, "/help", author="alice")
         w.settle()
