@@ -365,3 +365,14 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS parked_at timestamptz;
 UPDATE deliveries SET status = 'parked', parked_at = now() WHERE status = 'failed' AND attempts >= 5;
 CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries (parked_at DESC) WHERE status = 'parked';
+
+-- migrate: 0007 outsider replies
+-- When Fleet last answered (replied or reacted) on an issue or PR to someone without triage
+-- permission: outsiders get at most one answer per issue per interval, so comments cannot
+-- spend Fleet's write budget (app/command_service.py, OUTSIDER_REPLY_INTERVAL).
+CREATE TABLE IF NOT EXISTS outsider_replies (
+    repo_id        bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    number         integer NOT NULL,
+    last_reply_at  timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, number)
+);

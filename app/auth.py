@@ -5,17 +5,25 @@ Two ways in:
 - ``FLEET_API_TOKEN`` configured: a request carrying ``Authorization: Bearer <token>`` (or the
   dashboard cookie derived from it, see ``login_cookie_value``) is *authenticated* and sees every
   repository. A request without valid credentials is refused with 401 wherever it comes from.
-- No token configured: only loopback clients are answered (127.0.0.0/8, ::1), and they are
-  *unauthenticated*: private repositories are left out of everything they are served.
+- No token configured: only direct loopback clients are answered, and they are
+  *unauthenticated*: private repositories are left out of everything they are served. Direct
+  loopback means all three of: the peer address is loopback (127.0.0.0/8, ::1), the ``Host``
+  header names a loopback host (``localhost``, ``127.0.0.1``, ``[::1]``, any port), and no proxy
+  header is present.
 
-A request that came through a reverse proxy (it carries ``Forwarded`` or ``X-Forwarded-For``)
-never counts as loopback: behind a proxy on the same host every client would otherwise look local.
+Why each: behind a reverse proxy on the same host every client's peer address is loopback, and a
+proxy that does not add ``X-Forwarded-For`` would otherwise hand the internet the API, ``/metrics``
+and ``/setup``; the proxy forwards the public ``Host`` though, so that is refused. A DNS-rebinding
+page (``evil.example`` resolving to 127.0.0.1) reaches the loopback peer address from the
+victim's browser, but its requests carry ``Host: evil.example``. Proxy headers are never trusted
+for the client address (``X-Forwarded-For`` is whatever the client wrote); they only refuse.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from flask import Blueprint, Request, Response, current_app, g, jsonify, request
@@ -25,7 +33,8 @@ from app.settings import Settings
 COOKIE_NAME = "fleet_session"
 # Versioned so a future change of the derivation invalidates old cookies instead of misreading them.
 _COOKIE_CONTEXT = b"fleet-dashboard-cookie-v1"
-_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-IP", "Via")
+_LOOPBACK_HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,11 @@ def is_loopback(remote_addr: str | None) -> bool:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     return addr.is_loopback
+
+
+def is_loopback_host(host_header: str | None) -> bool:
+    """True when a ``Host`` header names ``localhost``, ``127.0.0.1`` or ``[::1]``, with any port."""
+    return bool(host_header) and _LOOPBACK_HOST.fullmatch(host_header.strip().lower()) is not None
 
 
 def login_cookie_value(token: str) -> str:
@@ -85,9 +99,11 @@ def check_access(request: Request, settings: Settings) -> Access:
             return Access(False, status=401, reason="invalid bearer token")
         return Access(False, status=401, reason="a bearer token is required (Authorization: Bearer <FLEET_API_TOKEN>)")
     if any(h in request.headers for h in _PROXY_HEADERS):
-        return Access(False, status=403, reason="FLEET_API_TOKEN is not set: only direct loopback clients are served")
+        return Access(False, status=403, reason="FLEET_API_TOKEN is not set: requests through a proxy are refused")
     if not is_loopback(request.remote_addr):
         return Access(False, status=403, reason="FLEET_API_TOKEN is not set: only loopback clients are served")
+    if not is_loopback_host(request.headers.get("Host")):
+        return Access(False, status=403, reason="FLEET_API_TOKEN is not set: the Host header must be localhost, 127.0.0.1 or [::1]")
     return Access(True, authenticated=False)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from app import claim_store, claims, permissions, readiness, replies
+from app import claim_store, claims, permissions, readiness, replies, status_service
 from app.bot_identity import is_bot
 from app.claim_actions import Effects, apply, sync_labels
 from app.repositories import Repo
@@ -15,7 +15,6 @@ from app.task_refs import TaskRef
 from webhooks.context import EventContext
 from webhooks.models import IssuesEvent, PullRequestEvent
 
-STATUS_LABEL = "fleet:status"
 STATE_CHANGING = {"opened", "edited", "closed", "reopened", "labeled", "unlabeled", "assigned", "unassigned",
                   "milestoned", "demilestoned"}
 
@@ -27,7 +26,8 @@ def effects_for(ctx: EventContext, repo: Repo) -> Effects:
 
 def claim_state(ctx: EventContext, repo: Repo, number: int, claimant: claims.AgentId | None = None) -> claims.ClaimState:
     task = next(iter(claim_store.snapshots(ctx.conn, repo.id, repo.full_name, [number])), None)
-    mine = tuple(claim_store.open_claims_of_account(ctx.conn, claimant.login)) if claimant else ()
+    scope = repo.config.claims.wip_scope
+    mine = tuple(claim_store.open_claims_for_wip(ctx.conn, claimant.login, repo.id, scope)) if claimant else ()
     return claims.ClaimState(
         task_open=task is not None and task.state == "open",
         is_task=task is not None and task.is_task,
@@ -57,7 +57,7 @@ def on_issue_event(ctx: EventContext, repo: Repo, event: IssuesEvent) -> None:
     effects = effects_for(ctx, repo)
     affected = {number}
     sender = event.sender.login if event.sender else ""
-    if STATUS_LABEL in {label.name for label in event.issue.labels}:
+    if _is_status_issue(ctx, repo, event):
         _protect_status_issue(effects, event, sender)
     elif action == "assigned" and event.assignee and not is_bot(sender):
         _assigned(ctx, repo, effects, event, sender)
@@ -73,6 +73,12 @@ def on_issue_event(ctx: EventContext, repo: Repo, event: IssuesEvent) -> None:
         report_cycles(ctx, repo, effects, number)
     if action in STATE_CHANGING and event.issue.state == "open" or action == "closed":
         sync_labels(effects, affected)
+
+
+def _is_status_issue(ctx: EventContext, repo: Repo, event: IssuesEvent) -> bool:
+    issue = event.issue
+    return status_service.is_status_issue(ctx.conn, repo.id, issue.number, issue.user.login if issue.user else None,
+                                          (label.name for label in issue.labels), issue.body)
 
 
 def _protect_status_issue(effects: Effects, event: IssuesEvent, sender: str) -> None:

@@ -22,9 +22,16 @@ SELECT {CLAIM_COLUMNS} FROM claims c JOIN repositories r ON r.id = c.repo_id
 WHERE c.repo_id = %s AND c.number = %s AND c.released_at IS NULL
 """
 
-OPEN_CLAIMS_OF_ACCOUNT = f"""
+# The account's open claims that count towards the WIP limit of a claim in repository
+# %(repo_id)s: that repository's, or with %(installation)s every live repository of the same
+# installation. Never another installation's: its repositories are another tenant's business.
+OPEN_CLAIMS_FOR_WIP = f"""
 SELECT {CLAIM_COLUMNS} FROM claims c JOIN repositories r ON r.id = c.repo_id
-WHERE lower(c.login) = lower(%s) AND c.released_at IS NULL
+WHERE lower(c.login) = lower(%(login)s) AND c.released_at IS NULL
+  AND (c.repo_id = %(repo_id)s
+       OR (%(installation)s AND r.removed_at IS NULL
+           AND r.installation_id = (SELECT installation_id FROM repositories WHERE id = %(repo_id)s)))
+ORDER BY r.full_name, c.number
 """
 
 DUE_CLAIMS = f"""
@@ -106,8 +113,11 @@ def open_claim(conn: psycopg.Connection, repo_id: int, number: int) -> Claim | N
     return _claim(row) if row else None
 
 
-def open_claims_of_account(conn: psycopg.Connection, login: str) -> list[Claim]:
-    return [_claim(r) for r in conn.execute(OPEN_CLAIMS_OF_ACCOUNT, (login,)).fetchall()]
+def open_claims_for_wip(conn: psycopg.Connection, login: str, repo_id: int, scope: str) -> list[Claim]:
+    """The open claims of account ``login`` that count towards a WIP limit in ``repo_id``, for
+    ``claims.wip_scope`` ``scope`` (``repository`` or ``installation``)."""
+    params = {"login": login, "repo_id": repo_id, "installation": scope == "installation"}
+    return [_claim(r) for r in conn.execute(OPEN_CLAIMS_FOR_WIP, params).fetchall()]
 
 
 def due_claims(conn: psycopg.Connection, now: datetime) -> list[tuple[Claim, int, int | None]]:

@@ -171,8 +171,10 @@ class ClaimRequest:
 class ClaimState:
     """What the database knows when the request is decided (read under the task's row lock).
 
-    ``agent_claims`` are the claimant's open claims on any task; ``open_blockers`` the task's
-    dependencies that are not closed (unknown state counts as open).
+    ``agent_claims`` are the open claims of the claimant's account (every named agent of it) that
+    count towards its WIP limit: those in this repository, or in its installation with
+    ``claims.wip_scope: installation``; ``open_blockers`` the task's dependencies that are not
+    closed (unknown state counts as open).
     """
 
     task_open: bool = True
@@ -198,6 +200,7 @@ class ClaimDecision:
     holder: AgentId | None = None
     blockers: tuple[TaskRef, ...] = ()
     open_claims: tuple[TaskRef, ...] = ()
+    claims_elsewhere: int = 0
     displaced: AgentId | None = None
 
 
@@ -246,10 +249,11 @@ def _refuse(request: ClaimRequest, reason: RefusalReason, repo: str, **details: 
     holder = details.get("holder")
     blockers = tuple(details.get("blockers", ()))  # type: ignore[arg-type]
     open_claims = tuple(details.get("open_claims", ()))  # type: ignore[arg-type]
+    elsewhere = int(details.get("elsewhere", 0))  # type: ignore[call-overload]
     body = replies.claim_refused(
         reason, task=request.task, repo=repo, agent=request.claimant,
         command="next" if request.source == "next" else "claim",
-        holder=holder, blockers=blockers, open_claims=open_claims,  # type: ignore[arg-type]
+        holder=holder, blockers=blockers, open_claims=open_claims, elsewhere=elsewhere,  # type: ignore[arg-type]
         limit=details.get("limit"), assigner=request.assigner, detail=details.get("detail"),  # type: ignore[arg-type]
     )
     actions: list[Action] = []
@@ -259,8 +263,20 @@ def _refuse(request: ClaimRequest, reason: RefusalReason, repo: str, **details: 
     actions.append(Comment(request.task, body))
     return ClaimDecision(
         "refuse", tuple(actions), reason=reason, holder=holder,  # type: ignore[arg-type]
-        blockers=blockers, open_claims=open_claims,
+        blockers=blockers, open_claims=open_claims, claims_elsewhere=elsewhere,
     )
+
+
+def wip_counted(open_claims: Iterable[Claim], request: ClaimRequest, config: ClaimsConfig) -> tuple[TaskRef, ...]:
+    """The other tasks that count towards the claimant's WIP limit: every claim of the account
+    (``/claim as x1`` … ``as xN`` would otherwise multiply the limit), or with
+    ``claims.wip_per_name`` only the claimant identity's own."""
+    def counts(claim: Claim) -> bool:
+        if config.wip_per_name:
+            return claim.agent == request.claimant
+        return claim.agent.same_account(request.claimant.login)
+
+    return tuple(c.task for c in open_claims if c.task != request.task and counts(c))
 
 
 def decide_claim(request: ClaimRequest, state: ClaimState, config: ClaimsConfig, now: datetime) -> ClaimDecision:
@@ -270,8 +286,8 @@ def decide_claim(request: ClaimRequest, state: ClaimState, config: ClaimsConfig,
     noop (lease renewed); an assignment of the account a named holder uses → noop; someone else assigning without write permission → maintainer_required;
     claimant not on the allow-list / not assignable → not_allowed; held by another agent →
     taken (unless this request is earlier by GitHub's ordering and the holder's claim is young:
-    then the holder is displaced); open blockers → blocked; the claimant's open claims at
-    ``max_per_agent`` → wip_limit; otherwise accepted.
+    then the holder is displaced); open blockers → blocked; the claimant's counted open claims
+    (``wip_counted``) at ``max_per_agent`` → wip_limit; otherwise accepted.
     """
     repo = request.task.repo_full_name
     holder = state.holder
@@ -296,9 +312,12 @@ def decide_claim(request: ClaimRequest, state: ClaimState, config: ClaimsConfig,
         return _refuse(request, "taken", repo, holder=holder.agent)
     if state.open_blockers:
         return _refuse(request, "blocked", repo, blockers=state.open_blockers)
-    others = tuple(c.task for c in state.agent_claims if c.task != request.task and c.agent == request.claimant)
-    if len(others) >= config.max_per_agent:
-        return _refuse(request, "wip_limit", repo, open_claims=others, limit=config.max_per_agent)
+    counted = wip_counted(state.agent_claims, request, config)
+    if len(counted) >= config.max_per_agent:
+        # Name only this repository's tasks: the others may be private, or another team's.
+        here = tuple(t for t in counted if t.repo_full_name.lower() == repo.lower())
+        return _refuse(request, "wip_limit", repo, open_claims=here, elsewhere=len(counted) - len(here),
+                       limit=config.max_per_agent, detail="per_name" if config.wip_per_name else "per_account")
 
     claim = new_claim(request, config, now)
     actions: list[Action] = []

@@ -2,19 +2,43 @@
 
 Success is acknowledged with a reaction; a refusal or error gets one reply comment (several
 refused commands in one comment share it). Fleet never reacts to its own comments.
+
+Anyone can comment, and every answer is a write against the installation's budget (GitHub allows
+80 content-creating requests a minute). So an outsider (below triage permission) gets at most one
+answer, reply or reaction, per issue per ``OUTSIDER_REPLY_INTERVAL``; beyond that Fleet stays
+silent and logs why. Their commands still run (a refused claim is still refused), and none of
+them forces a write: ``/gates`` from a non-writer re-publishes only what changed.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
 
-from app import claim_service, claim_store, claims, commands, permissions, readiness, replies, task_state
+from app import (
+    claim_service, claim_store, claims, commands, gate_service, permissions, readiness, replies, status_service,
+    task_state,
+)
 from app.bot_identity import is_bot
 from app.claim_actions import Effects, apply, sync_labels
 from app.repositories import Repo
 from app.task_refs import TaskRef, parse_ref
 from webhooks.context import EventContext
 from webhooks.models import IssueCommentEvent
+
+
+OUTSIDER_REPLY_INTERVAL = timedelta(minutes=10)
+# Below this repository permission a commenter is an outsider (triage can already label and close).
+COLLABORATOR_PERMISSION: commands.Permission = "triage"
+
+LAST_OUTSIDER_REPLY = "SELECT last_reply_at FROM outsider_replies WHERE repo_id = %s AND number = %s"
+RECORD_OUTSIDER_REPLY = """
+INSERT INTO outsider_replies (repo_id, number, last_reply_at) VALUES (%s, %s, %s)
+ON CONFLICT (repo_id, number) DO UPDATE SET last_reply_at = EXCLUDED.last_reply_at
+"""
+
+Answer = Literal["reply", "react", "none"]
 
 
 @dataclass
@@ -54,8 +78,9 @@ class CommandRun:
 def where_of(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> commands.Where:
     if event.issue.is_pull_request:
         return "pr"
-    row = ctx.conn.execute("SELECT issue_number FROM status_issues WHERE repo_id = %s", (repo.id,)).fetchone()
-    if (row and row["issue_number"] == event.issue.number) or any(l.name == "fleet:status" for l in event.issue.labels):
+    issue = event.issue
+    if status_service.is_status_issue(ctx.conn, repo.id, issue.number, issue.user.login if issue.user else None,
+                                      (label.name for label in issue.labels), issue.body):
         return "status"
     return "issue"
 
@@ -69,10 +94,50 @@ def on_comment(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> None:
     found = commands.parse_commands(event.comment.body)
     for command in found:
         _run_one(run, command)
-    if run.replies:
+    _answer(run)
+
+
+def decide_answer(*, has_replies: bool, succeeded: bool, collaborator: bool,
+                  last_outsider_reply: datetime | None, now: datetime) -> tuple[Answer, str]:
+    """How Fleet answers a comment's commands, and why: replies (refusals, errors, /help) as one
+    comment, else a reaction for success. Collaborators always get it; outsiders only when
+    nobody outside was answered on this issue within ``OUTSIDER_REPLY_INTERVAL``."""
+    wanted: Answer = "reply" if has_replies else "react" if succeeded else "none"
+    if wanted == "none":
+        return "none", "nothing_to_say"
+    if collaborator:
+        return wanted, "collaborator"
+    if last_outsider_reply is not None and now - last_outsider_reply < OUTSIDER_REPLY_INTERVAL:
+        return "none", "outsider_throttled"
+    return wanted, "outsider"
+
+
+def _answer(run: CommandRun) -> None:
+    """Post the gathered replies (or the success reaction) as ``decide_answer`` says."""
+    if not run.replies and not run.succeeded:
+        return  # nothing to write: no permission lookup either
+    collaborator = commands.has_permission(run.permission, COLLABORATOR_PERMISSION)
+    last = None if collaborator else _last_outsider_reply(run)
+    answer, why = decide_answer(has_replies=bool(run.replies), succeeded=bool(run.succeeded),
+                                collaborator=collaborator, last_outsider_reply=last, now=run.effects.now)
+    if answer == "reply":
         run.effects.comment(run.number, "\n\n---\n\n".join(run.replies))
-    elif run.succeeded:
-        run.effects.gh.react(event.comment.id, "+1")
+    elif answer == "react":
+        run.effects.gh.react(run.event.comment.id, "+1")
+    if why == "outsider":
+        run.ctx.conn.execute(RECORD_OUTSIDER_REPLY, (run.repo.id, run.number, run.effects.now))
+    elif why == "outsider_throttled":
+        run.ctx.log.info("outsider answer withheld", extra={
+            "issue": run.number, "login": run.login, "permission": run.permission,
+            "withheld": "reply" if run.replies else "reaction", "last_answer_at": last.isoformat() if last else None,
+            "reason": f"commenters below {COLLABORATOR_PERMISSION} get one answer per issue per "
+                      f"{int(OUTSIDER_REPLY_INTERVAL.total_seconds() // 60)} min",
+        })
+
+
+def _last_outsider_reply(run: CommandRun) -> datetime | None:
+    row = run.ctx.conn.execute(LAST_OUTSIDER_REPLY, (run.repo.id, run.number)).fetchone()
+    return row["last_reply_at"] if row else None
 
 
 def _renew_on_comment(run: CommandRun) -> None:
@@ -212,8 +277,16 @@ def cmd_help(run: CommandRun, command: commands.Command) -> None:
     run.replies.append(replies.help_reply(run.where))
 
 
+def cmd_gates(run: CommandRun, command: commands.Command) -> None:
+    """/gates: re-evaluate the PR's gates. A writer's re-publishes even when nothing changed;
+    anyone else's publishes only a change (else any commenter could make Fleet write at will)."""
+    force = commands.has_permission(run.permission, "write")
+    gate_service.schedule(run.ctx, run.repo, [run.number], force=force)
+    run.succeeded += 1
+
+
 def cmd_pull_request(run: CommandRun, command: commands.Command) -> None:
-    """/queue, /dequeue, /priority, /gates: handled by the merge queue and gates."""
+    """/queue, /dequeue, /priority: handled by the merge queue."""
     from app import queue_service
 
     queue_service.on_command(run, command)
@@ -230,5 +303,5 @@ HANDLERS: dict[str, Callable[[CommandRun, commands.Command], None]] = {
     "queue": cmd_pull_request,
     "dequeue": cmd_pull_request,
     "priority": cmd_pull_request,
-    "gates": cmd_pull_request,
+    "gates": cmd_gates,
 }

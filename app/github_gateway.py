@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
+from app.bot_identity import is_bot
 from app.conditional_reads import EtagCache, conditional_get
 from app.evidence import EvidenceRecorder
 
@@ -201,8 +202,10 @@ class RepoGateway:
         return resp.json()["id"]
 
     def _find_comment(self, number: int, marker: str) -> int | None:
-        for comment in self.gh.rest.issues.list_comments(self.owner, self.repo, number, per_page=100).json():
-            if marker in (comment.get("body") or ""):
+        """Fleet's own comment carrying ``marker``. Anyone can paste a marker (they are
+        predictable), so a comment by any other author never counts: it would silence a warning."""
+        for comment in self.comments(number):
+            if marker in (comment.get("body") or "") and is_bot((comment.get("user") or {}).get("login")):
                 return comment["id"]
         return None
 

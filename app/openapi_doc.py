@@ -170,7 +170,8 @@ def _json(schema: Schema, description: str) -> dict[str, Any]:
 ERROR = _ref("Error")
 AUTH_ERRORS = {
     "401": _json(ERROR, "FLEET_API_TOKEN is set and the bearer token is missing or wrong"),
-    "403": _json(ERROR, "No FLEET_API_TOKEN is set and the client is not on loopback"),
+    "403": _json(ERROR, "No FLEET_API_TOKEN is set and the request is not direct loopback "
+                        "(loopback peer, Host localhost/127.0.0.1/[::1], no proxy header)"),
 }
 BAD_REQUEST = {"400": _json(ERROR, "Unknown, repeated or malformed query parameter")}
 NOT_FOUND = {"404": _json(ERROR, "Unknown (or, unauthenticated, private) repository or task")}

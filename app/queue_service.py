@@ -43,12 +43,8 @@ def _now() -> datetime:
 # --- commands (inside a delivery, repo lock held) --------------------------------------------
 
 def on_command(run, command) -> None:
-    """/queue (/merge), /dequeue, /priority and /gates on a pull request."""
+    """/queue (/merge), /dequeue and /priority on a pull request (/gates: command_service)."""
     ctx, repo = run.ctx, run.repo
-    if command.name == "gates":
-        gate_service.schedule(ctx, repo, [run.number], force=True)
-        run.succeeded += 1
-        return
     pr = _recorded_pull(ctx, repo, run.number)
     if pr is None:
         run.replies.append("Refused: Fleet cannot read this pull request right now; try again in a minute.")

@@ -144,6 +144,7 @@ def claim_refused(
     holder: AgentId | None = None,
     blockers: Sequence[TaskRef] = (),
     open_claims: Sequence[TaskRef] = (),
+    elsewhere: int = 0,
     limit: int | None = None,
     assigner: str | None = None,
     detail: str | None = None,
@@ -161,9 +162,15 @@ def claim_refused(
         data["holder"] = str(holder) if holder else None
         sentence = f"{t} is already claimed by {_agent(holder) if holder else 'another agent'} (first claim wins); use `/next` to get a ready task."
     elif reason == "wip_limit":
+        # ``open_claims`` are this repository's; claims elsewhere are only counted, never named.
         data["claims"] = [_ref_data(r, repo) for r in open_claims]
+        data["elsewhere"] = elsewhere
         data["limit"] = limit
-        sentence = f"{who} already holds {len(open_claims)} claim(s) ({_refs(open_claims, repo)}), the limit of {limit}; finish or `/release` one first."
+        counted = who if detail == "per_name" or agent.name is None else f"{code(agent.login)} (all its agents together)"
+        listed = [_refs(open_claims, repo)] if open_claims else []
+        listed += [f"{elsewhere} in other repositories"] if elsewhere else []
+        sentence = (f"{counted} already holds {len(open_claims) + elsewhere} claim(s) ({', '.join(listed)}), "
+                    f"the limit of {limit}; finish or `/release` one first.")
     elif reason == "maintainer_required":
         data["assigner"] = assigner
         sentence = f"{code(assigner)} cannot assign {t} to {who}: assigning someone else needs write access, so {who} should self-assign or comment `/claim`."

@@ -61,7 +61,11 @@ class TasksConfig(_Section):
 class ClaimsConfig(_Section):
     lease: timedelta = Field(timedelta(hours=4), description="How long a claim lasts without activity (`30s`, `90m`, `4h`).")
     warn_at: float = Field(0.75, gt=0, lt=1, description="Fraction of the lease after which the holder is warned once.")
-    max_per_agent: int = Field(2, ge=1, le=100, description="Work-in-progress limit: open claims one agent identity may hold.")
+    max_per_agent: int = Field(2, ge=1, le=100, description="Work-in-progress limit: open claims one GitHub account may hold (all its `as NAME` agents together).")
+    wip_per_name: bool = Field(False, description="Count `max_per_agent` per named agent (`login:name`) instead of per account.")
+    wip_scope: Literal["repository", "installation"] = Field(
+        "repository", description="Where claims count towards the limit: this repository, or every repository of its installation."
+    )
     allow: tuple[str, ...] = Field(
         (), description="Logins (or `@org/team`) allowed to claim; empty means anyone GitHub lets be assigned."
     )

@@ -2,18 +2,21 @@
 Postgres state, coalescing bursts into at most one edit per ``status.min_interval``."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
 
 from app import status_snapshot, status_table
+from app.bot_identity import is_bot
 from app.github_gateway import GitHubRefused, RepoGateway
 from app.repositories import Repo
 
 STATUS_LABEL = ("fleet:status", "ededed", "Fleet: the auto-updated status issue of this repository")
 
 GET_ROW = "SELECT * FROM status_issues WHERE repo_id = %s FOR UPDATE"
+RECORDED_NUMBER = "SELECT issue_number FROM status_issues WHERE repo_id = %s"
 UPSERT_ROW = """
 INSERT INTO status_issues (repo_id, issue_number, node_id, pinned) VALUES (%s, %s, %s, %s)
 ON CONFLICT (repo_id) DO UPDATE SET issue_number = EXCLUDED.issue_number, node_id = EXCLUDED.node_id,
@@ -74,10 +77,30 @@ def ensure_issue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url:
     return number
 
 
+def made_by_fleet(author: str | None, labels: Iterable[str], body: str | None) -> bool:
+    """An issue Fleet opened as a status issue: its author is Fleet's own login, it carries the
+    ``fleet:status`` label and the status marker. Anyone with triage can label an issue, and
+    anyone can paste the marker, so neither alone makes an issue Fleet's."""
+    return is_bot(author) and STATUS_LABEL[0] in set(labels) and status_table.MARKER in (body or "")
+
+
+def is_status_issue(conn: psycopg.Connection, repo_id: int, number: int, author: str | None,
+                    labels: Iterable[str], body: str | None) -> bool:
+    """Whether issue ``number`` is this repository's status issue: the one recorded, or one
+    Fleet made (its row may have been lost in a crash, see ``_find_or_create``)."""
+    row = conn.execute(RECORDED_NUMBER, (repo_id,)).fetchone()
+    return (row is not None and row["issue_number"] == number) or made_by_fleet(author, labels, body)
+
+
 def _find_or_create(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, body: str) -> int:
-    """Adopt an open issue labelled fleet:status (a crash may have created one without recording
-    it), else create it; then pin it where GitHub allows."""
-    existing = [i for i in gh.open_issues_labelled(STATUS_LABEL[0]) if "pull_request" not in i]
+    """Adopt an open status issue Fleet made (a crash may have created one without recording
+    it), else create it; then pin it where GitHub allows. An issue someone else labelled
+    fleet:status is never adopted: Fleet would rewrite their text and pin it."""
+    existing = [
+        i for i in gh.open_issues_labelled(STATUS_LABEL[0])
+        if "pull_request" not in i
+        and made_by_fleet((i.get("user") or {}).get("login"), (l["name"] for l in i.get("labels", [])), i.get("body"))
+    ]
     if existing:
         issue = min(existing, key=lambda i: i["number"])
         gh.update_issue(issue["number"], body=body)

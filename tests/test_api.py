@@ -238,6 +238,63 @@ def test_without_a_token_only_loopback_is_served(client, seeded, path):
     assert client.get(path, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403
 
 
+ALL_GUARDED = ["/api/repos", "/api/tasks", "/api/stream", "/dashboard", "/dashboard/panels", "/metrics", "/setup"]
+
+
+@pytest.mark.parametrize("path", ALL_GUARDED)
+def test_dns_rebinding_host_from_loopback_is_refused(client, seeded, path):
+    """A page on evil.example rebound to 127.0.0.1 reaches the loopback peer address, but its
+    requests name evil.example in Host: refused without a token."""
+    response = client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 403
+    assert "Host header" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ALL_GUARDED)
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Forwarded-Host", "X-Real-IP", "Via"])
+def test_a_proxy_header_from_loopback_is_refused(client, seeded, path, header):
+    """A proxy on the same host makes every client look local; its headers are never trusted."""
+    response = client.get(path, headers={header: "127.0.0.1"})
+    assert response.status_code == 403
+    assert "proxy" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8000", "127.0.0.1", "127.0.0.1:9", "[::1]", "[::1]:8000",
+                                  "LOCALHOST:8000"])
+def test_plain_loopback_with_a_loopback_host_is_served(client, seeded, host):
+    assert client.get("/api/repos", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "localhost.evil.example", "127.0.0.1.nip.io", "localhost:80x",
+                                  "[::1]x", "127.0.0.2", "0.0.0.0:8000", ""])
+def test_a_host_that_is_not_a_loopback_name_is_refused(client, seeded, host):
+    assert client.get("/api/repos", headers={"Host": host}).status_code == 403
+
+
+def test_with_a_token_any_host_and_proxy_is_served(token_client):
+    """Behind a proxy FLEET_API_TOKEN is the gate: Host and proxy headers no longer matter."""
+    headers = {**bearer(), "Host": "fleet.example.com", "X-Forwarded-For": "203.0.113.9"}
+    assert token_client.get("/api/repos", headers=headers, environ_base=REMOTE).status_code == 200
+    assert token_client.get("/api/repos", headers={"Host": "fleet.example.com"}).status_code == 401
+
+
+def test_every_blueprint_but_webhooks_is_guarded(settings):
+    """Every route except webhooks (signed) and the health probes answers 403 to a rebinding Host."""
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        open_routes = {"/webhooks/github", "/healthz", "/readyz", "/static/<path:filename>"}
+        for rule in app.url_map.iter_rules():
+            if rule.rule in open_routes or "GET" not in rule.methods:
+                continue
+            path = rule.rule
+            for arg in rule.arguments:
+                path = path.replace(f"<{arg}>", "x").replace(f"<int:{arg}>", "1").replace(f"<path:{arg}>", "x/y")
+            assert client.get(path, headers={"Host": "evil.example"}).status_code == 403, rule.rule
+    finally:
+        app.config["FLEET_POOL"].close()
+
+
 def test_ipv6_loopback_is_loopback(client, seeded):
     assert client.get("/api/repos", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
 

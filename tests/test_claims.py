@@ -68,6 +68,11 @@ def other_task(n: int) -> TaskRef:
     return TaskRef("acme", "widgets", n)
 
 
+def comment_body(actions: tuple | list) -> str:
+    (comment,) = [a for a in actions if isinstance(a, Comment)]
+    return comment.body
+
+
 def comment_data(actions: tuple | list) -> dict:
     (comment,) = [a for a in actions if isinstance(a, Comment)]
     data = parse_marker(comment.body)
@@ -161,12 +166,37 @@ def test_refused_wip_limit_lists_open_claims() -> None:
     assert (data["claims"], data["limit"]) == ([1, 2], 2)
 
 
-def test_wip_limit_counts_per_agent_identity() -> None:
-    """Named agents on one account each have their own WIP limit."""
+def test_wip_limit_counts_every_named_agent_of_an_account_together() -> None:
+    """`/claim as x1` … `/claim as xN` must not multiply the limit: by default it is per account."""
+    claims = (create_claim(task=other_task(1), agent=AgentId("bot", "x1")),
+              create_claim(task=other_task(2), agent=AgentId("bot", "x2")))
+    request = create_request(claimant=AgentId("bot", "x3"), assigner="bot", source="command")
+    decision = decide_claim(request, ClaimState(agent_claims=claims), create_config(max_per_agent=2), NOW)
+    assert (decision.outcome, decision.reason) == ("refuse", "wip_limit")
+    assert decision.open_claims == (other_task(1), other_task(2))
+    assert "(all its agents together)" in comment_body(decision.actions)
+
+
+def test_wip_per_name_gives_each_named_agent_its_own_limit() -> None:
+    """`claims.wip_per_name: true`: named agents on one account each have their own WIP limit."""
     claims = (create_claim(task=other_task(1), agent=AgentId("bot", "a")),)
     request = create_request(claimant=AgentId("bot", "b"), assigner="bot", source="command")
-    decision = decide_claim(request, ClaimState(agent_claims=claims), create_config(max_per_agent=1), NOW)
+    decision = decide_claim(request, ClaimState(agent_claims=claims), create_config(max_per_agent=1, wip_per_name=True), NOW)
     assert decision.outcome == "accept"
+
+
+def test_wip_refusal_names_only_this_repositorys_tasks_and_counts_the_rest() -> None:
+    """Claims in other repositories (of the same installation, with wip_scope: installation)
+    count towards the limit but are never named: they may be private."""
+    private = TaskRef("acme", "private-repo", 12)
+    mine = (create_claim(task=private, agent=ALICE), create_claim(task=other_task(3), agent=ALICE))
+    decision = decide_claim(create_request(), ClaimState(agent_claims=mine), create_config(max_per_agent=2), NOW)
+    assert (decision.outcome, decision.reason) == ("refuse", "wip_limit")
+    assert (decision.open_claims, decision.claims_elsewhere) == ((other_task(3),), 1)
+    body = comment_body(decision.actions)
+    assert "private-repo" not in body and "1 in other repositories" in body
+    data = comment_data(decision.actions)
+    assert (data["claims"], data["elsewhere"]) == ([3], 1)
 
 
 @pytest.mark.parametrize(

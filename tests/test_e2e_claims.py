@@ -163,6 +163,25 @@ def test_lease_warns_once_then_releases_with_a_handoff(agents, db_conn):
     assert expired and f"alice/{n}-leased" in expired[0], [c["body"] for c in w.comments(n)]
 
 
+def test_an_outsiders_copy_of_the_lease_warning_marker_does_not_silence_the_warning(agents, db_conn):
+    """The dedupe marker of a lease warning is predictable (task, holder, lease end); an outsider
+    who posts it first must not stop Fleet from warning: only Fleet's own comments count."""
+    w = agents
+    w.sim.add_user("mallory", "none")
+    configure(w, "claims:\n  lease: 1h\n")
+    n = open_task(w, "Leased")
+    assign(w, "alice", n)
+    expires = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s", (n,)).fetchone()["lease_expires_at"]
+    forged = f"<!-- fleet:dedupe=lease-warn:{n}:alice:{int(expires.timestamp())}:{n}:1 -->"
+    w.sim.comment(w.repo, n, f"nothing to see\n{forged}", author="mallory")
+    w.settle()
+    assert check_leases((datetime.now(timezone.utc) + timedelta(minutes=50)).isoformat()) == {"warned": 1, "released": 0}
+    w.settle()
+    fleet_bodies = [c["body"] for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"]
+    assert [parse_marker(b)["result"] for b in fleet_bodies] == ["warning"]
+    assert forged in fleet_bodies[0]
+
+
 def test_push_to_task_branch_renews_the_lease(agents, db_conn):
     w = agents
     n = open_task(w, "Renew me")
@@ -308,3 +327,92 @@ def test_native_blocked_by_relation_blocks_the_task(agents, db_conn):
 
     sync_repository(w.repo)  # the backfill finds the native relation again
     assert db_conn.execute("SELECT source FROM dependencies WHERE number = %s", (b,)).fetchone()["source"] == "native"
+
+
+def claim_in(world, repo, login, number):
+    """``login`` self-assigns ``repo#number`` and Fleet decides."""
+    owner, name = repo.split("/")
+    gh = world.agent(login)
+    gh.rest.issues.add_assignees(owner, name, number, assignees=[login])
+    world.settle()
+
+
+def holder_in(db_conn, repo, number):
+    row = db_conn.execute(
+        "SELECT c.agent_id FROM claims c JOIN repositories r ON r.id = c.repo_id "
+        "WHERE r.full_name = %s AND c.number = %s AND c.released_at IS NULL", (repo, number)).fetchone()
+    return row["agent_id"] if row else None
+
+
+def open_claims_of(db_conn, repo):
+    return [r["agent_id"] for r in db_conn.execute(
+        "SELECT c.agent_id FROM claims c JOIN repositories r ON r.id = c.repo_id "
+        "WHERE r.full_name = %s AND c.released_at IS NULL ORDER BY c.number", (repo,)).fetchall()]
+
+
+def test_naming_more_agents_does_not_raise_the_wip_limit(agents, db_conn):
+    """`/claim as x1` … `/claim as x3` with max_per_agent: 2 → the third is refused (per account);
+    with wip_per_name: true it is accepted."""
+    w = agents
+    configure(w, "claims:\n  max_per_agent: 2\n")
+    numbers = [w.sim.open_issue(w.repo, f"Task {i}") for i in (1, 2, 3)]
+    w.settle()
+    for i, n in enumerate(numbers, start=1):
+        w.sim.comment(w.repo, n, f"/claim as x{i}", author="alice")
+        w.settle()
+    assert [holder(db_conn, n) for n in numbers] == ["alice:x1", "alice:x2", None]
+    [marker] = fleet_markers(w, numbers[2])
+    assert marker["reason"] == "wip_limit" and marker["claims"] == numbers[:2]
+    configure(w, "claims:\n  max_per_agent: 2\n  wip_per_name: true\n")
+    w.sim.comment(w.repo, numbers[2], "/claim as x3", author="alice")
+    w.settle()
+    assert holder(db_conn, numbers[2]) == "alice:x3"
+
+
+def test_claims_in_another_installation_never_count_or_appear(agents, db_conn):
+    """An agent holding a claim in `org-a/private-repo` (installation A) is not refused in this
+    repository (installation B), whatever the scope, and a refusal here never names it."""
+    w = agents
+    w.sim.create_repo("org-a/private-repo", private=True)
+    w.sim.install(["org-a/private-repo"])
+    w.settle()
+    secret = w.sim.open_issue("org-a/private-repo", "Secret work")
+    w.settle()
+    claim_in(w, "org-a/private-repo", "alice", secret)
+    assert open_claims_of(db_conn, "org-a/private-repo") == ["alice"]
+    configure(w, "claims:\n  max_per_agent: 1\n  wip_scope: installation\n")
+    first, second = w.sim.open_issue(w.repo, "One"), w.sim.open_issue(w.repo, "Two")
+    w.settle()
+    claim_in(w, w.repo, "alice", first)
+    assert holder_in(db_conn, w.repo, first) == "alice"
+    claim_in(w, w.repo, "alice", second)
+    assert holder_in(db_conn, w.repo, second) is None
+    [body] = [c["body"] for c in w.comments(second) if c["user"]["login"] == "fleet[bot]"]
+    marker = parse_marker(body)
+    assert (marker["reason"], marker["claims"], marker["elsewhere"]) == ("wip_limit", [first], 0)
+    assert "org-a" not in body and "private-repo" not in body and f"#{secret}" not in body.replace(f"#{first}", "")
+
+
+def test_installation_scope_counts_a_sibling_repositorys_claim_without_naming_it(agents, db_conn):
+    w = agents
+    sibling = "octo/sibling"
+    w.sim.create_repo(sibling, private=True)
+    assert w.sim.install([sibling]) == w.installation_id
+    w.settle()
+    elsewhere = w.sim.open_issue(sibling, "Sibling work")
+    w.settle()
+    claim_in(w, sibling, "alice", elsewhere)
+    assert open_claims_of(db_conn, sibling) == ["alice"]
+    n = open_task(w, "Here")
+    configure(w, "claims:\n  max_per_agent: 1\n")
+    claim_in(w, w.repo, "alice", n)
+    assert holder_in(db_conn, w.repo, n) == "alice"  # scope repository (default): the sibling's claim does not count
+    w.sim.comment(w.repo, n, "/release", author="alice")
+    w.settle()
+    configure(w, "claims:\n  max_per_agent: 1\n  wip_scope: installation\n")
+    claim_in(w, w.repo, "alice", n)
+    assert holder_in(db_conn, w.repo, n) is None
+    refusal = [c["body"] for c in w.comments(n) if (parse_marker(c["body"]) or {}).get("reason") == "wip_limit"]
+    assert len(refusal) == 1
+    assert (parse_marker(refusal[0])["claims"], parse_marker(refusal[0])["elsewhere"]) == ([], 1)
+    assert "sibling" not in refusal[0] and "1 in other repositories" in refusal[0]

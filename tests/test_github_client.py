@@ -114,3 +114,17 @@ def test_write_pacer_without_redis_lets_writes_through():
     pacer = WritePacer(down, 1, 1, 1)
     with pacer.acquire(_request("POST")):
         pass
+
+
+def test_a_dedupe_marker_counts_only_in_fleets_own_comments_on_any_page(world, gh, db_conn):
+    """Anyone can paste a marker: an outsider's copy never suppresses Fleet's comment. Fleet's own
+    copy is found even after 100 other comments (the second page)."""
+    world.sim.add_user("mallory", "none")
+    n = world.sim.open_issue(world.repo, "Crowded")
+    marker = "<!-- fleet:dedupe=delivery-1:1:1 -->"
+    for i in range(100):
+        world.sim.comment(world.repo, n, f"spam {i} {marker}", author="mallory")
+    assert gh.comment(n, f"the real one {marker}", dedupe_marker=marker) is not None
+    assert gh.comment(n, f"the real one {marker}", dedupe_marker=marker) is None
+    outcomes = [r["outcome"] for r in evidence_rows(db_conn) if r["action"] == "comment"]
+    assert outcomes == ["ok", "skipped-duplicate"]
