@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from app.bot_identity import is_bot
 from app.github_gateway import RepoGateway
 from app.plan import (
     CreateIssue,
@@ -35,10 +36,12 @@ def _existing(gh: RepoGateway) -> tuple[list[ExistingMilestone], list[ExistingIs
         ExistingMilestone(m["number"], m["title"], m.get("description") or "", _due(m.get("due_on")), m.get("state", "open"))
         for m in gh.milestones()
     ]
+    # Only issues Fleet opened can be a plan's: anyone can paste a plan-key marker into an
+    # issue of their own, and adopting it would let them take a plan task's place.
     issues = [
         ExistingIssue(i["number"], i["title"], i.get("body") or "", frozenset(l["name"] for l in i.get("labels", [])),
                       (i.get("milestone") or {}).get("number"), i.get("state", "open"))
-        for i in gh.issues(state="all") if "pull_request" not in i
+        for i in gh.issues(state="all") if "pull_request" not in i and is_bot((i.get("user") or {}).get("login"))
     ]
     return milestones, issues
 

@@ -45,3 +45,19 @@ def test_sample_plan_imports_idempotently(world, db_conn, settings):
 
 def first_issue(db_conn):
     return db_conn.execute("SELECT min(number) AS n FROM tasks WHERE is_task").fetchone()["n"]
+
+
+def test_an_outsiders_issue_carrying_a_plan_key_is_never_adopted(world, db_conn, settings):
+    """Anyone can paste a plan-key marker into an issue of their own; only issues Fleet opened can
+    be a plan's, so the outsider's issue is left as it is and the plan creates its own."""
+    plan = parse_plan(SAMPLE.read_text())
+    first = plan.tasks[0]
+    squatter = world.sim.open_issue(world.repo, "mine now", f"<!-- fleet:plan-key={first.key} -->", "mallory")
+    gh = gateway_for(world.repo, EvidenceRecorder(world.settings.database_url))
+    changes = apply_plan(gh, plan)
+    assert not any(f"#{squatter} " in change or change.endswith(f"#{squatter}") for change in changes)
+    mallory = world.agent("mallory")
+    issue = mallory.rest.issues.get(*world.repo.split("/"), squatter).json()
+    assert issue["title"] == "mine now"
+    created = [c for c in changes if c.startswith("create issue") and first.title in c]
+    assert created, changes
