@@ -250,7 +250,7 @@ def test_ci_timeout_dequeues_and_the_poll_notices_it(world, db_conn):
 def test_queue_needs_write_even_for_the_author(world, db_conn):
     """`queue.allow_authors` (on by default) no longer lets an author without write queue."""
     sim = world.sim
-    sim.add_user("rob", "read")
+    sim.add_user("rob", "triage")  # triage: always answered, still cannot queue
     sim.add_user("carol", "read")
     sim.add_user("wendy", "write")
     pr = open_task_pr(world, "perm", author="carol")
