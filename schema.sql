@@ -354,3 +354,28 @@ CREATE INDEX IF NOT EXISTS gate_runs_waiting ON gate_runs (evaluated_at) WHERE c
 -- The last body written, so coalescing can compare without asking GitHub.
 ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS body text;
 ALTER TABLE status_issues ADD COLUMN IF NOT EXISTS node_id text;
+
+-- migrate: 0006 tenant isolation and retention
+-- GitHub answers every write to an archived repository with 403; Fleet ends its claims instead.
+ALTER TABLE repositories ADD COLUMN IF NOT EXISTS archived boolean NOT NULL DEFAULT false;
+
+-- The lease clock's per-repository backoff: a repository whose check keeps failing waits
+-- (doubling) instead of failing first in every tick, and never holds up the others.
+CREATE TABLE IF NOT EXISTS lease_backoff (
+    repo_id     bigint PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    failures    integer NOT NULL,
+    retry_at    timestamptz NOT NULL,
+    last_error  text
+);
+
+-- Dependencies resolve only inside the installation, never from a public repository into a
+-- private one (app/claim_store.py DEP_REPO_IN_TENANT is the rule; this view follows it).
+CREATE OR REPLACE VIEW task_dependencies AS
+SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
+       dt.state AS dep_state
+FROM dependencies d
+JOIN repositories r ON r.id = d.repo_id
+LEFT JOIN repositories dr ON lower(dr.full_name) = lower(d.dep_full_name)
+    AND (dr.id = r.id OR (dr.removed_at IS NULL AND dr.installation_id = r.installation_id
+                          AND (r.private OR NOT dr.private)))
+LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number;

@@ -48,6 +48,7 @@ STORE_CONFIG_ERROR = """
 UPDATE repositories SET config_error = %s, config_sha = %s, updated_at = now() WHERE id = %s
 """
 MARK_CONFIG_REPORTED = "UPDATE repositories SET config_reported = %s WHERE id = %s"
+SET_ARCHIVED = "UPDATE repositories SET archived = %s, updated_at = now() WHERE id = %s"
 MARK_SYNCED = "UPDATE repositories SET synced_at = now() WHERE id = %s"
 
 
@@ -62,6 +63,7 @@ class Repo:
     config_sha: str | None
     config_error: str | None
     config_reported: str | None
+    archived: bool = False
 
     @property
     def owner(self) -> str:
@@ -113,7 +115,7 @@ def _repo(row: dict | None) -> Repo | None:
     config = DEFAULT_CONFIG if row["config"] is None else RepoConfig.model_validate(row["config"])
     return Repo(
         row["id"], row["installation_id"], row["full_name"], row["default_branch"], row["private"],
-        config, row["config_sha"], row["config_error"], row["config_reported"],
+        config, row["config_sha"], row["config_error"], row["config_reported"], row["archived"],
     )
 
 
@@ -136,6 +138,11 @@ def store_config_error(conn: psycopg.Connection, repo_id: int, error: str, sha: 
 
 def mark_config_reported(conn: psycopg.Connection, repo_id: int, sha: str | None) -> None:
     conn.execute(MARK_CONFIG_REPORTED, (sha, repo_id))
+
+
+def set_archived(conn: psycopg.Connection, repo_id: int, archived: bool) -> None:
+    """An archived repository is read-only on GitHub: Fleet ends its claims and writes nothing there."""
+    conn.execute(SET_ARCHIVED, (archived, repo_id))
 
 
 def mark_synced(conn: psycopg.Connection, repo_id: int) -> None:

@@ -102,6 +102,15 @@ def _emit_install_repos(world, inst, action, added, removed, sender):
         "sender": user_json(world, sender)}, inst.id)
 
 
+def set_archived(world: World, r: Repo, archived: bool, sender: User | None = None) -> None:
+    """Archive (read-only: writes answer 403) or unarchive; emits repository.archived/unarchived."""
+    if r.archived == archived:
+        return
+    r.archived = archived
+    r.updated_at = world.now()
+    events.emit(world, r, "repository", {"action": "archived" if archived else "unarchived"}, sender or r.owner)
+
+
 def _repo_stub(r: Repo) -> dict:
     return {"id": r.id, "node_id": r.node_id, "name": r.name, "full_name": r.full_name, "private": r.private}
 
