@@ -379,3 +379,9 @@ LEFT JOIN repositories dr ON lower(dr.full_name) = lower(d.dep_full_name)
     AND (dr.id = r.id OR (dr.removed_at IS NULL AND dr.installation_id = r.installation_id
                           AND (r.private OR NOT dr.private)))
 LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number;
+
+-- Retention (jobs/retention.py) deletes old rows in batches; these keep each batch an index scan.
+CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (received_at)
+    WHERE status IN ('processed', 'ignored', 'parked');
+CREATE INDEX IF NOT EXISTS evidence_at ON evidence (at);
+CREATE INDEX IF NOT EXISTS progress_snapshots_taken ON progress_snapshots (taken_at);

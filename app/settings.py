@@ -37,6 +37,8 @@ class Settings:
     sweep_interval: float = 15.0
     cors_origins: tuple[str, ...] = ()
     sandbox: bool = False
+    # Days finished deliveries, evidence and progress snapshots are kept (jobs/retention.py).
+    retention_days: int = 30
 
     @property
     def has_app_credentials(self) -> bool:
@@ -131,4 +133,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sweep_interval=float(_int(env, "FLEET_SWEEP_INTERVAL", 15, minimum=1)),  # type: ignore[arg-type]
         cors_origins=origins,
         sandbox=env.get("FLEET_SANDBOX", "") == "1",
+        retention_days=_int(env, "FLEET_RETENTION_DAYS", 30, minimum=1),  # type: ignore[arg-type]
     )
