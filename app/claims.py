@@ -103,7 +103,7 @@ ReleaseReason = Literal[
     "released", "expired", "unassigned", "displaced",
     # Ended because GitHub can no longer serve the task (see jobs/leases.py).
     "task-deleted", "task-unreachable", "repository-archived", "repository-removed",
-    "installation-suspended", "installation-deleted",
+    "repository-deleted", "repository-transferred", "installation-suspended", "installation-deleted",
 ]
 
 

@@ -26,13 +26,41 @@ INSERT INTO installations (id, account_login) VALUES (%s, split_part(%s, '/', 1)
 """
 
 UPSERT_REPOSITORY = """
-INSERT INTO repositories (id, installation_id, full_name, default_branch, private)
-VALUES (%(id)s, %(installation_id)s, %(full_name)s, %(default_branch)s, %(private)s)
+INSERT INTO repositories (id, installation_id, full_name, default_branch, private, archived)
+VALUES (%(id)s, %(installation_id)s, %(full_name)s, %(default_branch)s, %(private)s, coalesce(%(archived)s, false))
 ON CONFLICT (id) DO UPDATE SET
     installation_id = coalesce(EXCLUDED.installation_id, repositories.installation_id),
     full_name = EXCLUDED.full_name,
     default_branch = coalesce(%(default_branch_update)s, repositories.default_branch),
-    private = EXCLUDED.private, removed_at = NULL, updated_at = now()
+    private = EXCLUDED.private, archived = coalesce(%(archived)s, repositories.archived),
+    removed_at = NULL, updated_at = now()
+"""
+
+# GitHub gave this name to another repository id (the old one deleted and re-created, renamed or
+# transferred away, or two renamed into each other's names): the old row keeps its data under a
+# name no GitHub repository can have ("~" is not allowed), until its own event renames or removes it.
+FREE_NAME = """
+UPDATE repositories SET full_name = full_name || '~' || id, updated_at = now()
+WHERE lower(full_name) = lower(%(full_name)s) AND id <> %(id)s
+RETURNING id
+"""
+CURRENT_NAME = "SELECT full_name FROM repositories WHERE id = %s"
+
+# After a rename, dependency references of the same installation follow the repository: its own
+# tasks and the repositories beside it that name it. (Elsewhere a reference to the old name would
+# not resolve anyway: see claim_store.DEP_REPO_IN_TENANT.) A row that would duplicate one already
+# naming the new name is dropped first.
+DROP_DUPLICATE_RENAMED_DEPS = """
+DELETE FROM dependencies d
+WHERE lower(d.dep_full_name) = lower(%(old)s)
+  AND d.repo_id IN (SELECT id FROM repositories WHERE id = %(id)s OR installation_id = %(installation_id)s)
+  AND EXISTS (SELECT 1 FROM dependencies n WHERE n.repo_id = d.repo_id AND n.number = d.number
+              AND lower(n.dep_full_name) = lower(%(new)s) AND n.dep_number = d.dep_number AND n.source = d.source)
+"""
+RENAME_DEPS = """
+UPDATE dependencies SET dep_full_name = %(new)s
+WHERE lower(dep_full_name) = lower(%(old)s)
+  AND repo_id IN (SELECT id FROM repositories WHERE id = %(id)s OR installation_id = %(installation_id)s)
 """
 
 REMOVE_REPOSITORY = "UPDATE repositories SET removed_at = now(), updated_at = now() WHERE id = %s"
@@ -88,10 +116,16 @@ def upsert_repository(
     installation_id: int | None = None,
     default_branch: str | None = None,
     private: bool = False,
+    archived: bool | None = None,
 ) -> None:
-    """Record a repository; ``default_branch`` None keeps what is known (installation events omit it)."""
+    """Record a repository; ``default_branch`` and ``archived`` None keep what is known
+    (installation events omit them). A new name for a known id is a rename: the dependency
+    references of its installation follow it."""
     if installation_id is not None:
         conn.execute(ENSURE_INSTALLATION, (installation_id, full_name))
+    row = conn.execute(CURRENT_NAME, (repo_id,)).fetchone()
+    old_name = row["full_name"] if row else None
+    conn.execute(FREE_NAME, {"full_name": full_name, "id": repo_id})
     conn.execute(
         UPSERT_REPOSITORY,
         {
@@ -101,8 +135,18 @@ def upsert_repository(
             "default_branch": default_branch or "main",
             "default_branch_update": default_branch,
             "private": private,
+            "archived": archived,
         },
     )
+    if old_name is not None and old_name.lower() != full_name.lower() and "~" not in old_name:
+        _follow_rename(conn, repo_id, old_name, full_name)
+
+
+def _follow_rename(conn: psycopg.Connection, repo_id: int, old: str, new: str) -> None:
+    installation = conn.execute("SELECT installation_id FROM repositories WHERE id = %s", (repo_id,)).fetchone()
+    params = {"id": repo_id, "old": old, "new": new, "installation_id": installation["installation_id"]}
+    conn.execute(DROP_DUPLICATE_RENAMED_DEPS, params)
+    conn.execute(RENAME_DEPS, params)
 
 
 def remove_repository(conn: psycopg.Connection, repo_id: int) -> None:

@@ -162,6 +162,16 @@ def end_unservable_claims(database_url: str, at: datetime) -> int:
     return ended
 
 
+OPEN_CLAIM_NUMBERS = "SELECT number FROM claims WHERE repo_id = %s AND released_at IS NULL ORDER BY number"
+
+
+def end_repository_claims(conn: psycopg.Connection, repo: repositories.Repo, reason: str, at: datetime) -> int:
+    """End every open claim of a repository Fleet can no longer serve (the caller holds its lock);
+    returns how many."""
+    numbers = [r["number"] for r in conn.execute(OPEN_CLAIM_NUMBERS, (repo.id,)).fetchall()]
+    return len(_end_all(conn, repo, numbers, reason, at))
+
+
 def _end(conn: psycopg.Connection, repo: repositories.Repo, claim: claims.Claim, reason: str, at: datetime) -> None:
     apply(Effects(conn, repo, None, at, dedupe=f"lease-end:{claim.task.number}"), decide_end(claim, reason))
     log.info("claim ended", extra={"repo": repo.full_name, "number": claim.task.number, "agent": str(claim.agent),
