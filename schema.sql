@@ -368,16 +368,23 @@ CREATE TABLE IF NOT EXISTS lease_backoff (
     last_error  text
 );
 
+-- Names a repository had before a rename, lowercased: references written with them still resolve.
+ALTER TABLE repositories ADD COLUMN IF NOT EXISTS former_names text[] NOT NULL DEFAULT '{}';
+
 -- Dependencies resolve only inside the installation, never from a public repository into a
--- private one (app/claim_store.py DEP_REPO_IN_TENANT is the rule; this view follows it).
+-- private one (app/claim_store.py DEP_REPO_JOIN is the rule; this view follows it).
 CREATE OR REPLACE VIEW task_dependencies AS
 SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
        dt.state AS dep_state
 FROM dependencies d
 JOIN repositories r ON r.id = d.repo_id
-LEFT JOIN repositories dr ON lower(dr.full_name) = lower(d.dep_full_name)
-    AND (dr.id = r.id OR (dr.removed_at IS NULL AND dr.installation_id = r.installation_id
-                          AND (r.private OR NOT dr.private)))
+LEFT JOIN LATERAL (
+    SELECT cand.id FROM repositories cand
+    WHERE (lower(cand.full_name) = lower(d.dep_full_name) OR lower(d.dep_full_name) = ANY(cand.former_names))
+      AND (cand.id = r.id OR (cand.removed_at IS NULL AND cand.installation_id = r.installation_id
+                              AND (r.private OR NOT cand.private)))
+    ORDER BY lower(cand.full_name) = lower(d.dep_full_name) DESC, cand.updated_at DESC
+    LIMIT 1) dr ON true
 LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number;
 
 -- Retention (jobs/retention.py) deletes old rows in batches; these keep each batch an index scan.

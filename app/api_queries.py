@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from app.claim_store import DEP_REPO_IN_TENANT
+from app.claim_store import DEP_REPO_JOIN
 
 VISIBLE_REPO = "r.removed_at IS NULL AND (%(auth)s OR NOT r.private)"
 
@@ -62,8 +62,7 @@ SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
        (%(auth)s OR NOT coalesce(r.private, false)) AS visible
 FROM dependencies d
 JOIN repositories src ON src.id = d.repo_id
-LEFT JOIN repositories r ON lower(r.full_name) = lower(d.dep_full_name)
-    AND {DEP_REPO_IN_TENANT.format(src="src", dep="r")}
+{DEP_REPO_JOIN.format(src="src", ref="d.dep_full_name", alias="r")}
 LEFT JOIN tasks dt ON dt.repo_id = r.id AND dt.number = d.dep_number AND dt.deleted_at IS NULL
 WHERE d.repo_id = ANY(%(repo_ids)s) AND (%(numbers)s::int[] IS NULL OR d.number = ANY(%(numbers)s))
 ORDER BY d.repo_id, d.number, lower(d.dep_full_name), d.dep_number, d.source
@@ -74,7 +73,7 @@ SELECT DISTINCT r.full_name AS repo, t.number, t.title, t.state
 FROM dependencies d
 JOIN tasks t ON t.repo_id = d.repo_id AND t.number = d.number AND t.deleted_at IS NULL
 JOIN repositories r ON r.id = d.repo_id
-JOIN repositories dr ON lower(dr.full_name) = lower(d.dep_full_name) AND {DEP_REPO_IN_TENANT.format(src="r", dep="dr")}
+{DEP_REPO_JOIN.format(src="r", ref="d.dep_full_name", alias="dr")}
 WHERE {VISIBLE_REPO} AND lower(dr.full_name) = lower(%(repo)s) AND d.dep_number = %(number)s
 ORDER BY r.full_name, t.number
 """

@@ -70,19 +70,26 @@ LEFT JOIN claims c ON c.repo_id = t.repo_id AND c.number = t.number AND c.releas
 WHERE t.repo_id = %(repo_id)s AND t.deleted_at IS NULL AND (%(numbers)s::int[] IS NULL OR t.number = ANY(%(numbers)s))
 """
 
-# Where a dependency reference may resolve: the dependent's own repository, or another live
-# repository of the same installation -- and never from a public repository into a private one,
-# whose issue state would otherwise show through the public task's fleet:ready/blocked label.
-# A reference that does not resolve is "unknown", exactly like a repository Fleet has never
-# seen, so it reveals nothing. ``{src}`` is the dependent's repository, ``{dep}`` the candidate.
-DEP_REPO_IN_TENANT = """({dep}.id = {src}.id OR ({dep}.removed_at IS NULL
-    AND {dep}.installation_id = {src}.installation_id AND ({src}.private OR NOT {dep}.private)))"""
+# The repository a dependency reference ``{ref}`` names, seen from the dependent's repository
+# ``{src}``, joined as ``{alias}`` (NULL when it names none). It may resolve only to the dependent's
+# own repository or another live repository of the same installation -- and never from a public
+# repository into a private one, whose issue state would otherwise show through the public task's
+# fleet:ready/blocked label. An unresolved reference is "unknown", exactly like a repository Fleet
+# has never seen, so it reveals nothing. A former name still resolves (GitHub redirects a renamed
+# repository's old name, and issue bodies keep it), but a repository that holds the name now wins.
+DEP_REPO_JOIN = """LEFT JOIN LATERAL (
+    SELECT cand.* FROM repositories cand
+    WHERE (lower(cand.full_name) = lower({ref}) OR lower({ref}) = ANY(cand.former_names))
+      AND (cand.id = {src}.id OR (cand.removed_at IS NULL AND cand.installation_id = {src}.installation_id
+                                  AND ({src}.private OR NOT cand.private)))
+    ORDER BY lower(cand.full_name) = lower({ref}) DESC, cand.updated_at DESC
+    LIMIT 1) {alias} ON true"""
 
 TASK_DEPS = f"""
 SELECT d.number, d.dep_full_name, d.dep_number, dt.state AS dep_state
 FROM dependencies d
 JOIN repositories r ON r.id = d.repo_id
-LEFT JOIN repositories dr ON lower(dr.full_name) = lower(d.dep_full_name) AND {DEP_REPO_IN_TENANT.format(src="r", dep="dr")}
+{DEP_REPO_JOIN.format(src="r", ref="d.dep_full_name", alias="dr")}
 LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number
 WHERE d.repo_id = %(repo_id)s AND (%(numbers)s::int[] IS NULL OR d.number = ANY(%(numbers)s))
 """

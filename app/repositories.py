@@ -42,25 +42,19 @@ ON CONFLICT (id) DO UPDATE SET
 FREE_NAME = """
 UPDATE repositories SET full_name = full_name || '~' || id, updated_at = now()
 WHERE lower(full_name) = lower(%(full_name)s) AND id <> %(id)s
-RETURNING id
 """
 CURRENT_NAME = "SELECT full_name FROM repositories WHERE id = %s"
 
-# After a rename, dependency references of the same installation follow the repository: its own
-# tasks and the repositories beside it that name it. (Elsewhere a reference to the old name would
-# not resolve anyway: see claim_store.DEP_REPO_IN_TENANT.) A row that would duplicate one already
-# naming the new name is dropped first.
-DROP_DUPLICATE_RENAMED_DEPS = """
-DELETE FROM dependencies d
-WHERE lower(d.dep_full_name) = lower(%(old)s)
-  AND d.repo_id IN (SELECT id FROM repositories WHERE id = %(id)s OR installation_id = %(installation_id)s)
-  AND EXISTS (SELECT 1 FROM dependencies n WHERE n.repo_id = d.repo_id AND n.number = d.number
-              AND lower(n.dep_full_name) = lower(%(new)s) AND n.dep_number = d.dep_number AND n.source = d.source)
+# A rename keeps the old name (lowercased) as a former name: dependency references written with
+# it -- issue bodies keep them -- still resolve, as GitHub redirects it (claim_store.DEP_REPO_JOIN).
+REMEMBER_FORMER_NAME = """
+UPDATE repositories SET former_names = array_append(array_remove(former_names, lower(%(old)s)), lower(%(old)s))
+WHERE id = %(id)s
 """
-RENAME_DEPS = """
-UPDATE dependencies SET dep_full_name = %(new)s
-WHERE lower(dep_full_name) = lower(%(old)s)
-  AND repo_id IN (SELECT id FROM repositories WHERE id = %(id)s OR installation_id = %(installation_id)s)
+# A name in use now is nobody's former name any more.
+FORGET_FORMER_NAME = """
+UPDATE repositories SET former_names = array_remove(former_names, lower(%(name)s))
+WHERE lower(%(name)s) = ANY(former_names)
 """
 
 REMOVE_REPOSITORY = "UPDATE repositories SET removed_at = now(), updated_at = now() WHERE id = %s"
@@ -138,15 +132,9 @@ def upsert_repository(
             "archived": archived,
         },
     )
+    conn.execute(FORGET_FORMER_NAME, {"name": full_name})
     if old_name is not None and old_name.lower() != full_name.lower() and "~" not in old_name:
-        _follow_rename(conn, repo_id, old_name, full_name)
-
-
-def _follow_rename(conn: psycopg.Connection, repo_id: int, old: str, new: str) -> None:
-    installation = conn.execute("SELECT installation_id FROM repositories WHERE id = %s", (repo_id,)).fetchone()
-    params = {"id": repo_id, "old": old, "new": new, "installation_id": installation["installation_id"]}
-    conn.execute(DROP_DUPLICATE_RENAMED_DEPS, params)
-    conn.execute(RENAME_DEPS, params)
+        conn.execute(REMEMBER_FORMER_NAME, {"id": repo_id, "old": old_name})
 
 
 def remove_repository(conn: psycopg.Connection, repo_id: int) -> None:

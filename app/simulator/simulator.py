@@ -232,6 +232,21 @@ class Simulator:
         with self.world.lock:
             ops_repo.set_archived(self.world, self._repo(full_name), archived, self._user(sender))
 
+    def rename_repo(self, full_name: str, new_name: str, sender: str | None = None) -> None:
+        """Rename ``owner/name`` to ``owner/new_name``; emits repository.renamed."""
+        with self.world.lock:
+            ops_repo.rename_repo(self.world, self._repo(full_name), new_name, self._user(sender))
+
+    def set_private(self, full_name: str, private: bool = True, sender: str | None = None) -> None:
+        """Make a repository private (or public); emits repository.privatized / publicized."""
+        with self.world.lock:
+            ops_repo.set_private(self.world, self._repo(full_name), private, self._user(sender))
+
+    def delete_repo(self, full_name: str, sender: str | None = None) -> None:
+        """Delete a repository; emits repository.deleted."""
+        with self.world.lock:
+            ops_repo.delete_repo(self.world, self._repo(full_name), self._user(sender))
+
     def add_user(self, login: str, permission: str = "write", type: str = "User", repo: str | None = None):
         """Create/update a user. ``permission`` (admin/maintain/write/triage/read/none) applies to
         every repository, or only to ``repo`` when given."""
