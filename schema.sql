@@ -370,6 +370,7 @@ CREATE TABLE IF NOT EXISTS lease_backoff (
 
 -- Names a repository had before a rename, lowercased: references written with them still resolve.
 ALTER TABLE repositories ADD COLUMN IF NOT EXISTS former_names text[] NOT NULL DEFAULT '{}';
+CREATE INDEX IF NOT EXISTS repositories_former_names ON repositories USING gin (former_names);
 
 -- Dependencies resolve only inside the installation, never from a public repository into a
 -- private one (app/claim_store.py DEP_REPO_JOIN is the rule; this view follows it).
@@ -379,11 +380,13 @@ SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
 FROM dependencies d
 JOIN repositories r ON r.id = d.repo_id
 LEFT JOIN LATERAL (
-    SELECT cand.id FROM repositories cand
-    WHERE (lower(cand.full_name) = lower(d.dep_full_name) OR lower(d.dep_full_name) = ANY(cand.former_names))
-      AND (cand.id = r.id OR (cand.removed_at IS NULL AND cand.installation_id = r.installation_id
-                              AND (r.private OR NOT cand.private)))
-    ORDER BY lower(cand.full_name) = lower(d.dep_full_name) DESC, cand.updated_at DESC
+    SELECT named.id FROM (
+        SELECT cand.*, 0 AS former FROM repositories cand WHERE lower(cand.full_name) = lower(d.dep_full_name)
+        UNION ALL
+        SELECT cand.*, 1 FROM repositories cand WHERE cand.former_names @> ARRAY[lower(d.dep_full_name)]) named
+    WHERE named.id = r.id OR (named.removed_at IS NULL AND named.installation_id = r.installation_id
+                              AND (r.private OR NOT named.private))
+    ORDER BY named.former, named.updated_at DESC
     LIMIT 1) dr ON true
 LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number;
 

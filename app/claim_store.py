@@ -77,12 +77,15 @@ WHERE t.repo_id = %(repo_id)s AND t.deleted_at IS NULL AND (%(numbers)s::int[] I
 # fleet:ready/blocked label. An unresolved reference is "unknown", exactly like a repository Fleet
 # has never seen, so it reveals nothing. A former name still resolves (GitHub redirects a renamed
 # repository's old name, and issue bodies keep it), but a repository that holds the name now wins.
+# (Two index lookups per reference: by current name, and by former name through a GIN index.)
 DEP_REPO_JOIN = """LEFT JOIN LATERAL (
-    SELECT cand.* FROM repositories cand
-    WHERE (lower(cand.full_name) = lower({ref}) OR lower({ref}) = ANY(cand.former_names))
-      AND (cand.id = {src}.id OR (cand.removed_at IS NULL AND cand.installation_id = {src}.installation_id
-                                  AND ({src}.private OR NOT cand.private)))
-    ORDER BY lower(cand.full_name) = lower({ref}) DESC, cand.updated_at DESC
+    SELECT named.id, named.full_name, named.private FROM (
+        SELECT cand.*, 0 AS former FROM repositories cand WHERE lower(cand.full_name) = lower({ref})
+        UNION ALL
+        SELECT cand.*, 1 FROM repositories cand WHERE cand.former_names @> ARRAY[lower({ref})]) named
+    WHERE named.id = {src}.id OR (named.removed_at IS NULL AND named.installation_id = {src}.installation_id
+                                  AND ({src}.private OR NOT named.private))
+    ORDER BY named.former, named.updated_at DESC
     LIMIT 1) {alias} ON true"""
 
 TASK_DEPS = f"""

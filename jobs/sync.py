@@ -28,14 +28,20 @@ def enqueue_sync(full_name: str) -> None:
     runtime.queue().enqueue("jobs.sync.sync_repository", full_name, job_timeout=1800, description=f"sync {full_name}")
 
 
+# Live repositories of an installation; a row whose name GitHub gave to another repository (a
+# "~" placeholder, see repositories.FREE_NAME) waits for its own rename or delete event instead.
+RECONCILED_REPOSITORIES = """
+SELECT full_name FROM repositories
+WHERE removed_at IS NULL AND installation_id IS NOT NULL AND strpos(full_name, '~') = 0
+"""
+
+
 def reconcile_all() -> int:
     """Periodic reconciliation (scheduler): re-sync every active repository, so state never
     depends on having seen every webhook."""
     settings = runtime.settings()
     with db.connect(settings.database_url, autocommit=True) as conn:
-        names = [r["full_name"] for r in conn.execute(
-            "SELECT full_name FROM repositories WHERE removed_at IS NULL AND installation_id IS NOT NULL"
-        ).fetchall()]
+        names = [r["full_name"] for r in conn.execute(RECONCILED_REPOSITORIES).fetchall()]
     for name in names:
         enqueue_sync(name)
     return len(names)
