@@ -113,8 +113,8 @@ def upsert_repository(
     archived: bool | None = None,
 ) -> None:
     """Record a repository; ``default_branch`` and ``archived`` None keep what is known
-    (installation events omit them). A new name for a known id is a rename: the dependency
-    references of its installation follow it."""
+    (installation events omit them). A name another id holds is freed first (FREE_NAME); a new
+    name for a known id is a rename, and the old one stays resolvable as a former name."""
     if installation_id is not None:
         conn.execute(ENSURE_INSTALLATION, (installation_id, full_name))
     row = conn.execute(CURRENT_NAME, (repo_id,)).fetchone()
