@@ -47,7 +47,7 @@ WHERE c.released_at IS NULL
 ORDER BY c.repo_id, c.number
 """
 
-BACKED_OFF = "SELECT repo_id FROM lease_backoff WHERE retry_at > %s"
+BACKOFFS = "SELECT repo_id, retry_at FROM lease_backoff"
 
 RECORD_FAILURE = """
 INSERT INTO lease_backoff AS b (repo_id, failures, retry_at, last_error) VALUES (%(repo_id)s, 1, %(retry_at)s, %(error)s)
@@ -117,7 +117,8 @@ def check_leases(now: str | None = None) -> dict[str, int]:
     counts["ended"] = end_unservable_claims(settings.database_url, at)
     with db.connect(settings.database_url, autocommit=True) as conn:
         due = claim_store.due_claims(conn, at)
-        waiting = {r["repo_id"] for r in conn.execute(BACKED_OFF, (at,)).fetchall()}
+        backoffs = {r["repo_id"]: r["retry_at"] for r in conn.execute(BACKOFFS).fetchall()}
+    waiting = {repo_id for repo_id, retry_at in backoffs.items() if retry_at > at}
     by_repo: dict[tuple[int, int | None], list[int]] = defaultdict(list)
     names = {}
     for claim, repo_id, installation_id in due:
@@ -131,7 +132,8 @@ def check_leases(now: str | None = None) -> dict[str, int]:
             counts["failed"] += 1
             _record_failure(settings.database_url, repo_id, names[repo_id], at, exc)
             continue
-        _clear_failures(settings.database_url, repo_id)
+        if repo_id in backoffs:
+            _clear_failures(settings.database_url, repo_id)
         for outcome in outcomes:
             counts[outcome] += 1
     if any(counts.values()):
