@@ -50,7 +50,8 @@ ORDER BY c.repo_id, c.number
 BACKOFFS = "SELECT repo_id, retry_at FROM lease_backoff"
 
 RECORD_FAILURE = """
-INSERT INTO lease_backoff AS b (repo_id, failures, retry_at, last_error) VALUES (%(repo_id)s, 1, %(retry_at)s, %(error)s)
+INSERT INTO lease_backoff AS b (repo_id, failures, retry_at, last_error)
+VALUES (%(repo_id)s, 1, %(retry_at)s, %(error)s)
 ON CONFLICT (repo_id) DO UPDATE SET failures = b.failures + 1, retry_at = %(retry_at)s, last_error = %(error)s
 """
 FAILURES = "SELECT failures FROM lease_backoff WHERE repo_id = %s"
@@ -269,7 +270,8 @@ def _record_failure(database_url: str, repo_id: int, full_name: str, at: datetim
         row = conn.execute(FAILURES, (repo_id,)).fetchone()
         failures = (row["failures"] if row else 0) + 1
         retry_at = at + backoff_delay(failures, _retry_after(exc))
-        conn.execute(RECORD_FAILURE, {"repo_id": repo_id, "retry_at": retry_at, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        conn.execute(RECORD_FAILURE, {"repo_id": repo_id, "retry_at": retry_at, "error": error})
     log.warning("lease check failed for a repository; backing off", exc_info=exc,
                 extra={"repo": full_name, "repo_id": repo_id, "failures": failures, "retry_at": retry_at.isoformat()})
 
