@@ -308,7 +308,8 @@ def read_task_detail(conn: psycopg.Connection, auth: bool, repo: str, number: in
     dep_states: dict[tuple[str, int], str] = {}
     for d in deps:
         if d["visible"] and d["dep_state"] is not None:
-            sub = load_tasks(conn, auth, repo=d["dep_full_name"], number=d["dep_number"])
+            # The repository the reference resolved to (a former name resolves to its new one).
+            sub = load_tasks(conn, auth, repo=d["dep_resolved_repo"], number=d["dep_number"])
             if sub:
                 dep_states[(d["dep_full_name"].lower(), d["dep_number"])] = sub[0]["state"]
     task["dependencies"] = [

@@ -53,12 +53,13 @@ WHERE {VISIBLE_REPO} AND t.is_task AND t.deleted_at IS NULL
 ORDER BY lower(r.full_name), t.number
 """
 
-# Dependencies of the given tasks with the dependency's issue state when Fleet knows the issue
-# (NULL otherwise). ``visible`` says whether the caller may see the dependency's details; the state
-# still feeds the task's own state, which reveals no more than the task's labels on GitHub do.
+# Dependencies of the given tasks with the dependency's issue state when the reference resolves
+# inside the tenant (DEP_REPO_JOIN) and Fleet knows the issue (NULL otherwise). ``visible`` says
+# whether the caller may see the dependency's details; the state still feeds the task's own
+# state, which reveals no more than the task's labels on GitHub do.
 DEPENDENCIES = f"""
 SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
-       dt.state AS dep_state, dt.title AS dep_title,
+       dt.state AS dep_state, dt.title AS dep_title, r.full_name AS dep_resolved_repo,
        (%(auth)s OR NOT coalesce(r.private, false)) AS visible
 FROM dependencies d
 JOIN repositories src ON src.id = d.repo_id
