@@ -97,9 +97,12 @@ LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number
 WHERE d.repo_id = %(repo_id)s AND (%(numbers)s::int[] IS NULL OR d.number = ANY(%(numbers)s))
 """
 
-DEPENDENTS = """
+# Resolved by the same rule, so a reference written with a former name counts too.
+DEPENDENTS = f"""
 SELECT DISTINCT d.number FROM dependencies d
-WHERE lower(d.dep_full_name) = lower(%s) AND d.dep_number = %s AND d.repo_id = %s
+JOIN repositories r ON r.id = d.repo_id
+{DEP_REPO_JOIN.format(src="r", ref="d.dep_full_name", alias="dr")}
+WHERE d.repo_id = %(repo_id)s AND d.dep_number = %(number)s AND lower(dr.full_name) = lower(%(full_name)s)
 """
 
 
@@ -179,4 +182,5 @@ def snapshots(conn: psycopg.Connection, repo_id: int, full_name: str, numbers: l
 
 def dependents(conn: psycopg.Connection, repo_id: int, full_name: str, number: int) -> list[int]:
     """Tasks in ``repo_id`` that depend on ``full_name#number``."""
-    return [r["number"] for r in conn.execute(DEPENDENTS, (full_name, number, repo_id)).fetchall()]
+    params = {"repo_id": repo_id, "full_name": full_name, "number": number}
+    return [r["number"] for r in conn.execute(DEPENDENTS, params).fetchall()]

@@ -196,3 +196,15 @@ def test_a_name_taken_by_a_new_repository_resolves_to_it_not_the_renamed_one(set
     [task] = claim_store.snapshots(db_conn, 1, "octo/app", [1])
     assert [d.state for d in task.dependencies] == ["open"]
     assert repo_row(db_conn, 2)["former_names"] == []
+
+
+def test_closing_a_task_unblocks_dependents_that_name_the_repository_by_its_old_name(lib, db_conn):
+    w, _ = lib
+    n = w.sim.open_issue("octo/lib", "Same repository, written in full", body="Depends on octo/lib#1")
+    w.settle()
+    assert labels(w, "octo/lib", n) == ["fleet:blocked"]
+    w.sim.rename_repo("octo/lib", "core")
+    w.settle()
+    w.sim.update_issue("octo/core", 1, state="closed")
+    w.settle()
+    assert labels(w, "octo/core", n) == ["fleet:ready"]
