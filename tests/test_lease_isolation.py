@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from app.simulator.openapi import WebhookValidator
 from jobs import leases
 from jobs.leases import backoff_delay, check_leases, refusal_reason
 
@@ -41,6 +42,14 @@ def two_repos(world):
     w.sim.install([OTHER])  # same account: the same installation
     w.settle()
     return w
+
+
+def emitted_match_the_official_schema(world, event, action):
+    """The simulator's new events are what GitHub sends (the vendored official schema)."""
+    found = [e for e in world.sim.events if e.event == event and e.payload.get("action") == action]
+    assert found
+    for e in found:
+        assert WebhookValidator.load().validate(event, e.payload) == []
 
 
 def expired():
@@ -122,6 +131,7 @@ def test_an_archived_repository_ends_its_claims_without_writing(two_repos, db_co
     assert check_leases(expired().isoformat())["failed"] == 0
     w.sim.resume_deliveries()
     w.settle()
+    emitted_match_the_official_schema(w, "repository", "archived")
 
 
 @pytest.mark.parametrize("webhook", [False, True], ids=["learned-from-410", "learned-from-issues.deleted"])
@@ -140,6 +150,7 @@ def test_a_deleted_task_ends_its_claim(two_repos, db_conn, webhook):
         assert len(w.sim.calls()) == calls
     w.sim.resume_deliveries()
     w.settle()
+    emitted_match_the_official_schema(w, "issues", "deleted")
 
 
 def test_removed_repository_and_suspended_installation_end_claims_without_github(two_repos, db_conn):
