@@ -87,7 +87,7 @@ def test_retention_days_is_configurable(settings, db_conn):
 def test_retention_setting_default_and_validation():
     assert load_settings({}).retention_days == 30
     assert load_settings({"FLEET_RETENTION_DAYS": "90"}).retention_days == 90
-    for bad in ("0", "-1", "30d"):
+    for bad in ("0", "6", "-1", "30d"):
         with pytest.raises(SettingsError, match="FLEET_RETENTION_DAYS"):
             load_settings({"FLEET_RETENTION_DAYS": bad})
 
