@@ -2,11 +2,18 @@
 and never from a public repository into a private one (security review: "dependency oracle")."""
 from __future__ import annotations
 
+import httpx
 import pytest
 
 
 def labels(world, repo, number):
     return sorted(l["name"] for l in world.sim.issue(repo, number)["labels"])
+
+
+def readiness(world, repo, number):
+    """The task's state as Fleet's read API (over HTTP, an unauthenticated loopback caller) says."""
+    task = httpx.get(f"{world.fleet.url}/api/tasks/{repo}/{number}").json()
+    return task["state"], task["blocked_by"]
 
 
 def relabel(world, repo, number, body):
@@ -39,10 +46,13 @@ def test_public_task_does_not_reveal_a_private_issue_closing(tenants, db_conn, p
     n = w.sim.open_issue(w.repo, "Public work", body=body)
     w.settle()
     assert labels(w, w.repo, n) == ["fleet:blocked"]  # unresolvable: unknown, as an unknown repository
+    before = readiness(w, w.repo, n)
+    assert before == ("blocked", [private_ref])
     w.sim.update_issue(private_ref.split("#")[0], 1, state="closed")
     w.settle()
     relabel(w, w.repo, n, body)
     assert labels(w, w.repo, n) == ["fleet:blocked"]
+    assert readiness(w, w.repo, n) == before
 
 
 def test_unknown_and_cross_tenant_references_look_the_same(tenants, db_conn):
