@@ -366,6 +366,47 @@ ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS parked_at timestamptz;
 UPDATE deliveries SET status = 'parked', parked_at = now() WHERE status = 'failed' AND attempts >= 5;
 CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries (parked_at DESC) WHERE status = 'parked';
 
+-- migrate: 0006 tenant isolation and retention
+-- GitHub answers every write to an archived repository with 403; Fleet ends its claims instead.
+ALTER TABLE repositories ADD COLUMN IF NOT EXISTS archived boolean NOT NULL DEFAULT false;
+
+-- The lease clock's per-repository backoff: a repository whose check keeps failing waits
+-- (doubling) instead of failing first in every tick, and never holds up the others.
+CREATE TABLE IF NOT EXISTS lease_backoff (
+    repo_id     bigint PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    failures    integer NOT NULL,
+    retry_at    timestamptz NOT NULL,
+    last_error  text
+);
+
+-- Names a repository had before a rename, lowercased: references written with them still resolve.
+ALTER TABLE repositories ADD COLUMN IF NOT EXISTS former_names text[] NOT NULL DEFAULT '{}';
+CREATE INDEX IF NOT EXISTS repositories_former_names ON repositories USING gin (former_names);
+
+-- Dependencies resolve only inside the installation, never from a public repository into a
+-- private one (app/claim_store.py DEP_REPO_JOIN is the rule; this view follows it).
+CREATE OR REPLACE VIEW task_dependencies AS
+SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
+       dt.state AS dep_state
+FROM dependencies d
+JOIN repositories r ON r.id = d.repo_id
+LEFT JOIN LATERAL (
+    SELECT named.id FROM (
+        SELECT cand.*, 0 AS former FROM repositories cand WHERE lower(cand.full_name) = lower(d.dep_full_name)
+        UNION ALL
+        SELECT cand.*, 1 FROM repositories cand WHERE cand.former_names @> ARRAY[lower(d.dep_full_name)]) named
+    WHERE named.id = r.id OR (named.removed_at IS NULL AND named.installation_id = r.installation_id
+                              AND (r.private OR NOT named.private))
+    ORDER BY named.former, named.updated_at DESC
+    LIMIT 1) dr ON true
+LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number;
+
+-- Retention (jobs/retention.py) deletes old rows in batches; these keep each batch an index scan.
+CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (received_at)
+    WHERE status IN ('processed', 'ignored', 'parked');
+CREATE INDEX IF NOT EXISTS evidence_at ON evidence (at);
+CREATE INDEX IF NOT EXISTS progress_snapshots_taken ON progress_snapshots (taken_at);
+
 -- migrate: 0007 outsider replies
 -- When Fleet last answered (replied or reacted) on an issue or PR to someone without triage
 -- permission: outsiders get at most one answer per issue per interval, so comments cannot

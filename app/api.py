@@ -37,6 +37,8 @@ TASK_STATES = ("ready", "blocked", "claimed", "review", "queued", "done")
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 30
 MAX_PAGE = 100_000
+# /api/evidence counts its feed only this far per request (the tables grow with every delivery).
+EVIDENCE_COUNT_CAP = 10_000
 PG_INT_MAX = 2**31 - 1
 REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 PRIORITY_NAMES = {0: "high", 1: "normal", 2: "low"}
@@ -307,7 +309,8 @@ def read_task_detail(conn: psycopg.Connection, auth: bool, repo: str, number: in
     dep_states: dict[tuple[str, int], str] = {}
     for d in deps:
         if d["visible"] and d["dep_state"] is not None:
-            sub = load_tasks(conn, auth, repo=d["dep_full_name"], number=d["dep_number"])
+            # The repository the reference resolved to (a former name resolves to its new one).
+            sub = load_tasks(conn, auth, repo=d["dep_resolved_repo"], number=d["dep_number"])
             if sub:
                 dep_states[(d["dep_full_name"].lower(), d["dep_number"])] = sub[0]["state"]
     task["dependencies"] = [
@@ -402,14 +405,15 @@ def _delivery_json(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_evidence(conn: psycopg.Connection, auth: bool, params: dict[str, Any]) -> dict[str, Any]:
+    """One page of the feed. ``total`` is counted up to EVIDENCE_COUNT_CAP (a bigger feed says at
+    least that many); ``next`` is exact either way: one row more than the page is read."""
     limit, offset = _page_window(params)
     filters = {"repo": params.get("repo"), "kind": params.get("kind")}
-    total = q.rows(conn, q.EVIDENCE_COUNT, auth=auth, **filters)[0]["n"]
-    items = [
-        _action_json(r) if r["kind"] == "action" else _delivery_json(r)
-        for r in q.rows(conn, q.EVIDENCE, auth=auth, limit=limit, offset=offset, **filters)
-    ]
-    return paginate(items, params, total=total)
+    total = q.rows(conn, q.EVIDENCE_COUNT, auth=auth, cap=EVIDENCE_COUNT_CAP, **filters)[0]["n"]
+    rows = q.rows(conn, q.EVIDENCE, auth=auth, limit=limit + 1, offset=offset, **filters)
+    items = [_action_json(r) if r["kind"] == "action" else _delivery_json(r) for r in rows[:limit]]
+    # Past the cap the rows read show how many there are at least (never more than exist).
+    return paginate(items, params, total=max(total, offset + len(rows)) if rows else total)
 
 
 def read_deliveries(conn: psycopg.Connection, auth: bool, params: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg
 
+from app.claim_store import DEP_REPO_JOIN
+
 VISIBLE_REPO = "r.removed_at IS NULL AND (%(auth)s OR NOT r.private)"
 
 REPOS = f"""
@@ -51,15 +53,17 @@ WHERE {VISIBLE_REPO} AND t.is_task AND t.deleted_at IS NULL
 ORDER BY lower(r.full_name), t.number
 """
 
-# Dependencies of the given tasks with the dependency's issue state when Fleet knows the issue
-# (NULL otherwise). ``visible`` says whether the caller may see the dependency's details; the state
-# still feeds the task's own state, which reveals no more than the task's labels on GitHub do.
-DEPENDENCIES = """
+# Dependencies of the given tasks with the dependency's issue state when the reference resolves
+# inside the tenant (DEP_REPO_JOIN) and Fleet knows the issue (NULL otherwise). ``visible`` says
+# whether the caller may see the dependency's details; the state still feeds the task's own
+# state, which reveals no more than the task's labels on GitHub do.
+DEPENDENCIES = f"""
 SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
-       dt.state AS dep_state, dt.title AS dep_title,
+       dt.state AS dep_state, dt.title AS dep_title, r.full_name AS dep_resolved_repo,
        (%(auth)s OR NOT coalesce(r.private, false)) AS visible
 FROM dependencies d
-LEFT JOIN repositories r ON lower(r.full_name) = lower(d.dep_full_name) AND r.removed_at IS NULL
+JOIN repositories src ON src.id = d.repo_id
+{DEP_REPO_JOIN.format(src="src", ref="d.dep_full_name", alias="r")}
 LEFT JOIN tasks dt ON dt.repo_id = r.id AND dt.number = d.dep_number AND dt.deleted_at IS NULL
 WHERE d.repo_id = ANY(%(repo_ids)s) AND (%(numbers)s::int[] IS NULL OR d.number = ANY(%(numbers)s))
 ORDER BY d.repo_id, d.number, lower(d.dep_full_name), d.dep_number, d.source
@@ -70,7 +74,8 @@ SELECT DISTINCT r.full_name AS repo, t.number, t.title, t.state
 FROM dependencies d
 JOIN tasks t ON t.repo_id = d.repo_id AND t.number = d.number AND t.deleted_at IS NULL
 JOIN repositories r ON r.id = d.repo_id
-WHERE {VISIBLE_REPO} AND lower(d.dep_full_name) = lower(%(repo)s) AND d.dep_number = %(number)s
+{DEP_REPO_JOIN.format(src="r", ref="d.dep_full_name", alias="dr")}
+WHERE {VISIBLE_REPO} AND lower(dr.full_name) = lower(%(repo)s) AND d.dep_number = %(number)s
 ORDER BY r.full_name, t.number
 """
 
@@ -208,7 +213,8 @@ ORDER BY at DESC, kind, id DESC
 LIMIT %(limit)s OFFSET %(offset)s
 """
 
-EVIDENCE_COUNT = f"SELECT count(*) AS n FROM ({_EVIDENCE_FEED}) feed"
+# Counted only up to %(cap)s rows: a request never scans both whole tables to say how many.
+EVIDENCE_COUNT = f"SELECT count(*) AS n FROM (SELECT 1 FROM ({_EVIDENCE_FEED}) feed LIMIT %(cap)s) capped"
 
 # Stored deliveries by status (``status=parked``: the ones Fleet gave up on), newest first.
 _DELIVERIES_MATCHING = f"""

@@ -77,17 +77,39 @@ LEFT JOIN claims c ON c.repo_id = t.repo_id AND c.number = t.number AND c.releas
 WHERE t.repo_id = %(repo_id)s AND t.deleted_at IS NULL AND (%(numbers)s::int[] IS NULL OR t.number = ANY(%(numbers)s))
 """
 
-TASK_DEPS = """
+# The repository a dependency reference ``{ref}`` names, seen from the dependent's repository
+# ``{src}``, joined as ``{alias}`` (NULL when it names none). It may resolve only to the dependent's
+# own repository or another live repository of the same installation -- and never from a public
+# repository into a private one, whose issue state would otherwise show through the public task's
+# fleet:ready/blocked label. An unresolved reference is "unknown", exactly like a repository Fleet
+# has never seen, so it reveals nothing. A former name still resolves (GitHub redirects a renamed
+# repository's old name, and issue bodies keep it), but a repository that holds the name now wins.
+# (Two index lookups per reference: by current name, and by former name through a GIN index.)
+DEP_REPO_JOIN = """LEFT JOIN LATERAL (
+    SELECT named.id, named.full_name, named.private FROM (
+        SELECT cand.*, 0 AS former FROM repositories cand WHERE lower(cand.full_name) = lower({ref})
+        UNION ALL
+        SELECT cand.*, 1 FROM repositories cand WHERE cand.former_names @> ARRAY[lower({ref})]) named
+    WHERE named.id = {src}.id OR (named.removed_at IS NULL AND named.installation_id = {src}.installation_id
+                                  AND ({src}.private OR NOT named.private))
+    ORDER BY named.former, named.updated_at DESC
+    LIMIT 1) {alias} ON true"""
+
+TASK_DEPS = f"""
 SELECT d.number, d.dep_full_name, d.dep_number, dt.state AS dep_state
 FROM dependencies d
-LEFT JOIN repositories dr ON lower(dr.full_name) = lower(d.dep_full_name)
+JOIN repositories r ON r.id = d.repo_id
+{DEP_REPO_JOIN.format(src="r", ref="d.dep_full_name", alias="dr")}
 LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number
 WHERE d.repo_id = %(repo_id)s AND (%(numbers)s::int[] IS NULL OR d.number = ANY(%(numbers)s))
 """
 
-DEPENDENTS = """
+# Resolved by the same rule, so a reference written with a former name counts too.
+DEPENDENTS = f"""
 SELECT DISTINCT d.number FROM dependencies d
-WHERE lower(d.dep_full_name) = lower(%s) AND d.dep_number = %s AND d.repo_id = %s
+JOIN repositories r ON r.id = d.repo_id
+{DEP_REPO_JOIN.format(src="r", ref="d.dep_full_name", alias="dr")}
+WHERE d.repo_id = %(repo_id)s AND d.dep_number = %(number)s AND lower(dr.full_name) = lower(%(full_name)s)
 """
 
 
@@ -170,4 +192,5 @@ def snapshots(conn: psycopg.Connection, repo_id: int, full_name: str, numbers: l
 
 def dependents(conn: psycopg.Connection, repo_id: int, full_name: str, number: int) -> list[int]:
     """Tasks in ``repo_id`` that depend on ``full_name#number``."""
-    return [r["number"] for r in conn.execute(DEPENDENTS, (full_name, number, repo_id)).fetchall()]
+    params = {"repo_id": repo_id, "full_name": full_name, "number": number}
+    return [r["number"] for r in conn.execute(DEPENDENTS, params).fetchall()]

@@ -99,7 +99,12 @@ class WarnLease:
     claim: Claim
 
 
-ReleaseReason = Literal["released", "expired", "unassigned", "displaced"]
+ReleaseReason = Literal[
+    "released", "expired", "unassigned", "displaced",
+    # Ended because GitHub can no longer serve the task (see jobs/leases.py).
+    "task-deleted", "task-unreachable", "repository-archived", "repository-removed",
+    "repository-deleted", "repository-transferred", "installation-suspended", "installation-deleted",
+]
 
 
 @dataclass(frozen=True)

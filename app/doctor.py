@@ -18,8 +18,9 @@ from app.settings import Settings, SettingsError, load_settings
 Level = Literal["ok", "warn", "fail"]
 PERMISSION_RANK = {"none": 0, "read": 1, "write": 2, "admin": 3}
 # Fleet reads dependencies and parents from issue bodies too, so these only make it faster; some
-# API schemas (and older GitHub Enterprise Server) do not list them at all.
-OPTIONAL_EVENTS = frozenset({"issue_dependencies", "sub_issues"})
+# API schemas (and older GitHub Enterprise Server) do not list them at all. Without `repository`
+# the lease clock still learns of archived or deleted repositories from GitHub's answers, later.
+OPTIONAL_EVENTS = frozenset({"issue_dependencies", "sub_issues", "repository"})
 # Parked deliveries listed per repository (the API lists them all).
 PARKED_SHOWN = 3
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from app.api import MAX_PAGE, MAX_PER_PAGE, PG_INT_MAX, REPO_RE, TASK_STATES
+from app.api import EVIDENCE_COUNT_CAP, MAX_PAGE, MAX_PER_PAGE, PG_INT_MAX, REPO_RE, TASK_STATES
 from app.deliveries import STATUSES as DELIVERY_STATUSES
 
 Schema = dict[str, Any]
@@ -46,8 +46,15 @@ def _array(item: Schema) -> Schema:
     return {"type": "array", "items": item}
 
 
-def _page_of(item: Schema) -> Schema:
-    return _obj(items=_array(item), page=INT, per_page=INT, total=INT, next=N_STR)
+def _page_of(item: Schema, total: Schema = INT) -> Schema:
+    return _obj(items=_array(item), page=INT, per_page=INT, total=total, next=N_STR)
+
+
+EVIDENCE_TOTAL: Schema = {
+    "type": "integer", "minimum": 0,
+    "description": f"Items in the feed, counted up to {EVIDENCE_COUNT_CAP:,}; a larger feed reports at least "
+                   "that many (`next` is exact either way). Rows older than FLEET_RETENTION_DAYS are deleted.",
+}
 
 
 FORECAST: dict[str, Schema] = {
@@ -225,7 +232,7 @@ def openapi_document() -> dict[str, Any]:
                                  [REPO_PARAM, _text_param("base", "base branch", 255)], True, "mergeQueue"),
         "/api/evidence": _get(
             "Webhook deliveries and Fleet's actions on GitHub, newest first",
-            _page_of({"oneOf": [_ref("Action"), _ref("Delivery")]}),
+            _page_of({"oneOf": [_ref("Action"), _ref("Delivery")]}, EVIDENCE_TOTAL),
             [REPO_PARAM, {"name": "kind", "in": "query", "required": False,
                           "schema": {"type": "string", "enum": ["delivery", "action"]}}, *PAGE_PARAMS],
             True, "listEvidence"),

@@ -26,13 +26,35 @@ INSERT INTO installations (id, account_login) VALUES (%s, split_part(%s, '/', 1)
 """
 
 UPSERT_REPOSITORY = """
-INSERT INTO repositories (id, installation_id, full_name, default_branch, private)
-VALUES (%(id)s, %(installation_id)s, %(full_name)s, %(default_branch)s, %(private)s)
+INSERT INTO repositories (id, installation_id, full_name, default_branch, private, archived)
+VALUES (%(id)s, %(installation_id)s, %(full_name)s, %(default_branch)s, %(private)s, coalesce(%(archived)s, false))
 ON CONFLICT (id) DO UPDATE SET
     installation_id = coalesce(EXCLUDED.installation_id, repositories.installation_id),
     full_name = EXCLUDED.full_name,
     default_branch = coalesce(%(default_branch_update)s, repositories.default_branch),
-    private = EXCLUDED.private, removed_at = NULL, updated_at = now()
+    private = EXCLUDED.private, archived = coalesce(%(archived)s, repositories.archived),
+    removed_at = NULL, updated_at = now()
+"""
+
+# GitHub gave this name to another repository id (the old one deleted and re-created, renamed or
+# transferred away, or two renamed into each other's names): the old row keeps its data under a
+# name no GitHub repository can have ("~" is not allowed), until its own event renames or removes it.
+FREE_NAME = """
+UPDATE repositories SET full_name = full_name || '~' || id, updated_at = now()
+WHERE lower(full_name) = lower(%(full_name)s) AND id <> %(id)s
+"""
+CURRENT_NAME = "SELECT full_name FROM repositories WHERE id = %s"
+
+# A rename keeps the old name (lowercased) as a former name: dependency references written with
+# it -- issue bodies keep them -- still resolve, as GitHub redirects it (claim_store.DEP_REPO_JOIN).
+REMEMBER_FORMER_NAME = """
+UPDATE repositories SET former_names = array_append(array_remove(former_names, lower(%(old)s)), lower(%(old)s))
+WHERE id = %(id)s
+"""
+# A name in use now is nobody's former name any more.
+FORGET_FORMER_NAME = """
+UPDATE repositories SET former_names = array_remove(former_names, lower(%(name)s))
+WHERE lower(%(name)s) = ANY(former_names)
 """
 
 REMOVE_REPOSITORY = "UPDATE repositories SET removed_at = now(), updated_at = now() WHERE id = %s"
@@ -48,6 +70,7 @@ STORE_CONFIG_ERROR = """
 UPDATE repositories SET config_error = %s, config_sha = %s, updated_at = now() WHERE id = %s
 """
 MARK_CONFIG_REPORTED = "UPDATE repositories SET config_reported = %s WHERE id = %s"
+SET_ARCHIVED = "UPDATE repositories SET archived = %s, updated_at = now() WHERE id = %s"
 MARK_SYNCED = "UPDATE repositories SET synced_at = now() WHERE id = %s"
 
 
@@ -62,6 +85,7 @@ class Repo:
     config_sha: str | None
     config_error: str | None
     config_reported: str | None
+    archived: bool = False
 
     @property
     def owner(self) -> str:
@@ -86,10 +110,16 @@ def upsert_repository(
     installation_id: int | None = None,
     default_branch: str | None = None,
     private: bool = False,
+    archived: bool | None = None,
 ) -> None:
-    """Record a repository; ``default_branch`` None keeps what is known (installation events omit it)."""
+    """Record a repository; ``default_branch`` and ``archived`` None keep what is known
+    (installation events omit them). A name another id holds is freed first (FREE_NAME); a new
+    name for a known id is a rename, and the old one stays resolvable as a former name."""
     if installation_id is not None:
         conn.execute(ENSURE_INSTALLATION, (installation_id, full_name))
+    row = conn.execute(CURRENT_NAME, (repo_id,)).fetchone()
+    old_name = row["full_name"] if row else None
+    conn.execute(FREE_NAME, {"full_name": full_name, "id": repo_id})
     conn.execute(
         UPSERT_REPOSITORY,
         {
@@ -99,8 +129,12 @@ def upsert_repository(
             "default_branch": default_branch or "main",
             "default_branch_update": default_branch,
             "private": private,
+            "archived": archived,
         },
     )
+    conn.execute(FORGET_FORMER_NAME, {"name": full_name})
+    if old_name is not None and old_name.lower() != full_name.lower() and "~" not in old_name:
+        conn.execute(REMEMBER_FORMER_NAME, {"id": repo_id, "old": old_name})
 
 
 def remove_repository(conn: psycopg.Connection, repo_id: int) -> None:
@@ -113,7 +147,7 @@ def _repo(row: dict | None) -> Repo | None:
     config = DEFAULT_CONFIG if row["config"] is None else load_stored_config(row["config"])
     return Repo(
         row["id"], row["installation_id"], row["full_name"], row["default_branch"], row["private"],
-        config, row["config_sha"], row["config_error"], row["config_reported"],
+        config, row["config_sha"], row["config_error"], row["config_reported"], row["archived"],
     )
 
 
@@ -136,6 +170,11 @@ def store_config_error(conn: psycopg.Connection, repo_id: int, error: str, sha: 
 
 def mark_config_reported(conn: psycopg.Connection, repo_id: int, sha: str | None) -> None:
     conn.execute(MARK_CONFIG_REPORTED, (sha, repo_id))
+
+
+def set_archived(conn: psycopg.Connection, repo_id: int, archived: bool) -> None:
+    """An archived repository is read-only on GitHub: Fleet ends its claims and writes nothing there."""
+    conn.execute(SET_ARCHIVED, (archived, repo_id))
 
 
 def mark_synced(conn: psycopg.Connection, repo_id: int) -> None:

@@ -13,6 +13,9 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/fleet"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+# A stored delivery GUID is what makes a redelivery a no-op, and GitHub redelivers for up to
+# 3 days (7 on Enterprise Server): deliveries are kept at least that long.
+MIN_RETENTION_DAYS = 7
 
 
 class SettingsError(ValueError):
@@ -37,6 +40,8 @@ class Settings:
     sweep_interval: float = 15.0
     cors_origins: tuple[str, ...] = ()
     sandbox: bool = False
+    # Days finished deliveries, evidence and progress snapshots are kept (jobs/retention.py).
+    retention_days: int = 30
 
     @property
     def has_app_credentials(self) -> bool:
@@ -131,4 +136,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sweep_interval=float(_int(env, "FLEET_SWEEP_INTERVAL", 15, minimum=1)),  # type: ignore[arg-type]
         cors_origins=origins,
         sandbox=env.get("FLEET_SANDBOX", "") == "1",
+        retention_days=_int(env, "FLEET_RETENTION_DAYS", 30, minimum=MIN_RETENTION_DAYS),  # type: ignore[arg-type]
     )

@@ -48,6 +48,9 @@ FROM queue_entries q LEFT JOIN pull_requests p ON p.repo_id = q.repo_id AND p.nu
 WHERE q.repo_id = %s AND q.finished_at IS NULL
 ORDER BY q.base_ref, (q.state <> 'queued') DESC, q.priority, q.queued_at, q.pr_number
 """
+# How far back the status issue's ETA and burndown read snapshots; retention keeps at least this.
+PROGRESS_HISTORY = timedelta(days=45)
+
 PROGRESS = """
 SELECT taken_at, epic, hours_done, hours_total FROM progress_snapshots
 WHERE repo_id = %s AND taken_at >= %s ORDER BY taken_at
@@ -127,7 +130,7 @@ def _queues(conn: psycopg.Connection, repo_id: int, base: str) -> list[MergeQueu
 
 
 def _progress(conn: psycopg.Connection, repo_id: int, now: datetime) -> list[ProgressPoint]:
-    rows = conn.execute(PROGRESS, (repo_id, now - timedelta(days=45))).fetchall()
+    rows = conn.execute(PROGRESS, (repo_id, now - PROGRESS_HISTORY)).fetchall()
     return [ProgressPoint(r["taken_at"], float(r["hours_done"]), float(r["hours_total"]), r["epic"] or None)
             for r in rows]
 

@@ -29,6 +29,7 @@ class Periodic:
 def periodic_tasks() -> list[Periodic]:
     from jobs.leases import enqueue_lease_check
     from jobs.redeliver import redeliver_failed
+    from jobs.retention import purge_old_rows
     from jobs.status import refresh_all, snapshot_progress
     from jobs.sweeper import sweep_deliveries
     from jobs.sync import reconcile_all
@@ -43,6 +44,8 @@ def periodic_tasks() -> list[Periodic]:
         Periodic("status-refresh", 300, refresh_all),
         Periodic("progress-snapshots", 900, snapshot_progress),
         Periodic("reconcile", 3600, reconcile_all),
+        # Bounded batches each run: a backlog drains over a few runs, never in one long statement.
+        Periodic("retention", 300, purge_old_rows),
     ]
     tasks.extend(_optional_tasks())
     return tasks

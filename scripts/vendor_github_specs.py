@@ -179,6 +179,9 @@ WEBHOOK_EVENTS: dict[str, Any] = {
     "issue_dependencies": ALL_ACTIONS,
     "sub_issues": ALL_ACTIONS,
     "ping": None,
+    "repository": (
+        "renamed", "transferred", "deleted", "archived", "unarchived", "privatized", "publicized",
+    ),
 }
 
 MAX_EXAMPLES_PER_KEY = 10

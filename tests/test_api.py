@@ -68,12 +68,16 @@ def test_tasks_carry_the_state_readiness_computes(client, seeded):
     assert next(t for t in items if t["number"] == 3)["blocked_by"] == ["#2"]
 
 
-def test_a_private_blocker_is_named_only_to_authenticated_callers(client, token_client):
-    """The public task blocked by a private one says so without naming it, unless authenticated."""
-    public = client.get("/api/tasks?state=blocked").get_json()["items"]
-    assert next(t for t in public if t["number"] == 7)["blocked_by"] == ["(private)"]
-    private = token_client.get("/api/tasks?state=blocked", headers=bearer()).get_json()["items"]
-    assert next(t for t in private if t["number"] == 7)["blocked_by"] == ["octo/secret#1"]
+def test_a_public_task_never_resolves_a_private_blocker(client, token_client, db_conn):
+    """A public task's reference into a private repository stays unknown, named as its public body
+    writes it, to every caller: its state does not follow the private issue's (no oracle)."""
+    for caller, headers in ((client, {}), (token_client, bearer())):
+        task = caller.get("/api/tasks/octo/widgets/7", headers=headers).get_json()
+        assert task["state"] == "blocked" and task["blocked_by"] == ["octo/secret#1"]
+        assert task["dependencies"][0]["title"] is None and task["dependencies"][0]["issue_state"] == "unknown"
+    db_conn.execute("UPDATE tasks SET state = 'closed' WHERE repo_id = 102 AND number = 1")
+    for caller, headers in ((client, {}), (token_client, bearer())):
+        assert caller.get("/api/tasks/octo/widgets/7", headers=headers).get_json()["state"] == "blocked"
 
 
 @pytest.mark.parametrize(

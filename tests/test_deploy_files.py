@@ -49,6 +49,7 @@ FLEET_EVENTS = [
     "status",
     "issue_dependencies",
     "sub_issues",
+    "repository",
 ]
 
 FLEET_PERMISSIONS = {

@@ -150,11 +150,12 @@ def test_lease_warns_once_then_releases_with_a_handoff(agents, db_conn):
     w.sim.push(w.repo, f"alice/{n}-leased", {"a.txt": "1"}, author="alice")
     w.settle()
     start = datetime.now(timezone.utc)
-    assert check_leases((start + timedelta(minutes=50)).isoformat()) == {"warned": 1, "released": 0}
-    assert check_leases((start + timedelta(minutes=55)).isoformat()) == {"warned": 0, "released": 0}
+    nothing = {"warned": 0, "released": 0, "ended": 0, "failed": 0}
+    assert check_leases((start + timedelta(minutes=50)).isoformat()) == {**nothing, "warned": 1}
+    assert check_leases((start + timedelta(minutes=55)).isoformat()) == nothing
     w.settle()
     assert [m["result"] for m in fleet_markers(w, n)] == ["warning"]
-    assert check_leases((start + timedelta(minutes=61)).isoformat()) == {"warned": 0, "released": 1}
+    assert check_leases((start + timedelta(minutes=61)).isoformat()) == {**nothing, "released": 1}
     w.settle()
     assert holder(db_conn, n) is None
     assert assignees(w, n) == []

@@ -40,6 +40,7 @@ class Repository(_Model):
     full_name: str
     default_branch: str = "main"
     private: bool = False
+    archived: bool = False
 
 
 class Installation(_Model):
@@ -265,6 +266,13 @@ class SubIssuesEvent(Envelope):
     parent_issue: Issue | None = None
     parent_issue_repo: Repository | None = None
     sub_issue_repo: Repository | None = None
+
+
+class RepositoryEvent(Envelope):
+    """``repository.*``; ``changes`` says what a rename or transfer changed."""
+
+    repository: Repository
+    changes: dict[str, Any] | None = None
 
 
 class RepoRef(_Model):

@@ -83,4 +83,5 @@ def load_handlers() -> None:
         issues,
         labels,
         pulls,
+        repository,
     )

@@ -70,6 +70,9 @@ def require(r: Repo, role: str = "read") -> None:
         perm = world().permission(r, ident.user.login)
     if order.index(perm) < order.index("read"):
         raise ApiError(404, "Not Found")
+    if r.archived and request.method not in ("GET", "HEAD"):
+        # An archived repository is read-only for everyone, Apps included.
+        raise ApiError(403, "Repository was archived so is read-only.")
     if order.index(perm) < order.index(role):
         if ident.user is None:
             raise ApiError(401, "Requires authentication")

@@ -18,6 +18,9 @@ def get_issue(r: Repo, number: int) -> Issue:
     """The issue (or pull request) ``number`` or a 404."""
     i = r.issues.get(number)
     if i is None:
+        if number in r.deleted_issues:
+            # GitHub keeps the number and answers 410 Gone for it, for reads and writes alike.
+            raise ApiError(410, "This issue was deleted")
         raise not_found()
     return i
 
@@ -396,6 +399,16 @@ def delete_comment(world: World, r: Repo, actor: User, comment_id: int) -> None:
     c = find_comment(r, comment_id)
     _emit_comment(world, r, c, "deleted", actor)
     r.issues[c.issue_number].comments.remove(c)
+
+
+def delete_issue(world: World, r: Repo, actor: User, number: int) -> None:
+    """Delete an issue (admins only on GitHub); emits issues.deleted. Its number then answers 410."""
+    i = get_issue(r, number)
+    if i.pull is not None:
+        raise ApiError(422, "Pull requests cannot be deleted")
+    emit_issue(world, r, i, "deleted", actor)
+    del r.issues[number]
+    r.deleted_issues.add(number)
 
 
 # -- reactions ------------------------------------------------------------------------

@@ -102,6 +102,50 @@ def _emit_install_repos(world, inst, action, added, removed, sender):
         "sender": user_json(world, sender)}, inst.id)
 
 
+def set_archived(world: World, r: Repo, archived: bool, sender: User | None = None) -> None:
+    """Archive (read-only: writes answer 403) or unarchive; emits repository.archived/unarchived."""
+    if r.archived == archived:
+        return
+    r.archived = archived
+    r.updated_at = world.now()
+    events.emit(world, r, "repository", {"action": "archived" if archived else "unarchived"}, sender or r.owner)
+
+
+def rename_repo(world: World, r: Repo, new_name: str, sender: User | None = None) -> None:
+    """Rename within the owner (installations follow); emits repository.renamed with ``changes``."""
+    old_full, old_name = r.full_name, r.name
+    if world.repo(f"{r.owner.login}/{new_name}"):
+        raise ApiError(422, "Repository creation failed.",
+                       [{"resource": "Repository", "code": "custom", "field": "name",
+                         "message": "name already exists on this account"}])
+    del world.repos[old_full.lower()]
+    r.name = new_name
+    r.updated_at = world.now()
+    world.repos[r.full_name.lower()] = r
+    for inst in world.installations.values():
+        inst.repos = [r.full_name if n == old_full else n for n in inst.repos]
+    events.emit(world, r, "repository", {"action": "renamed",
+                                         "changes": {"repository": {"name": {"from": old_name}}}}, sender or r.owner)
+
+
+def set_private(world: World, r: Repo, private: bool, sender: User | None = None) -> None:
+    """Change visibility; emits repository.privatized / publicized."""
+    if r.private == private:
+        return
+    r.private = private
+    r.updated_at = world.now()
+    events.emit(world, r, "repository", {"action": "privatized" if private else "publicized"}, sender or r.owner)
+
+
+def delete_repo(world: World, r: Repo, sender: User | None = None) -> None:
+    """Delete the repository; emits repository.deleted (to the installation that had it), after
+    which its name is free to be created again (with a new id)."""
+    events.emit(world, r, "repository", {"action": "deleted"}, sender or r.owner)
+    del world.repos[r.full_name.lower()]
+    for inst in world.installations.values():
+        inst.repos = [n for n in inst.repos if n != r.full_name]
+
+
 def _repo_stub(r: Repo) -> dict:
     return {"id": r.id, "node_id": r.node_id, "name": r.name, "full_name": r.full_name, "private": r.private}
 

@@ -82,7 +82,7 @@ def repo_json(world: World, r: Repo, viewer_perm: str | None = None) -> dict:
         "open_issues": open_count, "open_issues_count": open_count,
         "network_count": 0, "subscribers_count": 0,
         "has_issues": True, "has_projects": True, "has_downloads": True, "has_wiki": True,
-        "has_pages": False, "has_discussions": False, "archived": False, "disabled": False,
+        "has_pages": False, "has_discussions": False, "archived": r.archived, "disabled": False,
         "is_template": False, "license": None, "topics": [],
         "visibility": "private" if r.private else "public",
         "allow_forking": True, "web_commit_signoff_required": False,

@@ -245,6 +245,26 @@ class Simulator:
             inst = self.world.installations[installation_id]
             ops_repo.remove_repos(self.world, inst, [self._repo(n) for n in repo_full_names])
 
+    def archive_repo(self, full_name: str, archived: bool = True, sender: str | None = None) -> None:
+        """Archive (or unarchive) a repository; emits repository.archived / unarchived."""
+        with self.world.lock:
+            ops_repo.set_archived(self.world, self._repo(full_name), archived, self._user(sender))
+
+    def rename_repo(self, full_name: str, new_name: str, sender: str | None = None) -> None:
+        """Rename ``owner/name`` to ``owner/new_name``; emits repository.renamed."""
+        with self.world.lock:
+            ops_repo.rename_repo(self.world, self._repo(full_name), new_name, self._user(sender))
+
+    def set_private(self, full_name: str, private: bool = True, sender: str | None = None) -> None:
+        """Make a repository private (or public); emits repository.privatized / publicized."""
+        with self.world.lock:
+            ops_repo.set_private(self.world, self._repo(full_name), private, self._user(sender))
+
+    def delete_repo(self, full_name: str, sender: str | None = None) -> None:
+        """Delete a repository; emits repository.deleted."""
+        with self.world.lock:
+            ops_repo.delete_repo(self.world, self._repo(full_name), self._user(sender))
+
     def add_user(self, login: str, permission: str = "write", type: str = "User", repo: str | None = None):
         """Create/update a user. ``permission`` (admin/maintain/write/triage/read/none) applies to
         every repository, or only to ``repo`` when given."""
@@ -383,6 +403,12 @@ class Simulator:
             r = self._repo(repo)
             i = ops_issues.get_issue(r, number)
             ops_issues.update_issue(self.world, r, i, self._user(author) or r.owner, fields)
+
+    def delete_issue(self, repo: str, number: int, sender: str | None = None) -> None:
+        """Delete an issue; emits issues.deleted, and the number answers 410 Gone afterwards."""
+        with self.world.lock:
+            r = self._repo(repo)
+            ops_issues.delete_issue(self.world, r, self._user(sender) or r.owner, number)
 
     def open_pr(self, repo: str, head: str, title: str, base: str | None = None, body: str | None = None,
                 author: str | None = None, draft: bool = False) -> int:

@@ -236,6 +236,8 @@ class Repo:
     blocked_by: dict = field(default_factory=dict)  # issue number -> [blocker numbers]
     sub_issues: dict = field(default_factory=dict)  # parent number -> [child numbers]
     pinned: list = field(default_factory=list)
+    archived: bool = False  # read-only: every write answers 403
+    deleted_issues: set = field(default_factory=set)  # numbers of deleted issues (410 Gone)
     next_number: int = 1
     next_milestone: int = 1
 

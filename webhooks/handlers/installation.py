@@ -1,6 +1,11 @@
 """installation and installation_repositories: which repositories Fleet serves."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import psycopg
+from pydantic import ValidationError
+
 from app import repositories
 from jobs.sync import enqueue_sync
 from webhooks.context import EventContext
@@ -8,12 +13,25 @@ from webhooks.models import InstallationEvent, InstallationRepositoriesEvent, Re
 from webhooks.routing import on
 
 
-def _add_repos(ctx: EventContext, installation_id: int, repos: list[dict]) -> None:
+def _each_repo(ctx: EventContext, repos: list[dict], action: Callable[[RepoRef], None]) -> None:
+    """Apply ``action`` to each listed repository in its own savepoint: one bad entry is logged
+    and skipped, never failing the others (the event is not redelivered for them)."""
     for raw in repos:
-        ref = RepoRef.model_validate(raw)
+        try:
+            with ctx.conn.transaction():
+                action(RepoRef.model_validate(raw))
+        except (ValidationError, psycopg.Error) as exc:
+            name = raw.get("full_name") if isinstance(raw, dict) else None
+            ctx.log.warning("repository skipped", extra={"repo": name, "error": str(exc)[:300]})
+
+
+def _add_repos(ctx: EventContext, installation_id: int, repos: list[dict]) -> None:
+    def add(ref: RepoRef) -> None:
         repositories.upsert_repository(ctx.conn, ref.id, ref.full_name, installation_id=installation_id, private=ref.private)
         # Backfill after this transaction commits; the sync reads GitHub, not the payload.
         ctx.defer(lambda name=ref.full_name: enqueue_sync(name))
+
+    _each_repo(ctx, repos, add)
 
 
 @on("installation.created", "installation.new_permissions_accepted", "installation.unsuspend")
@@ -49,8 +67,8 @@ def installation_repositories(ctx: EventContext) -> None:
     account = inst.account
     repositories.upsert_installation(ctx.conn, inst.id, account.login if account else "unknown", account.type if account else "User")
     _add_repos(ctx, inst.id, event.repositories_added)
-    for raw in event.repositories_removed:
-        repositories.remove_repository(ctx.conn, RepoRef.model_validate(raw).id)
+    # Their claims are ended by the lease clock (jobs/leases.py), under each repository's lock.
+    _each_repo(ctx, event.repositories_removed, lambda ref: repositories.remove_repository(ctx.conn, ref.id))
 
 
 @on("ping")
