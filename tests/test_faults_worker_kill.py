@@ -146,7 +146,7 @@ def test_worker_killed_while_posting_a_refusal_recovers_without_a_duplicate_comm
         "SELECT id FROM deliveries WHERE action = 'assigned' ORDER BY received_at DESC LIMIT 1").fetchone()["id"]
     hold_then_kill(world, worker_process, f"/issues/{n}/comments", "POST")
     # GitHub finishes the POST the dead worker sent: the comment exists, the job never finished.
-    wait_until(lambda: len(bot_comments(world, n)) == 1, 10, what="the orphaned comment to land")
+    wait_until(lambda: len(bot_comments(world, n)) == 1, 30, what="the orphaned comment to land")
     row = db_conn.execute("SELECT status, attempts FROM deliveries WHERE id = %s", (guid,)).fetchone()
     assert (row["status"], row["attempts"]) == ("processing", 1)
 
@@ -174,7 +174,7 @@ def test_worker_killed_while_assigning_a_claim_recovers_to_one_claim(world, db_c
     sim.comment(repo, n, "/claim", author="alice")
     assert sim.wait_idle(timeout=10)
     hold_then_kill(world, worker_process, f"/issues/{n}/assignees", "POST")
-    wait_until(lambda: [a["login"] for a in sim.issue(repo, n)["assignees"]] == ["alice"], 10,
+    wait_until(lambda: [a["login"] for a in sim.issue(repo, n)["assignees"]] == ["alice"], 30,
                what="the orphaned assignment to land")
     assert db_conn.execute("SELECT count(*) AS c FROM claims WHERE number = %s", (n,)).fetchone()["c"] == 0
 
@@ -203,7 +203,7 @@ def test_worker_killed_inside_the_merge_call_never_merges_twice(world, db_conn, 
     assert sim.wait_idle(timeout=10)
     hold_then_kill(world, worker_process, f"/pulls/{pr}/merge", "PUT")
     # GitHub completes the merge the dead worker asked for.
-    wait_until(lambda: [n for n, _, _ in merged(world)] == [pr], 10, what="the orphaned merge to land")
+    wait_until(lambda: [n for n, _, _ in merged(world)] == [pr], 30, what="the orphaned merge to land")
     assert [r["state"] for r in queue_rows(db_conn)] == ["merging"]  # the intent was committed first
 
     sweep_deliveries(grace=0, stuck=0)
