@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Literal
 
+from app.commands import Permission, has_permission
 from app.repo_config import ANY_APP, GatesConfig
 
 GateName = Literal[
@@ -42,11 +43,6 @@ FAILING_CONCLUSIONS = frozenset(
 # mergeable_state values that mean "conflicts with the base".
 _CONFLICT_STATES = frozenset({"dirty"})
 
-# GitHub's repository permission ladder (REST ``permission`` and ``role_name`` values, old
-# ``pull``/``push`` aliases); anything unknown ranks as none. The one ladder Fleet uses.
-PERMISSION_RANK = {
-    "none": 0, "read": 1, "pull": 1, "triage": 2, "write": 3, "push": 3, "maintain": 4, "admin": 5,
-}
 
 NO_REQUIRED_CHECKS_WARNING = (
     "No required checks are configured: any green check lets a PR merge. "
@@ -54,9 +50,9 @@ NO_REQUIRED_CHECKS_WARNING = (
 )
 
 
-def permission_at_least(permission: str | None, needed: str) -> bool:
-    """``permission`` (GitHub's name for it, any case) ranks at least ``needed``."""
-    return PERMISSION_RANK.get((permission or "none").lower(), 0) >= PERMISSION_RANK[needed]
+def permission_at_least(permission: str | None, needed: Permission) -> bool:
+    """``permission`` (GitHub's name for it, any case) ranks at least ``needed`` on Fleet's one ladder."""
+    return has_permission(permission, needed)
 
 
 def config_warnings(config: GatesConfig) -> tuple[str, ...]:

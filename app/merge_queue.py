@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from typing import Literal, Union
 
 from app.durations import format_duration
-from app.gates import PERMISSION_RANK, GateVerdict, PullSnapshot
+from app.commands import COMMANDS, PERMISSION_RANK, command_allowed
+from app.gates import GateVerdict, PullSnapshot
 from app.gates_report import md_code, md_gate_reason, md_link, md_names, md_text
 from app.repo_config import QueueConfig
 
@@ -668,8 +669,16 @@ def parse_queue_command(line: str) -> QueueCommand | None:
     return QueueCommand(match.group(1).lower(), match.group(2))  # type: ignore[arg-type]
 
 
-def _rank(permission: str | None) -> int:
-    return PERMISSION_RANK.get((permission or "none").lower(), 0)
+def _allowed(name: str, permission: str | None, *, is_author: bool = False) -> bool:
+    """The command table (``commands.COMMANDS``) decides who may run a queue command: one
+    permission rule for the command, the label and ``queue.auto``."""
+    return command_allowed(COMMANDS[name], permission, is_author=is_author)
+
+
+def _needs(name: str) -> str:
+    """``write permission`` and the like: holder/author commands are also open to write."""
+    who = COMMANDS[name].who
+    return f"{who if who in PERMISSION_RANK else 'write'} permission"
 
 
 def _is_author(actor: str, pr: PullSnapshot) -> bool:
@@ -680,8 +689,8 @@ def queue_refusal(actor: str, actor_permission: str | None, pr: PullSnapshot, co
     """Why ``actor`` may not queue ``pr`` (one Markdown-safe line), or None when they may.
     The one rule for every way of queueing: command, label and ``queue.auto``."""
     who = md_code(actor, in_table=False)
-    if _rank(actor_permission) < PERMISSION_RANK["write"]:
-        return f"Refused: {who} needs write permission to queue this pull request."
+    if not _allowed("queue", actor_permission):
+        return f"Refused: {who} needs {_needs('queue')} to queue this pull request."
     if _is_author(actor, pr) and not config.allow_authors:
         return (f"Refused: {who} wrote this pull request and `queue.allow_authors` is false: "
                 "someone else with write permission must queue it.")
@@ -704,11 +713,10 @@ def decide_queue_command(
 
     Permissions (GitHub's ``permission`` or ``role_name``): queueing always needs write; with
     ``allow_authors`` false the author may not queue their own PR even with write (someone else
-    must: four eyes). Dequeue needs write or being the PR's author; priority needs maintain or
-    admin. ``queue`` must be the PR's base-branch queue.
+    must: four eyes). Who may run each command is ``commands.COMMANDS``' table: dequeue needs
+    write or being the PR's author, priority write. ``queue`` must be the PR's base-branch queue.
     """
     who = md_code(actor, in_table=False)
-    rank = _rank(actor_permission)
     existing = queue.entry(pr.number)
     where = md_code(queue.base_ref, in_table=False)
 
@@ -731,8 +739,8 @@ def decide_queue_command(
         return CommandDecision(True, f"Queued for {where}: {_position_text(pos, length)}.", pos, length, (enqueue, *kick))
 
     if cmd.name == "dequeue":
-        if not (rank >= PERMISSION_RANK["write"] or _is_author(actor, pr)):
-            return CommandDecision(False, f"Refused: {who} needs write permission to dequeue this pull request.")
+        if not _allowed("dequeue", actor_permission, is_author=_is_author(actor, pr)):
+            return CommandDecision(False, f"Refused: {who} needs {_needs('dequeue')} to dequeue this pull request.")
         if existing is None:
             return CommandDecision(False, "Refused: the pull request is not in the merge queue.")
         dequeue = Dequeue(pr.number, "user_request", f"{_PREFIX} by {who}.", None)
@@ -740,8 +748,8 @@ def decide_queue_command(
         return CommandDecision(True, f"{_PREFIX} by {who}.", None, None, (dequeue, *tail))
 
     # priority
-    if rank < PERMISSION_RANK["maintain"]:
-        return CommandDecision(False, f"Refused: {who} needs maintain or admin permission to change priority.")
+    if not _allowed("priority", actor_permission):
+        return CommandDecision(False, f"Refused: {who} needs {_needs('priority')} to change priority.")
     wanted = (cmd.arg or "").lower()
     if wanted not in PRIORITY_RANK:
         return CommandDecision(False, "Refused: usage is `/priority high`, `/priority normal` or `/priority low`.")

@@ -86,6 +86,8 @@ def _decide(conn, repo: Repo, cmd: QueueCommand, actor: str, permission: Callabl
 
 
 def _apply_command(ctx, repo: Repo, pr: PullSnapshot, actions, actor: str) -> None:
+    """Apply a queue command's actions; an action without an executor here raises (a new
+    action must never be dropped silently)."""
     from jobs import merge_queue as jobs
 
     now = _now()
@@ -94,14 +96,20 @@ def _apply_command(ctx, repo: Repo, pr: PullSnapshot, actions, actor: str) -> No
         if isinstance(action, EnqueueEntry):
             queue_store.insert_entry(ctx.conn, repo.id, pr.base_ref, new_entry(action, now))
             found = queue_store.active_entry(ctx.conn, repo.id, pr.number)
-        elif isinstance(action, SetPriority) and found:
-            queue_store.save_entry(ctx.conn, repo.id, transition(found[1], action, now))
-        elif isinstance(action, Dequeue) and found:
-            queue_store.finish_entry(ctx.conn, repo.id, transition(found[1], action, now), now, action.reason_code,
-                                     action.message)
+        elif isinstance(action, SetPriority):
+            if found:
+                queue_store.save_entry(ctx.conn, repo.id, transition(found[1], action, now))
+        elif isinstance(action, Dequeue):
+            if found:
+                queue_store.finish_entry(ctx.conn, repo.id, transition(found[1], action, now), now,
+                                         action.reason_code, action.message)
             label = repo.config.queue.label
-            if label and label.lower() in (name.lower() for name in pr.labels):
+            if found and label and label.lower() in (name.lower() for name in pr.labels):
                 ctx.github(repo.full_name).remove_label(pr.number, label)
+        elif isinstance(action, AdvanceToNext):
+            pass  # the step enqueued below, after every command, is the advance
+        else:
+            raise TypeError(f"no executor for queue command action {action!r}")
     base = found[0] if found else pr.base_ref
     # Whatever the command changed, the queue's next step decides from the new rows.
     ctx.defer(lambda: jobs.enqueue_step(repo.id, base))
