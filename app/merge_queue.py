@@ -45,6 +45,9 @@ FAILED_LABEL = "fleet:queue-failed"
 
 MAX_MERGE_ATTEMPTS = 3  # merge calls per head (5xx, crash while merging)
 MAX_UPDATE_ATTEMPTS = 3  # update-branch calls per head
+# Transient GitHub failures (5xx, timeouts) of a step's other calls (reading the PR, compare,
+# checks, publishing fleet/gates) per head, retried with backoff; then the entry fails.
+MAX_STEP_FAILURES = 5
 MAX_REEVALUATIONS = 1  # per head: a 409 / head-mismatch is re-evaluated once, then fails
 UPDATE_LANDING = timedelta(minutes=2)  # update-branch is asynchronous; re-issue after this
 RETRY_BASE = timedelta(seconds=10)
@@ -61,8 +64,9 @@ class QueueEntry:
     ``expected_head_sha`` is the head Fleet vouches for: the head at start, then the head its
     own update-branch produced (or, with ``requeue_on_push``, a pushed head it accepted).
     ``head_changed_at`` starts the CI-timeout clock. ``attempts`` counts merge calls,
-    ``update_attempts`` update-branch calls and ``reevaluations`` 409/422 re-evaluations, all
-    for the current expected head.
+    ``update_attempts`` update-branch calls, ``reevaluations`` 409/422 re-evaluations and
+    ``step_failures`` transient failures of the step's other GitHub calls, all for the current
+    expected head.
     """
 
     pr_number: int
@@ -78,6 +82,7 @@ class QueueEntry:
     update_requested_at: datetime | None = None
     update_attempts: int = 0
     reevaluations: int = 0
+    step_failures: int = 0
 
     @property
     def in_flight(self) -> bool:
@@ -220,11 +225,13 @@ class AdvanceToNext:
 
 @dataclass(frozen=True)
 class Retry:
-    """A transient GitHub error: step ``pr`` again after ``delay``."""
+    """A transient GitHub error: step ``pr`` again after ``delay``. ``step_failure``: the failed
+    call was one of the step's reads (counted in ``step_failures``), not a merge or update."""
     pr: int
     attempt: int
     delay: timedelta
     reason: str
+    step_failure: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,12 +274,12 @@ def transition(entry: QueueEntry, action: Action, now: datetime) -> QueueEntry:
         return replace(
             entry, state="waiting_checks", started_at=now, head_sha_at_start=action.head_sha,
             expected_head_sha=action.head_sha, head_changed_at=now, update_requested_at=None,
-            attempts=0, update_attempts=0, reevaluations=0,
+            attempts=0, update_attempts=0, reevaluations=0, step_failures=0,
         )
     if isinstance(action, AcceptHead):
         return replace(
             entry, state="waiting_checks", expected_head_sha=action.head_sha, head_changed_at=now,
-            update_requested_at=None, attempts=0, update_attempts=0, reevaluations=0,
+            update_requested_at=None, attempts=0, update_attempts=0, reevaluations=0, step_failures=0,
         )
     if isinstance(action, UpdateBranch):
         return replace(entry, state="updating", update_requested_at=now, update_attempts=entry.update_attempts + 1)
@@ -284,6 +291,8 @@ def transition(entry: QueueEntry, action: Action, now: datetime) -> QueueEntry:
         return replace(entry, state="merged")
     if isinstance(action, Dequeue):
         return replace(entry, state="dequeued" if action.reason_code == "user_request" else "failed")
+    if isinstance(action, Retry) and action.step_failure:
+        return replace(entry, step_failures=entry.step_failures + 1)
     if isinstance(action, Retry) and entry.state == "updating":
         # The update call itself failed: the next step re-issues it instead of waiting for it.
         return replace(entry, update_requested_at=None)
@@ -599,6 +608,40 @@ def decide_merge_result(
         merge.pr, "merge_refused",
         f"GitHub refused the merge of {_sha(merge.sha)} ({status_code}): {quote_github(message)}",
     ), advance]
+
+
+def decide_step_failure(
+    entry: QueueEntry,
+    queue: QueueSnapshot,
+    call: str,
+    status_code: int | None,
+    github_message: str | None,
+    *,
+    retry_after: timedelta | None = None,
+) -> list[Action]:
+    """What to do when one of the step's GitHub calls (``call``, e.g. ``GET compare``) failed:
+    ``status_code`` None is a timeout or a connection error.
+
+    Rate limit → retry when it lifts (not counted). 5xx / timeout → retry with backoff, at most
+    ``MAX_STEP_FAILURES`` times per head, then fail the entry. Any other 4xx (a 404 from compare,
+    a 422) cannot get better by waiting → fail the entry at once, naming the call and status.
+    """
+    message = github_message or ""
+    advance = AdvanceToNext(queue.repo, queue.base_ref)
+    pr = entry.pr_number
+    named = md_code(call, in_table=False)
+    if status_code is not None and _is_rate_limit(status_code, message):
+        return [Retry(pr, entry.step_failures, _backoff(1, retry_after), f"{call} rate limited")]
+    transient = status_code is None or status_code >= 500
+    if transient and entry.step_failures < MAX_STEP_FAILURES:
+        failures = entry.step_failures + 1
+        return [Retry(pr, failures, _backoff(failures, retry_after), f"{call} answered {status_code or 'timeout'}",
+                      step_failure=True)]
+    if transient:
+        said = "timed out" if status_code is None else f"answered {status_code}"
+        return [_dequeue(pr, "github_error", f"GitHub kept failing {named} ({said}) after "
+                                             f"{entry.step_failures + 1} attempts: {quote_github(message)}"), advance]
+    return [_dequeue(pr, "github_error", f"GitHub answered {status_code} to {named}: {quote_github(message)}"), advance]
 
 
 def decide_update_result(
