@@ -37,16 +37,37 @@ def claim_state(ctx: EventContext, repo: Repo, number: int, claimant: claims.Age
     )
 
 
-def request_claim(ctx: EventContext, repo: Repo, effects: Effects, request: claims.ClaimRequest) -> claims.ClaimDecision:
-    """Decide one claim request under the lock and apply the decision."""
-    if claims.allowed_teams(repo.config.claims) and request.claimant_teams is None:
-        teams = permissions.teams_of(ctx, repo, request.claimant.login, claims.allowed_teams(repo.config.claims))
-        request = claims.ClaimRequest(**{**request.__dict__, "claimant_teams": teams})
+def build_request(ctx: EventContext, repo: Repo, effects: Effects, *, task: TaskRef, claimant: claims.AgentId,
+                  assigner: str, source: claims.ClaimSource, order_key: claims.OrderKey | None = None,
+                  ) -> claims.ClaimRequest:
+    """The one way every claim path (self-assignment, ``/claim``, ``/next``) builds its request:
+    the assigner's permission when they assign someone else, whether the claimant is assignable
+    (a self-assignment already is) and, when ``claims.allow`` names teams, the claimant's teams."""
+    config = repo.config.claims
+    someone_else = not claimant.same_account(assigner)
+    teams = claims.allowed_teams(config)
+    return claims.ClaimRequest(
+        task=task, claimant=claimant, assigner=assigner, source=source, order_key=order_key,
+        assigner_permission=permissions.permission(ctx, repo, assigner) if someone_else else None,
+        claimant_assignable=True if source == "assign" else effects.gh.can_be_assigned(claimant.login),
+        claimant_teams=permissions.teams_of(ctx, repo, claimant.login, teams) if teams else None,
+    )
+
+
+def decide_request(ctx: EventContext, repo: Repo, effects: Effects, request: claims.ClaimRequest) -> claims.ClaimDecision:
+    """The one decision for every claim path, from the task's rows read under the lock."""
     state = claim_state(ctx, repo, request.task.number, request.claimant)
     decision = claims.decide_claim(request, state, repo.config.claims, effects.now)
-    apply(effects, decision.actions, claimed_by=request.assigner)
     ctx.log.info("claim decided", extra={"task": request.task.number, "agent": str(request.claimant),
-                                          "outcome": decision.outcome, "reason": decision.reason})
+                                          "source": request.source, "outcome": decision.outcome,
+                                          "reason": decision.reason})
+    return decision
+
+
+def request_claim(ctx: EventContext, repo: Repo, effects: Effects, request: claims.ClaimRequest) -> claims.ClaimDecision:
+    """Decide one claim request under the lock and apply the decision."""
+    decision = decide_request(ctx, repo, effects, request)
+    apply(effects, decision.actions, claimed_by=request.assigner)
     return decision
 
 
@@ -99,14 +120,8 @@ def _assigned(ctx: EventContext, repo: Repo, effects: Effects, event: IssuesEven
     if holder is not None and holder.agent.same_account(assignee):
         apply(effects, [claims.RenewClaim(claims.renew(holder, effects.now, repo.config.claims))])
         return
-    permission = None if sender.lower() == assignee.lower() else permissions.permission(ctx, repo, sender)
-    request = claims.ClaimRequest(
-        task=TaskRef.of(repo.full_name, event.issue.number),
-        claimant=claims.AgentId(assignee),
-        assigner=sender or assignee,
-        assigner_permission=permission,
-        source="assign",
-    )
+    request = build_request(ctx, repo, effects, task=TaskRef.of(repo.full_name, event.issue.number),
+                            claimant=claims.AgentId(assignee), assigner=sender or assignee, source="assign")
     request_claim(ctx, repo, effects, request)
 
 

@@ -289,6 +289,8 @@ class World:
         self.users: dict[str, User] = {}
         self.repos: dict[str, Repo] = {}  # lower(full_name) -> Repo
         self.installations: dict[int, Installation] = {}
+        # lower("org/team-slug") -> {lower(login): membership state ("active" or "pending")}
+        self.team_members: dict[str, dict[str, str]] = {}
         self.tokens: dict[str, Token] = {}
         self.apps: dict[int, AppInfo] = {}
         self.app: AppInfo | None = None  # Fleet's App (the one webhooks go to)
