@@ -135,6 +135,14 @@ class Unassign:
 
 
 @dataclass(frozen=True)
+class GrantVerdict:
+    """Tell the new holder, on GitHub, that the claim is theirs: the positive verdict an agent
+    waits for before starting (``claim_actions.write_verdict``, one write)."""
+
+    task: TaskRef
+
+
+@dataclass(frozen=True)
 class Comment:
     """Post ``body`` on the task (it ends with a marker: look for it before re-posting)."""
 
@@ -142,7 +150,7 @@ class Comment:
     body: str
 
 
-Action = Union[CreateClaim, RenewClaim, WarnLease, ReleaseClaim, CompleteClaim, Assign, Unassign, Comment]
+Action = Union[CreateClaim, RenewClaim, WarnLease, ReleaseClaim, CompleteClaim, Assign, Unassign, GrantVerdict, Comment]
 
 
 # --- Claiming ----------------------------------------------------------------------------------
@@ -334,6 +342,8 @@ def decide_claim(request: ClaimRequest, state: ClaimState, config: ClaimsConfig,
     actions.append(CreateClaim(claim))
     if request.source != "assign":
         actions.append(Assign(request.task, request.claimant.login))
+    if holder is None:  # a displaced holder's verdict already stands on the task: now the winner's
+        actions.append(GrantVerdict(request.task))
     return ClaimDecision("accept", tuple(actions), claim=claim, holder=request.claimant,
                          displaced=holder.agent if holder is not None else None)
 
