@@ -5,6 +5,7 @@ held, so "read claim state, decide, write" is atomic across all workers.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from app import claim_store, claims, permissions, readiness, replies, status_service
@@ -120,9 +121,45 @@ def _assigned(ctx: EventContext, repo: Repo, effects: Effects, event: IssuesEven
     if holder is not None and holder.agent.same_account(assignee):
         apply(effects, [claims.RenewClaim(claims.renew(holder, effects.now, repo.config.claims))])
         return
-    request = build_request(ctx, repo, effects, task=TaskRef.of(repo.full_name, event.issue.number),
-                            claimant=claims.AgentId(assignee), assigner=sender or assignee, source="assign")
-    request_claim(ctx, repo, effects, request)
+    task = TaskRef.of(repo.full_name, event.issue.number)
+    rivals = [a.login for a in event.issue.assignees
+              if a.login.lower() != assignee.lower() and not is_bot(a.login)
+              and not (holder is not None and holder.agent.same_account(a.login))]
+    if holder is None and not rivals:  # uncontested: decided without reading GitHub's record
+        request = build_request(ctx, repo, effects, task=task, claimant=claims.AgentId(assignee),
+                                assigner=sender or assignee, source="assign")
+        request_claim(ctx, repo, effects, request)
+        return
+    _contested(ctx, repo, effects, task, holder, assignee, sender, rivals)
+
+
+def _contested(ctx: EventContext, repo: Repo, effects: Effects, task: TaskRef, holder: claims.Claim | None,
+               assignee: str, sender: str, rivals: list[str]) -> None:
+    """Competing claims: GitHub's record decides. One read of the issue's events gives every
+    assignment's order key (the holder's too, when it claimed by assignment); the claims are
+    then decided earliest first (``claims.decide_assignees``), however the deliveries arrived."""
+    events = effects.gh.issue_events(task.number)
+    keys = claims.assignment_order_keys(events)
+    actors = claims.assigners(events)
+    logins = [assignee] + [login for login in rivals if login.lower() in keys]  # still assigned on GitHub
+    requests = [
+        build_request(ctx, repo, effects, task=task, claimant=claims.AgentId(login), source="assign",
+                      assigner=(sender or login) if login == assignee else actors.get(login.lower(), login),
+                      order_key=keys.get(login.lower()))
+        for login in logins
+    ]
+    if holder is not None and holder.order_key is None:
+        holder = replace(holder, order_key=keys.get(holder.agent.login.lower()))
+    state = replace(claim_state(ctx, repo, task.number), holder=holder)
+    scope = repo.config.claims.wip_scope
+    mine = {r.claimant: tuple(claim_store.open_claims_for_wip(ctx.conn, r.claimant.login, repo.id, scope))
+            for r in requests}
+    decisions = claims.decide_assignees(requests, state, mine, repo.config.claims, effects.now)
+    for request, decision in zip(requests, decisions):
+        apply(effects, decision.actions, claimed_by=request.assigner)
+        ctx.log.info("claim decided", extra={"task": task.number, "agent": str(request.claimant), "source": "assign",
+                                              "contested": True, "outcome": decision.outcome,
+                                              "reason": decision.reason})
 
 
 def on_activity(ctx: EventContext, repo: Repo, number: int, login: str, kind: claims.ActivityKind, *,

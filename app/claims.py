@@ -17,9 +17,50 @@ from app.commands import AGENT_NAME_RE, has_permission
 from app.repo_config import ClaimsConfig
 from app.task_refs import TaskRef
 
-# GitHub's own ordering of the triggering event, smaller = earlier: e.g. (created_at epoch
-# seconds, comment or event id). Only keys built the same way are compared.
+# GitHub's own ordering of a claim, smaller = earlier: (created_at epoch seconds, kind, id) with
+# kind ASSIGNED_KIND for an ``assigned`` issue event (id: the event's id) and COMMENT_KIND for a
+# /claim or /next comment (id: the comment's id). Within one second an assignment comes before a
+# comment; ids order claims of one kind. docs/agents.md states this rule for agents to check.
 OrderKey = tuple[int, ...]
+ASSIGNED_KIND = 0
+COMMENT_KIND = 1
+
+
+def comment_order_key(created_at: datetime | None, comment_id: int) -> OrderKey:
+    """The order key of a claim made by the comment ``comment_id``."""
+    return (int(created_at.timestamp()) if created_at else 0, COMMENT_KIND, comment_id)
+
+
+def assignment_order_keys(events: Iterable[Mapping]) -> dict[str, OrderKey]:
+    """login (lower-cased) → the order key of that login's current assignment, from an issue's
+    events (``GET .../issues/{n}/events``): its latest ``assigned`` event not undone by a later
+    ``unassigned``. Events of other kinds and malformed ones are skipped."""
+    keys: dict[str, OrderKey] = {}
+    for event in events:
+        kind = event.get("event")
+        login = ((event.get("assignee") or {}).get("login") or "").lower()
+        if not login or kind not in ("assigned", "unassigned"):
+            continue
+        if kind == "unassigned":
+            keys.pop(login, None)
+            continue
+        try:
+            at = datetime.fromisoformat(str(event["created_at"]).replace("Z", "+00:00"))
+            keys[login] = (int(at.timestamp()), ASSIGNED_KIND, int(event["id"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return keys
+
+
+def assigners(events: Iterable[Mapping]) -> dict[str, str]:
+    """login (lower-cased) → who made its latest assignment (the event's ``actor``)."""
+    found: dict[str, str] = {}
+    for event in events:
+        login = ((event.get("assignee") or {}).get("login") or "").lower()
+        actor = (event.get("actor") or {}).get("login")
+        if event.get("event") == "assigned" and login and actor:
+            found[login] = actor
+    return found
 
 # A claim accepted by one delivery can be undone by an *earlier* claim (by GitHub's ordering)
 # whose delivery arrived late, but only this soon after: later the holder has started work.

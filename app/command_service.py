@@ -71,8 +71,7 @@ class CommandRun:
 
     @property
     def order_key(self) -> claims.OrderKey:
-        created = self.event.comment.created_at
-        return (int(created.timestamp()) if created else 0, self.event.comment.id)
+        return claims.comment_order_key(self.event.comment.created_at, self.event.comment.id)
 
 
 def where_of(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> commands.Where:

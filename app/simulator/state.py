@@ -163,6 +163,21 @@ class Issue:
     reactions: list = field(default_factory=list)
     pull: PullRequest | None = None
     app: AppInfo | None = None
+    events: list = field(default_factory=list)  # IssueEvent, oldest first (the issue's timeline)
+
+
+@dataclass
+class IssueEvent:
+    """One entry of ``GET .../issues/{n}/events``: ``assigned`` / ``unassigned`` so far.
+
+    ``created_at`` is the simulated clock's reading; ids grow with time (GitHub's do as well)."""
+
+    id: int
+    event: str
+    actor: User
+    created_at: float
+    assignee: User | None = None
+    app: AppInfo | None = None
 
 
 @dataclass
