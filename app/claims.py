@@ -19,8 +19,9 @@ from app.task_refs import TaskRef
 
 # GitHub's own ordering of a claim, smaller = earlier: (created_at epoch seconds, kind, id) with
 # kind ASSIGNED_KIND for an ``assigned`` issue event (id: the event's id) and COMMENT_KIND for a
-# /claim or /next comment (id: the comment's id). Within one second an assignment comes before a
-# comment; ids order claims of one kind. docs/agents.md states this rule for agents to check.
+# /claim or /next comment (id: the comment's id). Ids order claims of one kind; GitHub's times
+# have whole seconds only, so an assignment and a comment in the same second are a tie
+# (``github_earlier``), which the claim Fleet accepted first keeps. docs/agents.md states the rule.
 OrderKey = tuple[int, ...]
 ASSIGNED_KIND = 0
 COMMENT_KIND = 1
@@ -291,12 +292,22 @@ def new_claim(request: ClaimRequest, config: ClaimsConfig, now: datetime) -> Cla
     )
 
 
+def github_earlier(key: OrderKey, other: OrderKey) -> bool:
+    """``key`` is strictly earlier than ``other`` by GitHub's record: an earlier second, or the
+    same second and the same kind with a smaller id (across kinds a second is a tie)."""
+    if len(key) != 3 or len(other) != 3:  # keys stored before kinds existed: (seconds, comment id)
+        return key < other if len(key) == len(other) else key[0] < other[0]
+    if key[0] != other[0]:
+        return key[0] < other[0]
+    return key[1] == other[1] and key[2] < other[2]
+
+
 def _earlier(request: ClaimRequest, holder: Claim, now: datetime) -> bool:
     """The request happened before the holder's claim by GitHub's ordering, and the holder's
     claim is young enough to undo."""
     if request.order_key is None or holder.order_key is None:
         return False
-    return request.order_key < holder.order_key and now - holder.claimed_at <= DISPLACE_WINDOW
+    return github_earlier(request.order_key, holder.order_key) and now - holder.claimed_at <= DISPLACE_WINDOW
 
 
 def _refuse(request: ClaimRequest, reason: RefusalReason, repo: str, **details: object) -> ClaimDecision:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from app.claims import ASSIGNED_KIND, COMMENT_KIND, assigners, assignment_order_keys, comment_order_key
+from app.claims import (
+    ASSIGNED_KIND, COMMENT_KIND, assigners, assignment_order_keys, comment_order_key, github_earlier,
+)
 from tests.test_e2e_claims import agents, assignees, fleet_markers, holder, open_task  # noqa: F401
 
 
@@ -29,13 +31,29 @@ def test_assignment_keys_come_from_the_latest_standing_assigned_event() -> None:
 
 
 def test_comments_and_assignments_compare_on_one_scale() -> None:
-    """Earlier second wins; within one second an assignment precedes a comment; then the id."""
+    """Earlier second wins; in one second ids order claims of one kind; across kinds it is a tie."""
     at = datetime(2026, 1, 1, 0, 0, 5, 900000, tzinfo=timezone.utc)
+    second = int(at.timestamp())
     comment = comment_order_key(at, 1)
-    assert (int(at.timestamp()), ASSIGNED_KIND, 999_999) < comment
-    assert comment < comment_order_key(at, 2)
-    assert (int(at.timestamp()) + 1, ASSIGNED_KIND, 0) > comment
-    assert comment[1] == COMMENT_KIND
+    assert comment == (second, COMMENT_KIND, 1)
+    assert github_earlier(comment, comment_order_key(at, 2))
+    assert github_earlier((second - 1, COMMENT_KIND, 99), (second, ASSIGNED_KIND, 1))
+    assert github_earlier((second, ASSIGNED_KIND, 10), (second, ASSIGNED_KIND, 11))
+    tie = (second, ASSIGNED_KIND, 0)
+    assert not github_earlier(tie, comment) and not github_earlier(comment, tie)
+
+
+def test_a_same_second_assignment_does_not_displace_an_accepted_claim_command() -> None:
+    from app.claims import AgentId, Claim, ClaimRequest, ClaimState, decide_claim
+    from app.repo_config import ClaimsConfig
+    from app.task_refs import TaskRef
+
+    task = TaskRef.of("o/r", 3)
+    at = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+    held = Claim(task, AgentId("bob"), at, at, at, order_key=comment_order_key(at, 500))
+    request = ClaimRequest(task, AgentId("carol"), "carol", order_key=(int(at.timestamp()), ASSIGNED_KIND, 1))
+    decision = decide_claim(request, ClaimState(holder=held), ClaimsConfig(), at)
+    assert (decision.outcome, decision.reason) == ("refuse", "taken")
 
 
 def test_the_earlier_assignment_wins_when_its_delivery_arrives_last(agents, db_conn):
