@@ -371,8 +371,11 @@ def _failure(exc: RequestError | GitHubRefused) -> tuple[str, int | None, str, t
         request = exc.response.raw_request
         return (f"{request.method} {request.url.path}", exc.response.status_code, github_message(exc),
                 _retry_after(exc.response))
-    request = getattr(exc.exc, "request", None) if hasattr(exc, "exc") else None
-    call = f"{request.method} {request.url.path}" if request is not None else "a GitHub request"
+    try:  # httpx raises when a transport error carries no request
+        request = exc.exc.request
+        call = f"{request.method} {request.url.path}"
+    except (AttributeError, RuntimeError):
+        call = "a GitHub request"
     return call, None, type(exc).__name__, None
 
 

@@ -72,3 +72,15 @@ def test_compare_404_in_a_step_fails_the_entry_with_one_comment(world, db_conn):
     text = comments_text(world, pr)
     assert text.count("GitHub answered 404 to `GET /repos/octo/widgets/compare/") == 1
     assert merge_calls(world) == []
+
+
+def test_a_timeout_is_named_by_its_call_and_counts_as_transient() -> None:
+    import httpx
+    from githubkit.exception import RequestError, RequestTimeout
+
+    from app.queue_service import _failure
+
+    request = httpx.Request("GET", "http://sim/repos/o/r/compare/main...abc")
+    assert _failure(RequestTimeout(httpx.ReadTimeout("slow", request=request))) == (
+        "GET /repos/o/r/compare/main...abc", None, "RequestTimeout", None)
+    assert _failure(RequestError(httpx.ConnectError("refused")))[:2] == ("a GitHub request", None)
