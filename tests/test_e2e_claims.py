@@ -176,7 +176,8 @@ def test_an_outsiders_copy_of_the_lease_warning_marker_does_not_silence_the_warn
     forged = f"<!-- fleet:dedupe=lease-warn:{n}:alice:{int(expires.timestamp())}:{n}:1 -->"
     w.sim.comment(w.repo, n, f"nothing to see\n{forged}", author="mallory")
     w.settle()
-    assert check_leases((datetime.now(timezone.utc) + timedelta(minutes=50)).isoformat()) == {"warned": 1, "released": 0}
+    counts = check_leases((datetime.now(timezone.utc) + timedelta(minutes=50)).isoformat())
+    assert counts == {"warned": 1, "released": 0, "ended": 0, "failed": 0}
     w.settle()
     fleet_bodies = [c["body"] for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"]
     assert [parse_marker(b)["result"] for b in fleet_bodies] == ["warning"]
