@@ -25,3 +25,11 @@ def test_failure_prints_seed_and_reproduce_blob(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout + run.stderr
     assert "hypothesis seed: " in run.stdout and "--hypothesis-seed=" in run.stdout
     assert "@reproduce_failure(" in run.stdout
+
+
+def test_the_printed_seed_is_the_one_hypothesis_uses(request) -> None:
+    """conftest picks the seed before Hypothesis's plugin reads it, so the header tells the truth."""
+    from hypothesis import core
+
+    assert request.config.option.hypothesis_seed is not None
+    assert core.global_force_seed == request.config.option.hypothesis_seed
