@@ -417,3 +417,8 @@ CREATE TABLE IF NOT EXISTS outsider_replies (
     last_reply_at  timestamptz NOT NULL,
     PRIMARY KEY (repo_id, number)
 );
+
+-- migrate: 0010 claims under load
+-- Transient GitHub failures of a queue step's reads for the entry's current head
+-- (app/merge_queue.py MAX_STEP_FAILURES): retried with backoff up to the limit, then the entry fails.
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS step_failures integer NOT NULL DEFAULT 0;

@@ -50,16 +50,55 @@ def apply(effects: Effects, actions: Iterable[claims.Action], claimed_by: str | 
             claim_store.update(conn, repo_id, action.claim, effects.now)
         elif isinstance(action, claims.ReleaseClaim):
             claim_store.end(conn, repo_id, action.claim, action.reason, effects.now)
+            if action.reason != "displaced":  # the winner takes the verdict over as it stands
+                withdraw_verdict(effects, action.claim.task.number)
         elif isinstance(action, claims.CompleteClaim):
             claim_store.end(conn, repo_id, action.claim, "completed", effects.now)
         elif isinstance(action, claims.Assign):
             effects.gh.add_assignees(action.task.number, [action.login])
         elif isinstance(action, claims.Unassign):
             effects.gh.remove_assignees(action.task.number, [action.login])
+        elif isinstance(action, claims.GrantVerdict):
+            write_verdict(effects, action.task.number)
         elif isinstance(action, claims.Comment):
             effects.comment(action.task.number, action.body)
         else:  # pragma: no cover - a new action type without an executor is a programming error
             raise TypeError(f"no executor for {action!r}")
+
+
+# The verdict: this label on the task while the agent is assigned means "the claim is yours, start".
+VERDICT_LABEL = readiness.FLEET_LABELS["claimed"].name
+RECORD_LABEL = """
+UPDATE tasks SET labels = array_append(labels, %(label)s)
+WHERE repo_id = %(repo_id)s AND number = %(number)s AND NOT (lower(%(label)s) = ANY(SELECT lower(l) FROM unnest(labels) l))
+"""
+FORGET_LABEL = """
+UPDATE tasks SET labels = ARRAY(SELECT l FROM unnest(labels) l WHERE lower(l) <> lower(%(label)s))
+WHERE repo_id = %(repo_id)s AND number = %(number)s
+RETURNING true
+"""
+
+
+def write_verdict(effects: Effects, number: int) -> None:
+    """The positive claim verdict, Fleet's highest-priority write: one ``POST .../labels`` adding
+    ``fleet:claimed`` (``sync_labels`` then only takes ``fleet:ready`` off, a lower-class write).
+    Written whether or not ``tasks.manage_labels`` is on: it is the signal agents wait for.
+    The one call site of the verdict write (the write pacer's class wraps it here)."""
+    ensure_fleet_labels(effects.gh, effects.repo.id)
+    effects.gh.add_labels(number, [VERDICT_LABEL])
+    effects.conn.execute(RECORD_LABEL, {"label": VERDICT_LABEL, "repo_id": effects.repo.id, "number": number})
+
+
+def withdraw_verdict(effects: Effects, number: int) -> None:
+    """A released task loses the verdict. With ``tasks.manage_labels`` on, ``sync_labels`` moves
+    the state label anyway; with it off the verdict label is the only one Fleet set, so it goes."""
+    if effects.repo.config.tasks.manage_labels:
+        return
+    row = effects.conn.execute("SELECT labels FROM tasks WHERE repo_id = %s AND number = %s",
+                               (effects.repo.id, number)).fetchone()
+    if row and VERDICT_LABEL in (label.lower() for label in row["labels"]):
+        effects.gh.remove_label(number, VERDICT_LABEL)
+        effects.conn.execute(FORGET_LABEL, {"label": VERDICT_LABEL, "repo_id": effects.repo.id, "number": number})
 
 
 _labels_ready: set[int] = set()

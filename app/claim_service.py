@@ -5,6 +5,7 @@ held, so "read claim state, decide, write" is atomic across all workers.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from app import claim_store, claims, permissions, readiness, replies, status_service
@@ -37,16 +38,37 @@ def claim_state(ctx: EventContext, repo: Repo, number: int, claimant: claims.Age
     )
 
 
-def request_claim(ctx: EventContext, repo: Repo, effects: Effects, request: claims.ClaimRequest) -> claims.ClaimDecision:
-    """Decide one claim request under the lock and apply the decision."""
-    if claims.allowed_teams(repo.config.claims) and request.claimant_teams is None:
-        teams = permissions.teams_of(ctx, repo, request.claimant.login, claims.allowed_teams(repo.config.claims))
-        request = claims.ClaimRequest(**{**request.__dict__, "claimant_teams": teams})
+def build_request(ctx: EventContext, repo: Repo, effects: Effects, *, task: TaskRef, claimant: claims.AgentId,
+                  assigner: str, source: claims.ClaimSource, order_key: claims.OrderKey | None = None,
+                  ) -> claims.ClaimRequest:
+    """The one way every claim path (self-assignment, ``/claim``, ``/next``) builds its request:
+    the assigner's permission when they assign someone else, whether the claimant is assignable
+    (a self-assignment already is) and, when ``claims.allow`` names teams, the claimant's teams."""
+    config = repo.config.claims
+    someone_else = not claimant.same_account(assigner)
+    teams = claims.allowed_teams(config)
+    return claims.ClaimRequest(
+        task=task, claimant=claimant, assigner=assigner, source=source, order_key=order_key,
+        assigner_permission=permissions.permission(ctx, repo, assigner) if someone_else else None,
+        claimant_assignable=True if source == "assign" else effects.gh.can_be_assigned(claimant.login),
+        claimant_teams=permissions.teams_of(ctx, repo, claimant.login, teams) if teams else None,
+    )
+
+
+def decide_request(ctx: EventContext, repo: Repo, effects: Effects, request: claims.ClaimRequest) -> claims.ClaimDecision:
+    """The one decision for every claim path, from the task's rows read under the lock."""
     state = claim_state(ctx, repo, request.task.number, request.claimant)
     decision = claims.decide_claim(request, state, repo.config.claims, effects.now)
-    apply(effects, decision.actions, claimed_by=request.assigner)
     ctx.log.info("claim decided", extra={"task": request.task.number, "agent": str(request.claimant),
-                                          "outcome": decision.outcome, "reason": decision.reason})
+                                          "source": request.source, "outcome": decision.outcome,
+                                          "reason": decision.reason})
+    return decision
+
+
+def request_claim(ctx: EventContext, repo: Repo, effects: Effects, request: claims.ClaimRequest) -> claims.ClaimDecision:
+    """Decide one claim request under the lock and apply the decision."""
+    decision = decide_request(ctx, repo, effects, request)
+    apply(effects, decision.actions, claimed_by=request.assigner)
     return decision
 
 
@@ -99,15 +121,45 @@ def _assigned(ctx: EventContext, repo: Repo, effects: Effects, event: IssuesEven
     if holder is not None and holder.agent.same_account(assignee):
         apply(effects, [claims.RenewClaim(claims.renew(holder, effects.now, repo.config.claims))])
         return
-    permission = None if sender.lower() == assignee.lower() else permissions.permission(ctx, repo, sender)
-    request = claims.ClaimRequest(
-        task=TaskRef.of(repo.full_name, event.issue.number),
-        claimant=claims.AgentId(assignee),
-        assigner=sender or assignee,
-        assigner_permission=permission,
-        source="assign",
-    )
-    request_claim(ctx, repo, effects, request)
+    task = TaskRef.of(repo.full_name, event.issue.number)
+    rivals = [a.login for a in event.issue.assignees
+              if a.login.lower() != assignee.lower() and not is_bot(a.login)
+              and not (holder is not None and holder.agent.same_account(a.login))]
+    if holder is None and not rivals:  # uncontested: decided without reading GitHub's record
+        request = build_request(ctx, repo, effects, task=task, claimant=claims.AgentId(assignee),
+                                assigner=sender or assignee, source="assign")
+        request_claim(ctx, repo, effects, request)
+        return
+    _contested(ctx, repo, effects, task, holder, assignee, sender, rivals)
+
+
+def _contested(ctx: EventContext, repo: Repo, effects: Effects, task: TaskRef, holder: claims.Claim | None,
+               assignee: str, sender: str, rivals: list[str]) -> None:
+    """Competing claims: GitHub's record decides. One read of the issue's events gives every
+    assignment's order key (the holder's too, when it claimed by assignment); the claims are
+    then decided earliest first (``claims.decide_assignees``), however the deliveries arrived."""
+    events = effects.gh.issue_events(task.number)
+    keys = claims.assignment_order_keys(events)
+    actors = claims.assigners(events)
+    logins = [assignee] + [login for login in rivals if login.lower() in keys]  # still assigned on GitHub
+    requests = [
+        build_request(ctx, repo, effects, task=task, claimant=claims.AgentId(login), source="assign",
+                      assigner=(sender or login) if login == assignee else actors.get(login.lower(), login),
+                      order_key=keys.get(login.lower()))
+        for login in logins
+    ]
+    if holder is not None and holder.order_key is None:
+        holder = replace(holder, order_key=keys.get(holder.agent.login.lower()))
+    state = replace(claim_state(ctx, repo, task.number), holder=holder)
+    scope = repo.config.claims.wip_scope
+    mine = {r.claimant: tuple(claim_store.open_claims_for_wip(ctx.conn, r.claimant.login, repo.id, scope))
+            for r in requests}
+    decisions = claims.decide_assignees(requests, state, mine, repo.config.claims, effects.now)
+    for request, decision in zip(requests, decisions):
+        apply(effects, decision.actions, claimed_by=request.assigner)
+        ctx.log.info("claim decided", extra={"task": task.number, "agent": str(request.claimant), "source": "assign",
+                                              "contested": True, "outcome": decision.outcome,
+                                              "reason": decision.reason})
 
 
 def on_activity(ctx: EventContext, repo: Repo, number: int, login: str, kind: claims.ActivityKind, *,

@@ -17,9 +17,51 @@ from app.commands import AGENT_NAME_RE, has_permission
 from app.repo_config import ClaimsConfig
 from app.task_refs import TaskRef
 
-# GitHub's own ordering of the triggering event, smaller = earlier: e.g. (created_at epoch
-# seconds, comment or event id). Only keys built the same way are compared.
+# GitHub's own ordering of a claim, smaller = earlier: (created_at epoch seconds, kind, id) with
+# kind ASSIGNED_KIND for an ``assigned`` issue event (id: the event's id) and COMMENT_KIND for a
+# /claim or /next comment (id: the comment's id). Ids order claims of one kind; GitHub's times
+# have whole seconds only, so an assignment and a comment in the same second are a tie
+# (``github_earlier``), which the claim Fleet accepted first keeps. docs/agents.md states the rule.
 OrderKey = tuple[int, ...]
+ASSIGNED_KIND = 0
+COMMENT_KIND = 1
+
+
+def comment_order_key(created_at: datetime | None, comment_id: int) -> OrderKey:
+    """The order key of a claim made by the comment ``comment_id``."""
+    return (int(created_at.timestamp()) if created_at else 0, COMMENT_KIND, comment_id)
+
+
+def assignment_order_keys(events: Iterable[Mapping]) -> dict[str, OrderKey]:
+    """login (lower-cased) → the order key of that login's current assignment, from an issue's
+    events (``GET .../issues/{n}/events``): its latest ``assigned`` event not undone by a later
+    ``unassigned``. Events of other kinds and malformed ones are skipped."""
+    keys: dict[str, OrderKey] = {}
+    for event in events:
+        kind = event.get("event")
+        login = ((event.get("assignee") or {}).get("login") or "").lower()
+        if not login or kind not in ("assigned", "unassigned"):
+            continue
+        if kind == "unassigned":
+            keys.pop(login, None)
+            continue
+        try:
+            at = datetime.fromisoformat(str(event["created_at"]).replace("Z", "+00:00"))
+            keys[login] = (int(at.timestamp()), ASSIGNED_KIND, int(event["id"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return keys
+
+
+def assigners(events: Iterable[Mapping]) -> dict[str, str]:
+    """login (lower-cased) → who made its latest assignment (the event's ``actor``)."""
+    found: dict[str, str] = {}
+    for event in events:
+        login = ((event.get("assignee") or {}).get("login") or "").lower()
+        actor = (event.get("actor") or {}).get("login")
+        if event.get("event") == "assigned" and login and actor:
+            found[login] = actor
+    return found
 
 # A claim accepted by one delivery can be undone by an *earlier* claim (by GitHub's ordering)
 # whose delivery arrived late, but only this soon after: later the holder has started work.
@@ -135,6 +177,14 @@ class Unassign:
 
 
 @dataclass(frozen=True)
+class GrantVerdict:
+    """Tell the new holder, on GitHub, that the claim is theirs: the positive verdict an agent
+    waits for before starting (``claim_actions.write_verdict``, one write)."""
+
+    task: TaskRef
+
+
+@dataclass(frozen=True)
 class Comment:
     """Post ``body`` on the task (it ends with a marker: look for it before re-posting)."""
 
@@ -142,7 +192,7 @@ class Comment:
     body: str
 
 
-Action = Union[CreateClaim, RenewClaim, WarnLease, ReleaseClaim, CompleteClaim, Assign, Unassign, Comment]
+Action = Union[CreateClaim, RenewClaim, WarnLease, ReleaseClaim, CompleteClaim, Assign, Unassign, GrantVerdict, Comment]
 
 
 # --- Claiming ----------------------------------------------------------------------------------
@@ -242,12 +292,22 @@ def new_claim(request: ClaimRequest, config: ClaimsConfig, now: datetime) -> Cla
     )
 
 
+def github_earlier(key: OrderKey, other: OrderKey) -> bool:
+    """``key`` is strictly earlier than ``other`` by GitHub's record: an earlier second, or the
+    same second and the same kind with a smaller id (across kinds a second is a tie)."""
+    if len(key) != 3 or len(other) != 3:  # keys stored before kinds existed: (seconds, comment id)
+        return key < other if len(key) == len(other) else key[0] < other[0]
+    if key[0] != other[0]:
+        return key[0] < other[0]
+    return key[1] == other[1] and key[2] < other[2]
+
+
 def _earlier(request: ClaimRequest, holder: Claim, now: datetime) -> bool:
     """The request happened before the holder's claim by GitHub's ordering, and the holder's
     claim is young enough to undo."""
     if request.order_key is None or holder.order_key is None:
         return False
-    return request.order_key < holder.order_key and now - holder.claimed_at <= DISPLACE_WINDOW
+    return github_earlier(request.order_key, holder.order_key) and now - holder.claimed_at <= DISPLACE_WINDOW
 
 
 def _refuse(request: ClaimRequest, reason: RefusalReason, repo: str, **details: object) -> ClaimDecision:
@@ -334,6 +394,8 @@ def decide_claim(request: ClaimRequest, state: ClaimState, config: ClaimsConfig,
     actions.append(CreateClaim(claim))
     if request.source != "assign":
         actions.append(Assign(request.task, request.claimant.login))
+    if holder is None:  # a displaced holder's verdict already stands on the task: now the winner's
+        actions.append(GrantVerdict(request.task))
     return ClaimDecision("accept", tuple(actions), claim=claim, holder=request.claimant,
                          displaced=holder.agent if holder is not None else None)
 

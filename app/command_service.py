@@ -71,8 +71,7 @@ class CommandRun:
 
     @property
     def order_key(self) -> claims.OrderKey:
-        created = self.event.comment.created_at
-        return (int(created.timestamp()) if created else 0, self.event.comment.id)
+        return claims.comment_order_key(self.event.comment.created_at, self.event.comment.id)
 
 
 def where_of(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> commands.Where:
@@ -194,12 +193,9 @@ def _apply_claim_actions(run: CommandRun, actions: tuple[claims.Action, ...] | l
 def cmd_claim(run: CommandRun, command: commands.Command) -> None:
     """/claim [as NAME]: the commenter (or the named agent) claims this task."""
     agent = claims.AgentId(run.login, command.agent_name)
-    request = claims.ClaimRequest(
-        task=run.task, claimant=agent, assigner=run.login, source="command",
-        claimant_assignable=run.effects.gh.can_be_assigned(run.login), order_key=run.order_key,
-    )
-    state = claim_service.claim_state(run.ctx, run.repo, run.number, agent)
-    decision = claims.decide_claim(request, state, run.repo.config.claims, run.effects.now)
+    request = claim_service.build_request(run.ctx, run.repo, run.effects, task=run.task, claimant=agent,
+                                          assigner=run.login, source="command", order_key=run.order_key)
+    decision = claim_service.decide_request(run.ctx, run.repo, run.effects, request)
     ok = _apply_claim_actions(run, decision.actions)
     _record(run, ok)
     sync_labels(run.effects, [run.number])
@@ -223,12 +219,9 @@ def cmd_next(run: CommandRun, command: commands.Command) -> None:
     if picked is None:
         run.replies.append(replies.next_none(agent=agent, repo=run.repo.full_name))
         return
-    request = claims.ClaimRequest(
-        task=picked.ref, claimant=agent, assigner=run.login, source="next",
-        claimant_assignable=run.effects.gh.can_be_assigned(run.login), order_key=run.order_key,
-    )
-    state = claim_service.claim_state(run.ctx, run.repo, picked.number, agent)
-    decision = claims.decide_claim(request, state, run.repo.config.claims, run.effects.now)
+    request = claim_service.build_request(run.ctx, run.repo, run.effects, task=picked.ref, claimant=agent,
+                                          assigner=run.login, source="next", order_key=run.order_key)
+    decision = claim_service.decide_request(run.ctx, run.repo, run.effects, request)
     if _apply_claim_actions(run, decision.actions) and decision.claim is not None:
         run.replies.append(replies.claim_accepted(
             task=picked.ref, repo=run.repo.full_name, agent=agent, expires_at=decision.claim.expires_at,

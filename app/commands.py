@@ -28,6 +28,13 @@ AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,38}")
 
 Permission = Literal["none", "read", "triage", "write", "maintain", "admin"]
 PERMISSION_ORDER: tuple[Permission, ...] = ("none", "read", "triage", "write", "maintain", "admin")
+# The one permission ladder Fleet uses: GitHub's repository permissions (REST ``permission`` and
+# ``role_name`` values, the old ``pull``/``push`` aliases) in PERMISSION_ORDER; App installation
+# permissions (read < write < admin) rank on it too. Anything unknown ranks as none.
+PERMISSION_RANK: dict[str, int] = {
+    **{name: rank for rank, name in enumerate(PERMISSION_ORDER)},
+    "pull": PERMISSION_ORDER.index("read"), "push": PERMISSION_ORDER.index("write"),
+}
 
 Where = Literal["issue", "pr", "status"]
 Who = Literal["anyone", "holder", "author", "write", "maintain"]
@@ -35,8 +42,7 @@ Who = Literal["anyone", "holder", "author", "write", "maintain"]
 
 def has_permission(actual: str | None, needed: Permission) -> bool:
     """True when GitHub permission ``actual`` is at least ``needed`` (unknown counts as none)."""
-    rank = {p: i for i, p in enumerate(PERMISSION_ORDER)}
-    return rank.get((actual or "none").lower(), 0) >= rank[needed]
+    return PERMISSION_RANK.get((actual or "none").lower(), 0) >= PERMISSION_RANK[needed]
 
 
 # --- Markdown regions --------------------------------------------------------------------------

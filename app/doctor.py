@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from app.commands import PERMISSION_RANK, has_permission
 from app.settings import Settings, SettingsError, load_settings
 
 Level = Literal["ok", "warn", "fail"]
-PERMISSION_RANK = {"none": 0, "read": 1, "write": 2, "admin": 3}
 # Fleet reads dependencies and parents from issue bodies too, so these only make it faster; some
 # API schemas (and older GitHub Enterprise Server) do not list them at all. Without `repository`
 # the lease clock still learns of archived or deleted repositories from GitHub's answers, later.
@@ -47,13 +47,19 @@ def load_requirements(path: Path | None = None) -> Requirements:
     return Requirements(dict(manifest.get("default_permissions") or {}), tuple(manifest.get("default_events") or ()))
 
 
+def _grant_covers(granted: str, needed: str) -> bool:
+    """An App permission grant (read < write < admin) covers ``needed``, on Fleet's one ladder;
+    an unknown need counts as read."""
+    return has_permission(granted, needed if needed in PERMISSION_RANK else "read")  # type: ignore[arg-type]
+
+
 def compare_grants(granted_permissions: dict[str, str], granted_events: list[str],
                    needs: Requirements) -> tuple[list[str], list[str], list[str]]:
     """(missing or too-weak permissions, missing required events, missing optional events)."""
     weak = [
         f"{name}: {need} (has {granted_permissions.get(name, 'none')})"
         for name, need in sorted(needs.permissions.items())
-        if PERMISSION_RANK.get(granted_permissions.get(name, "none"), 0) < PERMISSION_RANK.get(need, 1)
+        if not _grant_covers(granted_permissions.get(name, "none"), need)
     ]
     have = set(granted_events)
     missing = [e for e in needs.events if e not in have and e not in OPTIONAL_EVENTS]

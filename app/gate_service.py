@@ -15,11 +15,13 @@ from githubkit.exception import RequestFailed
 
 from app import permissions, pull_state, queue_store, runtime
 from app.bot_identity import bot_login
-from app.gates import CheckResult, GateVerdict, PullSnapshot, evaluate_gates, latest_reviews
+from app.claims import AgentId
+from app.gates import CheckResult, GateVerdict, LinkedTask, PullSnapshot, evaluate_gates, latest_reviews
 from app.gates_report import render_check_run
 from app.github_gateway import RepoGateway
 from app.merge_queue import positions
 from app.repositories import Repo
+from app.task_refs import branch_task
 from webhooks.models import CheckRun, PullRequest
 
 # GitHub answers ``mergeable: null`` while it computes mergeability in the background: ask again
@@ -125,6 +127,31 @@ def reviewer_permissions(conn: psycopg.Connection, gh: RepoGateway, repo: Repo,
     return tuple((login, permissions.lookup(conn, gh, repo, login)) for login in sorted(latest_reviews(pr)))
 
 
+# The linked tasks' state and open claim, from Fleet's own rows (no GitHub call).
+LINKED_TASKS = """
+SELECT t.number, t.state, c.agent_id, c.branch
+FROM tasks t LEFT JOIN claims c ON c.repo_id = t.repo_id AND c.number = t.number AND c.released_at IS NULL
+WHERE t.repo_id = %s AND t.number = ANY(%s)
+ORDER BY t.number
+"""
+
+
+def _linked_task(row: dict) -> LinkedTask:
+    holder = AgentId.parse(row["agent_id"]) if row["agent_id"] else None
+    return LinkedTask(row["number"], "closed" if row["state"] == "closed" else "open",
+                      holder.login if holder else None, holder.name if holder else None, row["branch"])
+
+
+def with_linked_tasks(conn: psycopg.Connection, repo: Repo, pr: PullSnapshot) -> PullSnapshot:
+    """``pr`` with its linked tasks' state and holders and the agent its head branch names."""
+    if not pr.linked_tasks:
+        return pr
+    rows = conn.execute(LINKED_TASKS, (repo.id, list(pr.linked_tasks))).fetchall()
+    states = tuple(_linked_task(row) for row in rows)
+    link = branch_task(pr.head_ref, repo.config.tasks.branch_patterns)
+    return replace(pr, task_states=states, branch_agent=link.agent if link else None)
+
+
 def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
                   merge_base: bool = False) -> tuple[PullSnapshot | None, str | None]:
     """(snapshot, base tip) of the PR read from GitHub now; the base tip and the snapshot's
@@ -146,6 +173,7 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
     )
     if snapshot.state != "open" or snapshot.merged:
         return snapshot, None
+    snapshot = with_linked_tasks(conn, repo, snapshot)
     snapshot = replace(snapshot, checks=read_checks(conn, gh, repo, snapshot.head_sha),
                        reviewer_permissions=reviewer_permissions(conn, gh, repo, snapshot))
     if not merge_base:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Literal
 
+from app.commands import Permission, has_permission
 from app.repo_config import ANY_APP, GatesConfig
 
 GateName = Literal[
@@ -42,11 +43,6 @@ FAILING_CONCLUSIONS = frozenset(
 # mergeable_state values that mean "conflicts with the base".
 _CONFLICT_STATES = frozenset({"dirty"})
 
-# GitHub's repository permission ladder (REST ``permission`` and ``role_name`` values, old
-# ``pull``/``push`` aliases); anything unknown ranks as none. The one ladder Fleet uses.
-PERMISSION_RANK = {
-    "none": 0, "read": 1, "pull": 1, "triage": 2, "write": 3, "push": 3, "maintain": 4, "admin": 5,
-}
 
 NO_REQUIRED_CHECKS_WARNING = (
     "No required checks are configured: any green check lets a PR merge. "
@@ -54,9 +50,9 @@ NO_REQUIRED_CHECKS_WARNING = (
 )
 
 
-def permission_at_least(permission: str | None, needed: str) -> bool:
-    """``permission`` (GitHub's name for it, any case) ranks at least ``needed``."""
-    return PERMISSION_RANK.get((permission or "none").lower(), 0) >= PERMISSION_RANK[needed]
+def permission_at_least(permission: str | None, needed: Permission) -> bool:
+    """``permission`` (GitHub's name for it, any case) ranks at least ``needed`` on Fleet's one ladder."""
+    return has_permission(permission, needed)
 
 
 def config_warnings(config: GatesConfig) -> tuple[str, ...]:
@@ -122,6 +118,25 @@ class Review:
 
 
 @dataclass(frozen=True)
+class LinkedTask:
+    """What Fleet's database knows of a task the PR is linked to: its state and its holder
+    (``login``, ``name`` for a named agent, the branch the holder works on), if any."""
+
+    number: int
+    state: Literal["open", "closed"] = "open"
+    holder_login: str | None = None
+    holder_name: str | None = None
+    holder_branch: str | None = None
+
+    @property
+    def holder(self) -> str | None:
+        """The holder as Fleet writes agents: ``login`` or ``login:name``."""
+        if self.holder_login is None:
+            return None
+        return f"{self.holder_login}:{self.holder_name}" if self.holder_name else self.holder_login
+
+
+@dataclass(frozen=True)
 class PullSnapshot:
     """Everything the gates and the queue need to know about one pull request, fetched at once.
 
@@ -154,6 +169,10 @@ class PullSnapshot:
     merge_commit_sha: str | None = None
     # (login, permission) of each reviewer, as GitHub reports it; a reviewer missing here has none.
     reviewer_permissions: tuple[tuple[str, str], ...] = ()
+    # The linked tasks as Fleet's database has them (no GitHub call), and the agent the head
+    # branch names (``agent-d/12-topic``); a linked task missing here is not judged.
+    task_states: tuple[LinkedTask, ...] = ()
+    branch_agent: str | None = None
 
     def reviewer_permission(self, login: str) -> str:
         wanted = login.lower()
@@ -430,8 +449,32 @@ def gate_draft(pr: PullSnapshot, config: GatesConfig) -> GateResult:
     return GateResult("draft", "passed", "ready for review")
 
 
+def is_pr_agent(task: LinkedTask, pr: PullSnapshot) -> bool:
+    """The task's holder is the agent behind ``pr``: the holder works on the PR's head branch,
+    or is the PR author's account and (when both are named) the agent the branch names."""
+    if task.holder_login is None:
+        return False
+    if task.holder_branch is not None and task.holder_branch == pr.head_ref:
+        return True
+    if task.holder_login.lower() != pr.author.lower():
+        return False
+    return task.holder_name is None or pr.branch_agent is None or task.holder_name.lower() == pr.branch_agent.lower()
+
+
 def gate_linked_task(pr: PullSnapshot, config: GatesConfig) -> GateResult:
-    """The pull request is linked to at least one task (when required)."""
+    """The pull request is linked to at least one task (when required), and none of its linked
+    tasks is closed or held by another agent: merging it would duplicate finished or someone
+    else's work (two PRs for one task must not both merge)."""
+    closed = tuple(f"#{t.number}" for t in pr.task_states if t.number in pr.linked_tasks and t.state == "closed")
+    if closed:
+        return GateResult("linked_task", "failing", "the linked task is already closed", closed)
+    foreign = [t for t in pr.task_states
+               if t.number in pr.linked_tasks and t.holder is not None and not is_pr_agent(t, pr)]
+    if foreign:
+        notes = tuple(GateNote(f"#{t.number} is held by", (t.holder,)) for t in foreign[1:])  # type: ignore[misc]
+        first = foreign[0]
+        return GateResult("linked_task", "failing", f"the linked task #{first.number} is held by another agent",
+                          (first.holder,), notes=notes)  # type: ignore[arg-type]
     if pr.linked_tasks:
         tasks = ", ".join(f"#{n}" for n in sorted(set(pr.linked_tasks)))
         return GateResult("linked_task", "passed", f"linked to {tasks}")

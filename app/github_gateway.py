@@ -131,6 +131,11 @@ class RepoGateway:
     def issue(self, number: int) -> dict[str, Any]:
         return self._cached(f"issue:{number}", lambda h: self.gh.rest.issues.get(self.owner, self.repo, number, headers=h))
 
+    def issue_events(self, number: int) -> list[dict[str, Any]]:
+        """``GET .../issues/{n}/events``, oldest first: GitHub's record of who was assigned when
+        (read only to decide a contested claim)."""
+        return list(self._paginate(self.gh.rest.issues.list_events, issue_number=number))
+
     def pulls(self, state: str = "open") -> Iterator[dict[str, Any]]:
         yield from self._paginate(self.gh.rest.pulls.list, state=state)
 

@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from typing import Literal, Union
 
 from app.durations import format_duration
-from app.gates import PERMISSION_RANK, GateVerdict, PullSnapshot
+from app.commands import COMMANDS, PERMISSION_RANK, command_allowed
+from app.gates import GateVerdict, PullSnapshot
 from app.gates_report import md_code, md_gate_reason, md_link, md_names, md_text
 from app.repo_config import QueueConfig
 
@@ -44,6 +45,9 @@ FAILED_LABEL = "fleet:queue-failed"
 
 MAX_MERGE_ATTEMPTS = 3  # merge calls per head (5xx, crash while merging)
 MAX_UPDATE_ATTEMPTS = 3  # update-branch calls per head
+# Transient GitHub failures (5xx, timeouts) of a step's other calls (reading the PR, compare,
+# checks, publishing fleet/gates) per head, retried with backoff; then the entry fails.
+MAX_STEP_FAILURES = 5
 MAX_REEVALUATIONS = 1  # per head: a 409 / head-mismatch is re-evaluated once, then fails
 UPDATE_LANDING = timedelta(minutes=2)  # update-branch is asynchronous; re-issue after this
 RETRY_BASE = timedelta(seconds=10)
@@ -60,8 +64,9 @@ class QueueEntry:
     ``expected_head_sha`` is the head Fleet vouches for: the head at start, then the head its
     own update-branch produced (or, with ``requeue_on_push``, a pushed head it accepted).
     ``head_changed_at`` starts the CI-timeout clock. ``attempts`` counts merge calls,
-    ``update_attempts`` update-branch calls and ``reevaluations`` 409/422 re-evaluations, all
-    for the current expected head.
+    ``update_attempts`` update-branch calls, ``reevaluations`` 409/422 re-evaluations and
+    ``step_failures`` transient failures of the step's other GitHub calls, all for the current
+    expected head.
     """
 
     pr_number: int
@@ -77,6 +82,7 @@ class QueueEntry:
     update_requested_at: datetime | None = None
     update_attempts: int = 0
     reevaluations: int = 0
+    step_failures: int = 0
 
     @property
     def in_flight(self) -> bool:
@@ -219,11 +225,13 @@ class AdvanceToNext:
 
 @dataclass(frozen=True)
 class Retry:
-    """A transient GitHub error: step ``pr`` again after ``delay``."""
+    """A transient GitHub error: step ``pr`` again after ``delay``. ``step_failure``: the failed
+    call was one of the step's reads (counted in ``step_failures``), not a merge or update."""
     pr: int
     attempt: int
     delay: timedelta
     reason: str
+    step_failure: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,12 +274,12 @@ def transition(entry: QueueEntry, action: Action, now: datetime) -> QueueEntry:
         return replace(
             entry, state="waiting_checks", started_at=now, head_sha_at_start=action.head_sha,
             expected_head_sha=action.head_sha, head_changed_at=now, update_requested_at=None,
-            attempts=0, update_attempts=0, reevaluations=0,
+            attempts=0, update_attempts=0, reevaluations=0, step_failures=0,
         )
     if isinstance(action, AcceptHead):
         return replace(
             entry, state="waiting_checks", expected_head_sha=action.head_sha, head_changed_at=now,
-            update_requested_at=None, attempts=0, update_attempts=0, reevaluations=0,
+            update_requested_at=None, attempts=0, update_attempts=0, reevaluations=0, step_failures=0,
         )
     if isinstance(action, UpdateBranch):
         return replace(entry, state="updating", update_requested_at=now, update_attempts=entry.update_attempts + 1)
@@ -283,6 +291,8 @@ def transition(entry: QueueEntry, action: Action, now: datetime) -> QueueEntry:
         return replace(entry, state="merged")
     if isinstance(action, Dequeue):
         return replace(entry, state="dequeued" if action.reason_code == "user_request" else "failed")
+    if isinstance(action, Retry) and action.step_failure:
+        return replace(entry, step_failures=entry.step_failures + 1)
     if isinstance(action, Retry) and entry.state == "updating":
         # The update call itself failed: the next step re-issues it instead of waiting for it.
         return replace(entry, update_requested_at=None)
@@ -600,6 +610,40 @@ def decide_merge_result(
     ), advance]
 
 
+def decide_step_failure(
+    entry: QueueEntry,
+    queue: QueueSnapshot,
+    call: str,
+    status_code: int | None,
+    github_message: str | None,
+    *,
+    retry_after: timedelta | None = None,
+) -> list[Action]:
+    """What to do when one of the step's GitHub calls (``call``, e.g. ``GET compare``) failed:
+    ``status_code`` None is a timeout or a connection error.
+
+    Rate limit → retry when it lifts (not counted). 5xx / timeout → retry with backoff, at most
+    ``MAX_STEP_FAILURES`` times per head, then fail the entry. Any other 4xx (a 404 from compare,
+    a 422) cannot get better by waiting → fail the entry at once, naming the call and status.
+    """
+    message = github_message or ""
+    advance = AdvanceToNext(queue.repo, queue.base_ref)
+    pr = entry.pr_number
+    named = md_code(call, in_table=False)
+    if status_code is not None and _is_rate_limit(status_code, message):
+        return [Retry(pr, entry.step_failures, _backoff(1, retry_after), f"{call} rate limited")]
+    transient = status_code is None or status_code >= 500
+    if transient and entry.step_failures < MAX_STEP_FAILURES:
+        failures = entry.step_failures + 1
+        return [Retry(pr, failures, _backoff(failures, retry_after), f"{call} answered {status_code or 'timeout'}",
+                      step_failure=True)]
+    if transient:
+        said = "timed out" if status_code is None else f"answered {status_code}"
+        return [_dequeue(pr, "github_error", f"GitHub kept failing {named} ({said}) after "
+                                             f"{entry.step_failures + 1} attempts: {quote_github(message)}"), advance]
+    return [_dequeue(pr, "github_error", f"GitHub answered {status_code} to {named}: {quote_github(message)}"), advance]
+
+
 def decide_update_result(
     update: UpdateBranch,
     status_code: int,
@@ -668,8 +712,16 @@ def parse_queue_command(line: str) -> QueueCommand | None:
     return QueueCommand(match.group(1).lower(), match.group(2))  # type: ignore[arg-type]
 
 
-def _rank(permission: str | None) -> int:
-    return PERMISSION_RANK.get((permission or "none").lower(), 0)
+def _allowed(name: str, permission: str | None, *, is_author: bool = False) -> bool:
+    """The command table (``commands.COMMANDS``) decides who may run a queue command: one
+    permission rule for the command, the label and ``queue.auto``."""
+    return command_allowed(COMMANDS[name], permission, is_author=is_author)
+
+
+def _needs(name: str) -> str:
+    """``write permission`` and the like: holder/author commands are also open to write."""
+    who = COMMANDS[name].who
+    return f"{who if who in PERMISSION_RANK else 'write'} permission"
 
 
 def _is_author(actor: str, pr: PullSnapshot) -> bool:
@@ -680,8 +732,8 @@ def queue_refusal(actor: str, actor_permission: str | None, pr: PullSnapshot, co
     """Why ``actor`` may not queue ``pr`` (one Markdown-safe line), or None when they may.
     The one rule for every way of queueing: command, label and ``queue.auto``."""
     who = md_code(actor, in_table=False)
-    if _rank(actor_permission) < PERMISSION_RANK["write"]:
-        return f"Refused: {who} needs write permission to queue this pull request."
+    if not _allowed("queue", actor_permission):
+        return f"Refused: {who} needs {_needs('queue')} to queue this pull request."
     if _is_author(actor, pr) and not config.allow_authors:
         return (f"Refused: {who} wrote this pull request and `queue.allow_authors` is false: "
                 "someone else with write permission must queue it.")
@@ -704,11 +756,10 @@ def decide_queue_command(
 
     Permissions (GitHub's ``permission`` or ``role_name``): queueing always needs write; with
     ``allow_authors`` false the author may not queue their own PR even with write (someone else
-    must: four eyes). Dequeue needs write or being the PR's author; priority needs maintain or
-    admin. ``queue`` must be the PR's base-branch queue.
+    must: four eyes). Who may run each command is ``commands.COMMANDS``' table: dequeue needs
+    write or being the PR's author, priority write. ``queue`` must be the PR's base-branch queue.
     """
     who = md_code(actor, in_table=False)
-    rank = _rank(actor_permission)
     existing = queue.entry(pr.number)
     where = md_code(queue.base_ref, in_table=False)
 
@@ -731,8 +782,8 @@ def decide_queue_command(
         return CommandDecision(True, f"Queued for {where}: {_position_text(pos, length)}.", pos, length, (enqueue, *kick))
 
     if cmd.name == "dequeue":
-        if not (rank >= PERMISSION_RANK["write"] or _is_author(actor, pr)):
-            return CommandDecision(False, f"Refused: {who} needs write permission to dequeue this pull request.")
+        if not _allowed("dequeue", actor_permission, is_author=_is_author(actor, pr)):
+            return CommandDecision(False, f"Refused: {who} needs {_needs('dequeue')} to dequeue this pull request.")
         if existing is None:
             return CommandDecision(False, "Refused: the pull request is not in the merge queue.")
         dequeue = Dequeue(pr.number, "user_request", f"{_PREFIX} by {who}.", None)
@@ -740,8 +791,8 @@ def decide_queue_command(
         return CommandDecision(True, f"{_PREFIX} by {who}.", None, None, (dequeue, *tail))
 
     # priority
-    if rank < PERMISSION_RANK["maintain"]:
-        return CommandDecision(False, f"Refused: {who} needs maintain or admin permission to change priority.")
+    if not _allowed("priority", actor_permission):
+        return CommandDecision(False, f"Refused: {who} needs {_needs('priority')} to change priority.")
     wanted = (cmd.arg or "").lower()
     if wanted not in PRIORITY_RANK:
         return CommandDecision(False, "Refused: usage is `/priority high`, `/priority normal` or `/priority low`.")

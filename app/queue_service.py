@@ -14,18 +14,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-from githubkit.exception import RequestFailed
+from githubkit.exception import RequestError, RequestFailed
 
 from app import db, gate_service, permissions, queue_store, repositories, runtime
 from app.bot_identity import bot_login, is_bot
 from app.evidence import EvidenceRecorder
 from app.gates_report import md_code
-from app.gates import PullSnapshot, evaluate_gates
+from app.gates import GateVerdict, PullSnapshot, evaluate_gates
 from app.github_gateway import GitHubRefused, RepoGateway, github_message
 from app.merge_queue import (
     UPDATE_LANDING, AcceptHead, Action, AdvanceToNext, CloseLinkedTasks, Dequeue, EnqueueEntry, MarkMerged, Merge,
     QueueCommand, QueueEntry, Reevaluate, Retry, SetPriority, StartEntry, UpdateBranch, WaitForChecks,
-    WaitForUpdate, current_entry, decide_merge_result, decide_queue_command, decide_step, decide_update_result,
+    WaitForUpdate, current_entry, decide_merge_result, decide_queue_command, decide_step, decide_step_failure,
+    decide_update_result,
     new_entry, observe_push, positions, transition,
 )
 from app.replies import marker
@@ -86,6 +87,8 @@ def _decide(conn, repo: Repo, cmd: QueueCommand, actor: str, permission: Callabl
 
 
 def _apply_command(ctx, repo: Repo, pr: PullSnapshot, actions, actor: str) -> None:
+    """Apply a queue command's actions; an action without an executor here raises (a new
+    action must never be dropped silently)."""
     from jobs import merge_queue as jobs
 
     now = _now()
@@ -94,14 +97,20 @@ def _apply_command(ctx, repo: Repo, pr: PullSnapshot, actions, actor: str) -> No
         if isinstance(action, EnqueueEntry):
             queue_store.insert_entry(ctx.conn, repo.id, pr.base_ref, new_entry(action, now))
             found = queue_store.active_entry(ctx.conn, repo.id, pr.number)
-        elif isinstance(action, SetPriority) and found:
-            queue_store.save_entry(ctx.conn, repo.id, transition(found[1], action, now))
-        elif isinstance(action, Dequeue) and found:
-            queue_store.finish_entry(ctx.conn, repo.id, transition(found[1], action, now), now, action.reason_code,
-                                     action.message)
+        elif isinstance(action, SetPriority):
+            if found:
+                queue_store.save_entry(ctx.conn, repo.id, transition(found[1], action, now))
+        elif isinstance(action, Dequeue):
+            if found:
+                queue_store.finish_entry(ctx.conn, repo.id, transition(found[1], action, now), now,
+                                         action.reason_code, action.message)
             label = repo.config.queue.label
-            if label and label.lower() in (name.lower() for name in pr.labels):
+            if found and label and label.lower() in (name.lower() for name in pr.labels):
                 ctx.github(repo.full_name).remove_label(pr.number, label)
+        elif isinstance(action, AdvanceToNext):
+            pass  # the step enqueued below, after every command, is the advance
+        else:
+            raise TypeError(f"no executor for queue command action {action!r}")
     base = found[0] if found else pr.base_ref
     # Whatever the command changed, the queue's next step decides from the new rows.
     ctx.defer(lambda: jobs.enqueue_step(repo.id, base))
@@ -212,13 +221,19 @@ class _Stepper:
             entry = current_entry(queue)
             if entry is None:
                 return self.applied
-            pr, base_tip = gate_service.read_snapshot(self.conn, self.gh, self.repo, entry.pr_number, merge_base=True)
-            verdict = None
-            if pr is not None and pr.state == "open" and not pr.merged:
-                # Evaluated (and published, so a branch protection requiring fleet/gates agrees)
-                # on exactly the head just read: this is the re-check right before a merge.
-                verdict = evaluate_gates(pr, self.repo.config.gates)
-                gate_service.publish(self.conn, self.gh, self.repo, pr, verdict)
+            try:
+                pr, base_tip, verdict = self._read(entry)
+            except (RequestError, GitHubRefused) as exc:
+                # Never a silent retry-forever: a 4xx fails the entry naming the call, 5xx and
+                # timeouts back off up to MAX_STEP_FAILURES (merge_queue.decide_step_failure).
+                call, status, message, retry_after = _failure(exc)
+                log.warning("queue step call failed", extra={"repo": self.repo.full_name, "pr": entry.pr_number,
+                                                               "call": call, "status": status})
+                now = self.now()
+                actions = decide_step_failure(entry, queue, call, status, message, retry_after=retry_after)
+                if not self._apply(entry, None, actions, now):
+                    return self.applied
+                continue
             now = self.now()
             actions = decide_step(queue, pr, verdict, base_tip, self.repo.config.queue, now)
             log.info("queue step", extra={"repo": self.repo.full_name, "base": self.base_ref, "pr": entry.pr_number,
@@ -229,6 +244,17 @@ class _Stepper:
 
         jobs.enqueue_step(self.repo.id, self.base_ref)  # more to do: another job continues
         return self.applied
+
+    def _read(self, entry: QueueEntry) -> tuple[PullSnapshot | None, str | None, GateVerdict | None]:
+        """The in-flight PR as GitHub has it now, its base tip and its gates on exactly that head."""
+        pr, base_tip = gate_service.read_snapshot(self.conn, self.gh, self.repo, entry.pr_number, merge_base=True)
+        verdict = None
+        if pr is not None and pr.state == "open" and not pr.merged:
+            # Evaluated (and published, so a branch protection requiring fleet/gates agrees)
+            # on exactly the head just read: this is the re-check right before a merge.
+            verdict = evaluate_gates(pr, self.repo.config.gates)
+            gate_service.publish(self.conn, self.gh, self.repo, pr, verdict)
+        return pr, base_tip, verdict
 
     # Returns True when the queue should be decided again at once.
     def _apply(self, entry: QueueEntry, pr: PullSnapshot | None, actions: list[Action], now: datetime) -> bool:
@@ -334,6 +360,23 @@ def _answer(call: Callable[[], object]) -> tuple[int, str, timedelta | None, dic
     if isinstance(result, dict):
         return 200, "", None, result
     return int(result), "", None, {}  # type: ignore[call-overload]
+
+
+def _failure(exc: RequestError | GitHubRefused) -> tuple[str, int | None, str, timedelta | None]:
+    """(the call as ``METHOD /path``, status or None for a timeout, GitHub's message, retry-after)."""
+    if isinstance(exc, GitHubRefused):
+        response = getattr(exc.__cause__, "response", None)
+        return exc.action, exc.status, exc.message, _retry_after(response)
+    if isinstance(exc, RequestFailed):
+        request = exc.response.raw_request
+        return (f"{request.method} {request.url.path}", exc.response.status_code, github_message(exc),
+                _retry_after(exc.response))
+    try:  # httpx raises when a transport error carries no request
+        request = exc.exc.request
+        call = f"{request.method} {request.url.path}"
+    except (AttributeError, RuntimeError):
+        call = "a GitHub request"
+    return call, None, type(exc).__name__, None
 
 
 def _retry_after(response) -> timedelta | None:

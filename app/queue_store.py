@@ -20,7 +20,7 @@ from app.merge_queue import PRIORITY_RANK, QueueEntry, QueueSnapshot
 PRIORITY_NAME = {rank: name for name, rank in PRIORITY_RANK.items()}
 
 _ENTRY_COLUMNS = """pr_number, queued_at, queued_by, priority, state, head_sha, started_at, attempts,
-    expected_head_sha, sha_changed_at, update_requested_at, update_attempts, reevaluations"""
+    expected_head_sha, sha_changed_at, update_requested_at, update_attempts, reevaluations, step_failures"""
 
 ACTIVE_ENTRIES = f"""
 SELECT {_ENTRY_COLUMNS} FROM queue_entries
@@ -42,7 +42,8 @@ SAVE_ENTRY = """
 UPDATE queue_entries SET priority = %(priority)s, state = %(state)s, head_sha = %(head_sha)s,
     started_at = %(started_at)s, attempts = %(attempts)s, expected_head_sha = %(expected_head_sha)s,
     sha_changed_at = %(head_changed_at)s, update_requested_at = %(update_requested_at)s,
-    update_attempts = %(update_attempts)s, reevaluations = %(reevaluations)s, wake_at = %(wake_at)s,
+    update_attempts = %(update_attempts)s, reevaluations = %(reevaluations)s, step_failures = %(step_failures)s,
+    wake_at = %(wake_at)s,
     updated_at = now()
 WHERE repo_id = %(repo_id)s AND pr_number = %(pr_number)s AND finished_at IS NULL
 RETURNING id
@@ -125,6 +126,7 @@ def _entry(row: dict) -> QueueEntry:
         attempts=row["attempts"], expected_head_sha=row["expected_head_sha"],
         head_changed_at=row["sha_changed_at"], update_requested_at=row["update_requested_at"],
         update_attempts=row["update_attempts"], reevaluations=row["reevaluations"],
+        step_failures=row["step_failures"],
     )
 
 
@@ -157,7 +159,8 @@ def save_entry(conn: psycopg.Connection, repo_id: int, entry: QueueEntry, wake_a
         "state": entry.state, "head_sha": entry.head_sha_at_start, "started_at": entry.started_at,
         "attempts": entry.attempts, "expected_head_sha": entry.expected_head_sha,
         "head_changed_at": entry.head_changed_at, "update_requested_at": entry.update_requested_at,
-        "update_attempts": entry.update_attempts, "reevaluations": entry.reevaluations, "wake_at": wake_at,
+        "update_attempts": entry.update_attempts, "reevaluations": entry.reevaluations,
+        "step_failures": entry.step_failures, "wake_at": wake_at,
     }).fetchone()
     return row is not None
 

@@ -68,6 +68,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees"),
+    ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/events"),
     ("DELETE", "/repos/{owner}/{repo}/issues/{issue_number}/assignees"),
     ("GET", "/repos/{owner}/{repo}/assignees/{assignee}"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),

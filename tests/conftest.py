@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 from rq import SimpleWorker
 from werkzeug.serving import make_server
 
@@ -19,6 +20,36 @@ from app.settings import Settings
 PG_BASE = os.environ.get("FLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("FLEET_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+
+# A failing Hypothesis test must be reproducible from its log alone: the falsifying example is
+# printed (always, by Hypothesis), with it the ``@reproduce_failure`` blob (print_blob), and the
+# run's seed is fixed up front and shown in the header (``--hypothesis-seed=N`` replays the run).
+hypothesis_settings.register_profile("fleet", print_blob=True)
+hypothesis_settings.load_profile("fleet")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pick the run's Hypothesis seed unless one was given (runs before Hypothesis's plugin reads it)."""
+    if getattr(config.option, "hypothesis_seed", "absent") is None:
+        config.option.hypothesis_seed = secrets.randbelow(2**32)
+
+
+def _seed_line(config: pytest.Config) -> str:
+    seed = getattr(config.option, "hypothesis_seed", None)
+    return f"hypothesis seed: {seed} (replay with --hypothesis-seed={seed})"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _seed_line(config)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed Hypothesis test's report names the seed even under -q (no header shown)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        report.sections.append(("Hypothesis", _seed_line(item.config)))
 
 TABLES = (
     "evidence, deliveries, permissions_cache, progress_snapshots, status_issues, queue_entries, "

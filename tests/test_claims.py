@@ -17,6 +17,7 @@ from app.claims import (
     ClaimRequest,
     ClaimState,
     Comment,
+    GrantVerdict,
     CompleteClaim,
     CreateClaim,
     ReleaseClaim,
@@ -100,7 +101,7 @@ def test_accept_self_assignment_creates_a_leased_claim() -> None:
     decision = decide_claim(create_request(), ClaimState(), create_config(lease="30s"), NOW)
     assert decision.outcome == "accept" and decision.reason is None
     assert decision.claim == Claim(TASK, ALICE, NOW, NOW, NOW + timedelta(seconds=30))
-    assert decision.actions == (CreateClaim(decision.claim),)
+    assert decision.actions == (CreateClaim(decision.claim), GrantVerdict(TASK))
 
 
 @pytest.mark.parametrize("source", ["command", "next"])
@@ -108,7 +109,17 @@ def test_accept_by_command_also_assigns(source: str) -> None:
     """/claim and /next make Fleet assign the commenter."""
     decision = decide_claim(create_request(source=source), ClaimState(), create_config(), NOW)
     assert decision.outcome == "accept"
-    assert decision.actions[-1] == Assign(TASK, "alice")
+    assert decision.actions[-2:] == (Assign(TASK, "alice"), GrantVerdict(TASK))
+
+
+def test_only_an_accept_grants_the_verdict() -> None:
+    """The positive verdict is written for an accepted claim, never for a refusal or a renewal."""
+    held = create_claim(agent=BOB)
+    refused = decide_claim(create_request(), ClaimState(holder=held), create_config(), NOW)
+    renewed = decide_claim(create_request(source="command"), ClaimState(holder=create_claim(agent=ALICE)),
+                           create_config(), NOW)
+    for decision in (refused, renewed):
+        assert not any(isinstance(a, GrantVerdict) for a in decision.actions)
 
 
 def test_same_agent_again_renews() -> None:

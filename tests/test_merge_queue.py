@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.commands import COMMANDS, command_allowed
 from app.gates import CheckResult, GateResult, GateVerdict, PullSnapshot, evaluate_gates
 from app.merge_queue import (
     MAX_MERGE_ATTEMPTS,
@@ -782,11 +783,26 @@ def test_dequeue_not_queued_is_refused():
 
 
 @pytest.mark.parametrize("permission,accepted", [
-    ("admin", True), ("maintain", True), ("write", False), ("read", False),
+    ("admin", True), ("maintain", True), ("write", True), ("push", True), ("triage", False), ("read", False),
 ])
-def test_priority_needs_maintainers(permission, accepted):
+def test_priority_needs_write_as_the_command_table_says(permission, accepted):
+    """/priority needs write per docs/agents.md and commands.COMMANDS (it demanded maintain)."""
     queue = make_queue(make_entry(7))
-    assert command("priority", permission=permission, queue=queue, arg="high").accepted is accepted
+    assert COMMANDS["priority"].who == "write"
+    decision = command("priority", permission=permission, queue=queue, arg="high")
+    assert decision.accepted is accepted
+    if not accepted:
+        assert "needs write permission to change priority" in decision.reply
+
+
+@pytest.mark.parametrize("name", ["queue", "dequeue", "priority"])
+@pytest.mark.parametrize("permission", ["none", "read", "triage", "write", "maintain", "admin"])
+def test_queue_commands_follow_the_command_table(name, permission):
+    """One permission table for every command: the queue decides exactly as commands.command_allowed."""
+    queue = make_queue(make_entry(7)) if name != "queue" else make_queue()
+    decision = command(name, permission=permission, queue=queue, arg="high", actor="zed")
+    refused_for_permission = not decision.accepted and "permission" in decision.reply
+    assert refused_for_permission is (not command_allowed(COMMANDS[name], permission))
 
 
 def test_priority_reorders_and_reports_new_position():

@@ -6,7 +6,7 @@ import re
 from . import events
 from .errors import ApiError, not_found, validation
 from .render import comment_json, issue_json, label_json, milestone_json, user_json
-from .state import Comment, Issue, Label, Milestone, Reaction, Repo, User, World
+from .state import Comment, Issue, IssueEvent, Label, Milestone, Reaction, Repo, User, World
 
 MAX_BODY = 65536
 MAX_ASSIGNEES = 10
@@ -248,6 +248,7 @@ def _assign(world: World, r: Repo, i: Issue, logins: list, actor: User) -> None:
         u = world.users[login.lower()]
         i.assignees.append(u)
         touch(world, i)
+        _record_event(world, i, "assigned", actor, u)
         emit_issue(world, r, i, "assigned", actor, assignee=user_json(world, u))
 
 
@@ -258,7 +259,13 @@ def _unassign(world: World, r: Repo, i: Issue, logins: list, actor: User) -> Non
             continue
         i.assignees.remove(u)
         touch(world, i)
+        _record_event(world, i, "unassigned", actor, u)
         emit_issue(world, r, i, "unassigned", actor, assignee=user_json(world, u))
+
+
+def _record_event(world: World, i: Issue, kind: str, actor: User, assignee: User) -> None:
+    """The issue-events entry GitHub records with the webhook (same moment, its own id)."""
+    i.events.append(IssueEvent(world.new_id(), kind, actor, world.now(), assignee, _app_of(world, actor)))
 
 
 def add_assignees(world: World, r: Repo, i: Issue, logins: list, actor: User) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 
-from .state import (AppInfo, CheckRun, CheckSuite, Comment, Installation, Issue, Label,
+from .state import (AppInfo, CheckRun, CheckSuite, Comment, Installation, Issue, IssueEvent, Label,
                     Milestone, Reaction, Repo, Review, Status, User, World, iso, node_id)
 
 REACTION_KEYS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")
@@ -212,6 +212,17 @@ def _dep_summary(r: Repo, i: Issue) -> dict:
     open_blockers = [b for b in blockers if b in r.issues and r.issues[b].state == "open"]
     return {"blocked_by": len(open_blockers), "blocking": len(blocking),
             "total_blocked_by": len(blockers), "total_blocking": len(blocking)}
+
+
+def issue_event_json(world: World, r: Repo, e: IssueEvent) -> dict:
+    """An ``assigned-issue-event`` / ``unassigned-issue-event`` (``issue-event-for-issue``)."""
+    return {
+        "id": e.id, "node_id": node_id("AE" if e.event == "assigned" else "UAE", e.id),
+        "url": f"{world.api_url}/repos/{r.full_name}/issues/events/{e.id}",
+        "actor": user_json(world, e.actor), "event": e.event, "commit_id": None, "commit_url": None,
+        "created_at": iso(e.created_at), "performed_via_github_app": app_json(world, e.app),
+        "assignee": user_json(world, e.assignee), "assigner": user_json(world, e.actor),
+    }
 
 
 def comment_json(world: World, r: Repo, c: Comment) -> dict:

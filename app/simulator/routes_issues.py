@@ -9,7 +9,7 @@ from . import ops_issues as ops
 from .errors import ApiError, validation
 from .http import actor, body, locked, paginate, require, respond, world
 from .ops_repo import get_repo
-from .render import comment_json, issue_json, label_json, milestone_json, reaction_json
+from .render import comment_json, issue_event_json, issue_json, label_json, milestone_json, reaction_json
 
 bp = Blueprint("sim_issues", __name__)
 REPO = "/repos/<owner>/<repo>"
@@ -146,6 +146,15 @@ def check_assignee(owner, repo, assignee):
     r = _repo(owner, repo)
     return respond(None, 204) if ops.assignable(world(), r, assignee) else respond(
         {"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}, 404)
+
+
+# -- events ---------------------------------------------------------------------------
+@bp.get(ISSUE + "/events")
+@locked
+def list_events(owner, repo, issue_number):
+    """GET an issue's events (oldest first), paginated: ``assigned`` and ``unassigned`` so far."""
+    r = _repo(owner, repo)
+    return paginate(list(ops.get_issue(r, issue_number).events), lambda e: issue_event_json(world(), r, e))
 
 
 # -- comments -------------------------------------------------------------------------

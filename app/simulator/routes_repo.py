@@ -47,6 +47,18 @@ def collaborator_permission(owner, repo, username):
     return respond(out)
 
 
+@bp.get("/orgs/<org>/teams/<team_slug>/memberships/<username>")
+@locked
+def team_membership(org, team_slug, username):
+    """GET a user's membership of a team: ``role`` and ``state``; 404 when not a member."""
+    members = world().team_members.get(f"{org}/{team_slug}".lower(), {})
+    state = members.get(username.lower())
+    if state is None:
+        raise not_found()
+    url = f"{world().api_url}/organizations/{org}/team/{team_slug}/memberships/{username}"
+    return respond({"url": url, "role": "member", "state": state})
+
+
 @bp.get(REPO + "/contents/", defaults={"path": ""})
 @bp.get(REPO + "/contents/<path:path>")
 @locked

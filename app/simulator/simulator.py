@@ -277,6 +277,13 @@ class Simulator:
                 u.permission = permission
             return u
 
+    def add_team_member(self, team: str, login: str, state: str = "active") -> None:
+        """Make ``login`` a member of ``team`` (``org/slug``); ``state`` ``pending`` is an
+        invitation not yet accepted (GitHub reports it, and it grants nothing)."""
+        with self.world.lock:
+            self.world.user(login)
+            self.world.team_members.setdefault(team.lower(), {})[login.lower()] = state
+
     def user_token(self, login: str) -> str:
         """A token that authenticates REST calls as ``login`` (created if needed)."""
         with self.world.lock:

@@ -163,6 +163,21 @@ class Issue:
     reactions: list = field(default_factory=list)
     pull: PullRequest | None = None
     app: AppInfo | None = None
+    events: list = field(default_factory=list)  # IssueEvent, oldest first (the issue's timeline)
+
+
+@dataclass
+class IssueEvent:
+    """One entry of ``GET .../issues/{n}/events``: ``assigned`` / ``unassigned`` so far.
+
+    ``created_at`` is the simulated clock's reading; ids grow with time (GitHub's do as well)."""
+
+    id: int
+    event: str
+    actor: User
+    created_at: float
+    assignee: User | None = None
+    app: AppInfo | None = None
 
 
 @dataclass
@@ -289,6 +304,8 @@ class World:
         self.users: dict[str, User] = {}
         self.repos: dict[str, Repo] = {}  # lower(full_name) -> Repo
         self.installations: dict[int, Installation] = {}
+        # lower("org/team-slug") -> {lower(login): membership state ("active" or "pending")}
+        self.team_members: dict[str, dict[str, str]] = {}
         self.tokens: dict[str, Token] = {}
         self.apps: dict[int, AppInfo] = {}
         self.app: AppInfo | None = None  # Fleet's App (the one webhooks go to)
