@@ -30,6 +30,7 @@ from app.merge_queue import (
 )
 from app.replies import marker
 from app.repositories import Repo
+from app.write_budget import WriteClass, writing
 
 log = logging.getLogger("fleet.queue")
 
@@ -245,15 +246,18 @@ class _Stepper:
                 entry = transition(entry, action, now)
                 if not self._save(entry, now + UPDATE_LANDING):
                     return False
-                code, message, retry_after, _ = _answer(lambda: self.gh.update_branch(action.pr, action.expected_head_sha))
+                with writing(WriteClass.VERDICT):
+                    code, message, retry_after, _ = _answer(
+                        lambda: self.gh.update_branch(action.pr, action.expected_head_sha))
                 assert pr is not None
                 pending[:0] = decide_update_result(action, code, message, entry=entry, pr=pr, retry_after=retry_after)
             elif isinstance(action, Merge):
                 entry = transition(entry, action, now)
                 if not self._save(entry, None):
                     return False  # a person dequeued it a moment ago: never merge it now
-                code, message, retry_after, body = _answer(lambda: self.gh.merge_pull(
-                    action.pr, action.sha, action.method, action.title, action.message))
+                with writing(WriteClass.VERDICT):
+                    code, message, retry_after, body = _answer(lambda: self.gh.merge_pull(
+                        action.pr, action.sha, action.method, action.title, action.message))
                 assert pr is not None
                 pending[:0] = decide_merge_result(action, code, message, entry=entry, pr=pr,
                                                   merge_commit_sha=body.get("sha"), retry_after=retry_after)
