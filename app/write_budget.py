@@ -84,8 +84,8 @@ class BudgetSpent(RuntimeError):
 # KEYS: minute counter, hour counter, spent-until. ARGV: minute ceiling, hour ceiling, now.
 # Returns {1} (slot taken), {0, "minute"|"hour"} (ceiling reached) or {-1, spent_until}.
 TAKE_SLOT = """
-local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
-if spent > tonumber(ARGV[3]) then return {-1, tostring(spent)} end
+local spent = redis.call('GET', KEYS[3])
+if spent and tonumber(spent) > tonumber(ARGV[3]) then return {-1, spent} end
 local m = tonumber(redis.call('GET', KEYS[1]) or '0')
 local h = tonumber(redis.call('GET', KEYS[2]) or '0')
 if m >= tonumber(ARGV[1]) then return {0, 'minute'} end

@@ -12,7 +12,7 @@ from rq import get_current_job
 
 from app import db, deliveries, runtime
 from app.metrics import PROCESSING_SECONDS
-from jobs.deferral import deferral_time
+from jobs.deferral import DEFER_MARGIN, deferral_time
 from webhooks.context import EventContext, MalformedPayload, bind_logger
 from webhooks.routing import ignore_reason, route
 
@@ -52,7 +52,8 @@ def _process(delivery, conn, settings, logger, job_id, handler, started) -> str:
                 conn.execute(REPO_LOCK, (delivery.repo_id,))
                 ahead = deliveries.deferred_ahead(conn, delivery_id)
                 if ahead is not None:
-                    raise WaitingBehind(ahead)
+                    # Scheduled a margin after the older one, so RQ's scheduler starts it first.
+                    raise WaitingBehind(ahead + DEFER_MARGIN)
             if handler is None:
                 deliveries.finish(conn, delivery_id, "ignored", ignore_reason(delivery.event, delivery.action))
                 logger.info("delivery ignored")
