@@ -295,6 +295,8 @@ class RepoGateway:
         try:
             self._mutate("pin_issue", node_id, lambda: self.gh.graphql.request(query, {"id": node_id}))
             return True
+        except BudgetSpent:
+            raise  # not a refusal: the job defers and pins later
         except Exception as exc:  # GraphQL errors arrive as exceptions of several kinds
             log.warning("pinning refused: %s", str(exc)[:200])
             return False

@@ -228,6 +228,12 @@ def scheduled_deliveries() -> dict[str, datetime]:
     return found
 
 
+def scheduled_functions() -> list[str]:
+    queue = runtime.queue()
+    jobs = [queue.fetch_job(i) for i in ScheduledJobRegistry(queue=queue).get_job_ids()]
+    return [j.func_name for j in jobs if j is not None]
+
+
 def test_a_spent_budget_defers_the_delivery_and_another_installation_goes_on(two_installations, db_conn, no_sleep):
     w = two_installations
     mine = w.sim.open_issue(w.repo, "Task here")
@@ -352,3 +358,29 @@ def test_a_status_update_defers_itself_when_the_budget_is_spent(two_installation
     run_scheduled_now()
     assert db_conn.execute("SELECT count(*) AS n FROM status_issues WHERE repo_id = %s", (repo_id,)
                            ).fetchone()["n"] == 1
+
+
+def test_a_merge_deferred_by_retry_after_uses_no_merge_attempt(world, db_conn):
+    """GitHub answers the merge call 403 + Retry-After more often than MAX_MERGE_ATTEMPTS: each
+    time the step defers (the entry as before, no attempt used), and the PR still merges."""
+    from app.merge_queue import MAX_MERGE_ATTEMPTS
+    from tests.test_e2e_merge_queue import drive, green_then_queue, merged, open_task_pr, queue_rows
+
+    w = world
+    w.sim.add_user("alice", "write")
+    pr = open_task_pr(w, "patient")
+    refusals = MAX_MERGE_ATTEMPTS + 1
+    w.sim.faults.rate_limit_next(refusals, retry_after=300, path_contains=f"/pulls/{pr}/merge", method="PUT")
+    green_then_queue(w, [pr])
+    drive(w)
+    for _ in range(refusals):
+        [row] = queue_rows(db_conn)
+        assert row["outcome"] is None and row["attempts"] == 0
+        assert "jobs.merge_queue.step_queue" in scheduled_functions()  # the step defers itself
+        lift(w, w.installation_id)
+        run_scheduled_now()
+    drive(w)
+    assert [n for n, _, _ in merged(w)] == [pr]
+    assert [(r["state"], r["outcome"]) for r in queue_rows(db_conn)] == [("merged", "merged")]
+    merge_answers = [c.status for c in w.sim.calls("PUT") if c.path.endswith(f"/pulls/{pr}/merge")]
+    assert merge_answers == [403] * refusals + [200]
