@@ -384,3 +384,12 @@ def test_a_merge_deferred_by_retry_after_uses_no_merge_attempt(world, db_conn):
     assert [(r["state"], r["outcome"]) for r in queue_rows(db_conn)] == [("merged", "merged")]
     merge_answers = [c.status for c in w.sim.calls("PUT") if c.path.endswith(f"/pulls/{pr}/merge")]
     assert merge_answers == [403] * refusals + [200]
+
+
+def test_a_rate_limited_sync_is_scheduled_again_not_failed(world, no_sleep):
+    from jobs.sync import sync_job
+
+    world.sim.faults.rate_limit_next(1, retry_after=300, path_contains=f"/repos/{world.repo}/issues", method="GET")
+    assert sync_job(world.repo) == "deferred"
+    assert "jobs.sync.sync_job" in scheduled_functions()
+    assert not [s for s in no_sleep if s > 1.0]
