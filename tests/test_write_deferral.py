@@ -393,3 +393,15 @@ def test_a_rate_limited_sync_is_scheduled_again_not_failed(world, no_sleep):
     assert sync_job(world.repo) == "deferred"
     assert "jobs.sync.sync_job" in scheduled_functions()
     assert not [s for s in no_sleep if s > 1.0]
+
+
+def test_fleet_worker_runs_rqs_scheduler_for_deferred_jobs(settings, monkeypatch):
+    from rq import SimpleWorker
+
+    from app import worker
+
+    seen = {}
+    monkeypatch.setattr(worker, "preload_job_modules", lambda: None)
+    monkeypatch.setattr(SimpleWorker, "work", lambda self, **kwargs: seen.update(kwargs))
+    worker.run_worker(burst=True)
+    assert seen["with_scheduler"] is True
