@@ -405,3 +405,37 @@ def test_fleet_worker_runs_rqs_scheduler_for_deferred_jobs(settings, monkeypatch
     monkeypatch.setattr(SimpleWorker, "work", lambda self, **kwargs: seen.update(kwargs))
     worker.run_worker(burst=True)
     assert seen["with_scheduler"] is True
+
+
+def test_a_refusal_deferred_midway_repeats_safely(two_installations, db_conn):
+    """The refusal unassigns, then its comment meets GitHub's Retry-After: the delivery rolls
+    back and defers; the re-run unassigns again (idempotent) and posts the comment once."""
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Contested")
+    w.settle()
+    assign(w, w.repo, "alice", n)
+    w.sim.faults.rate_limit_next(1, retry_after=300, path_contains=f"/issues/{n}/comments", method="POST")
+    assign(w, w.repo, "bob", n)
+    deferred = delivery_rows(db_conn, w.repo)[-1]
+    assert deferred["status"] == "deferred"
+    assert [a["login"] for a in w.sim.issue(w.repo, n)["assignees"]] == ["alice"]  # the unassign was made
+    lift(w, w.installation_id)
+    run_scheduled_now()
+    assert delivery_rows(db_conn, w.repo)[-1]["status"] == "processed"
+    assert [a["login"] for a in w.sim.issue(w.repo, n)["assignees"]] == ["alice"]
+    fleet_comments = [c for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"]
+    assert len(fleet_comments) == 1 and "bob" in fleet_comments[0]["body"]
+    assert claim_of(db_conn, w.repo, n) == "alice"
+
+
+def test_a_run_after_a_deferral_counts_as_a_repeat_for_dedupe(two_installations, db_conn):
+    """A deferred run may have written to GitHub: the next run must look for its markers."""
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Once")
+    w.settle()
+    spend(w, w.installation_id)
+    assign(w, w.repo, "alice", n)
+    [row] = delivery_rows(db_conn, w.repo)
+    assert row["attempts"] == 0 and row["deferrals"] == 1
+    again = deliveries.start_processing(db_conn, row["id"])
+    assert again is not None and again.attempts == 2
