@@ -41,6 +41,14 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 # second). Anything longer marks the installation spent and the job is deferred instead
 # (app/write_budget.py): a sleeping worker stalls every repository of every installation.
 MAX_INLINE_WAIT = 1.0
+# GitHub's advice for a secondary limit answered without Retry-After: wait at least a minute.
+SECONDARY_LIMIT_WAIT = 60.0
+
+
+def is_secondary_limit(response: Any) -> bool:
+    """A 403/429 naming GitHub's secondary rate limit (githubkit raises RateLimitExceeded only
+    when the answer also carries Retry-After or an exhausted x-ratelimit-remaining)."""
+    return response.status_code in (403, 429) and "secondary rate limit" in response.text.lower()
 
 
 class RetryPolicy:
@@ -66,19 +74,17 @@ class RetryPolicy:
                 self._report(time.time() + max(wait, 1.0))
                 return RetryOption(False)
             return RetryOption(True, timedelta(seconds=max(wait, 0.05)))
+        if isinstance(exc, RequestFailed) and is_secondary_limit(exc.response):
+            # A secondary limit without Retry-After: GitHub asks for at least a minute.
+            self._report(time.time() + SECONDARY_LIMIT_WAIT)
+            return RetryOption(False)
         if retry_count >= self.attempts:
             return RetryOption(False)
         method = _method_of(exc)
         if method not in IDEMPOTENT:
             return RetryOption(False)
         if isinstance(exc, RequestFailed):
-            status = exc.response.status_code
-            secondary = status == 403 and "secondary rate limit" in exc.response.text.lower()
-            if secondary:
-                # A secondary limit without Retry-After: GitHub asks for at least a minute.
-                self._report(time.time() + 60.0)
-                return RetryOption(False)
-            if status < 500:
+            if exc.response.status_code < 500:
                 return RetryOption(False)
         elif not isinstance(exc, RequestError):
             return RetryOption(False)

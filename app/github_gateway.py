@@ -17,6 +17,7 @@ from githubkit.exception import RateLimitExceeded, RequestFailed
 from app.bot_identity import is_bot
 from app.conditional_reads import EtagCache, conditional_get
 from app.evidence import EvidenceRecorder
+from app.github_client import SECONDARY_LIMIT_WAIT, is_secondary_limit
 from app.write_budget import BudgetSpent, current_class
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ class RepoGateway:
         except RequestFailed as exc:
             status = exc.response.status_code
             message = github_message(exc)
+            if is_secondary_limit(exc.response):
+                self.evidence.record(action, target, "deferred", status, message=message, **detail)
+                raise BudgetSpent(self._installation_id(), current_class(), time.time() + SECONDARY_LIMIT_WAIT,
+                                  f"GitHub answered {status}") from exc
             self.evidence.record(action, target, "refused" if status < 500 else "error", status, message=message, **detail)
             if status < 500:
                 raise GitHubRefused(action, status, message) from exc

@@ -439,3 +439,16 @@ def test_a_run_after_a_deferral_counts_as_a_repeat_for_dedupe(two_installations,
     assert row["attempts"] == 0 and row["deferrals"] == 1
     again = deliveries.start_processing(db_conn, row["id"])
     assert again is not None and again.attempts == 2
+
+
+def test_a_secondary_limit_without_retry_after_pauses_the_installation_a_minute():
+    import httpx
+    from githubkit.exception import RequestFailed
+    from githubkit.response import Response
+
+    reported: list[float] = []
+    request = httpx.Request("POST", "http://127.0.0.1/repos/o/r/issues/1/comments")
+    answer = httpx.Response(403, json={"message": "You have exceeded a secondary rate limit."}, request=request)
+    before = time.time()
+    assert RetryPolicy().bound_to(reported.append)(RequestFailed(Response(answer, object)), 0).do_retry is False
+    assert len(reported) == 1 and before + 59 <= reported[0] <= time.time() + 61
