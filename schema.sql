@@ -418,6 +418,18 @@ CREATE TABLE IF NOT EXISTS outsider_replies (
     PRIMARY KEY (repo_id, number)
 );
 
+-- migrate: 0009 deferred deliveries
+-- A delivery whose writes found the installation's GitHub write budget spent is deferred, not
+-- failed (jobs/process.py): RQ runs it again at `not_before`, the deferral does not use one of
+-- deliveries.MAX_ATTEMPTS (`deferrals` counts them instead), and a later delivery of the same
+-- repository waits behind it so per-repository order holds.
+ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_status_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
+    CHECK (status IN ('received', 'queued', 'processing', 'processed', 'ignored', 'failed', 'parked', 'deferred'));
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS not_before timestamptz;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS deferrals integer NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS deliveries_deferred ON deliveries (repo_id, received_at) WHERE status = 'deferred';
+
 -- migrate: 0010 claims under load
 -- Transient GitHub failures of a queue step's reads for the entry's current head
 -- (app/merge_queue.py MAX_STEP_FAILURES): retried with backoff up to the limit, then the entry fails.

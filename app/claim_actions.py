@@ -15,6 +15,7 @@ import psycopg
 from app import claim_store, claims, readiness
 from app.github_gateway import RepoGateway
 from app.repositories import Repo
+from app.write_budget import WriteClass, writing
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Effects:
         self.gh.comment(number, f"{body}\n{key}", dedupe_marker=key if self.retrying else None)
 
 
+@writing(WriteClass.VERDICT)  # claim verdicts go first, out of the budget's reserve
 def apply(effects: Effects, actions: Iterable[claims.Action], claimed_by: str | None = None) -> None:
     conn, repo_id = effects.conn, effects.repo.id
     for action in actions:
@@ -113,6 +115,7 @@ def ensure_fleet_labels(gh: RepoGateway, repo_id: int) -> None:
     _labels_ready.add(repo_id)
 
 
+@writing(WriteClass.LABELS)
 def sync_labels(effects: Effects, numbers: Iterable[int]) -> None:
     """Make the ``fleet:*`` label of each task match its state, touching only real changes."""
     if not effects.repo.config.tasks.manage_labels:

@@ -17,7 +17,7 @@ RETURNING id
 
 MARK_QUEUED = """
 UPDATE deliveries SET status = 'queued', enqueued_at = now()
-WHERE id = %s AND status IN ('received', 'failed')
+WHERE id = %s AND status IN ('received', 'failed', 'deferred')
 """
 
 # Every run of a delivery counts, whoever started it (RQ's retry, the sweeper, a redelivery):
@@ -26,7 +26,7 @@ WHERE id = %s AND status IN ('received', 'failed')
 START_PROCESSING = """
 UPDATE deliveries SET status = 'processing', attempts = attempts + 1, started_at = now()
 WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked') AND attempts < %(max_attempts)s
-RETURNING id, event, action, installation_id, repo_id, repo_full_name, payload, attempts
+RETURNING id, event, action, installation_id, repo_id, repo_full_name, payload, attempts + deferrals AS runs
 """
 
 FINISH = """
@@ -60,10 +60,12 @@ RETURNING id
 """
 
 # Deliveries the sweeper must (re-)enqueue: never enqueued (Redis was down), or enqueued /
-# started long ago without finishing (a worker died), or failed, with attempts left.
+# started long ago without finishing (a worker died), or failed, with attempts left, or deferred
+# and long past their time (the scheduled job was lost); never a deferred one before its time.
 PENDING = """
 SELECT id FROM deliveries
 WHERE (status = 'received' AND received_at < now() - make_interval(secs => %(grace)s))
+   OR (status = 'deferred' AND not_before < now() - make_interval(secs => %(stuck)s))
    OR (status IN ('queued', 'processing') AND attempts < %(max_attempts)s
        AND coalesce(started_at, enqueued_at, received_at) < now() - make_interval(secs => %(stuck)s))
    OR (status = 'failed' AND attempts < %(max_attempts)s
@@ -93,10 +95,25 @@ ORDER BY repo_full_name NULLS FIRST, parked_at DESC, id
 
 KNOWN_IDS = "SELECT id FROM deliveries WHERE id = ANY(%s)"
 
+# Waiting for the write budget: the run did not count as an attempt (it gets its attempt back).
+DEFER = """
+UPDATE deliveries SET status = 'deferred', not_before = to_timestamp(%(not_before)s),
+       attempts = greatest(attempts - 1, 0), deferrals = deferrals + 1, last_error = %(reason)s
+WHERE id = %(id)s AND status = 'processing'
+"""
+
+# The latest time an older deferred delivery of the same repository runs again: a later one
+# waits behind it so per-repository order holds across deferrals.
+DEFERRED_AHEAD = """
+SELECT extract(epoch FROM max(d.not_before)) AS not_before FROM deliveries d, deliveries me
+WHERE me.id = %(id)s AND d.repo_id = me.repo_id AND d.status = 'deferred'
+  AND (d.received_at, d.id) < (me.received_at, me.id)
+"""
+
 # Runs of one delivery, counting the ones a dying worker never finished; then it is parked.
 MAX_ATTEMPTS = 5
 MAX_ERROR_CHARS = 4000
-STATUSES = ("received", "queued", "processing", "processed", "ignored", "failed", "parked")
+STATUSES = ("received", "queued", "processing", "processed", "ignored", "failed", "parked", "deferred")
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,8 @@ class Delivery:
     repo_id: int | None
     repo_full_name: str | None
     payload: dict[str, Any]
+    # Runs so far, deferred ones included: above 1, an earlier run may already have written to
+    # GitHub, so handlers look for their dedupe markers before posting.
     attempts: int = 0
 
     @property
@@ -161,7 +180,7 @@ def start_processing(conn: psycopg.Connection, delivery_id: str) -> Delivery | N
         return None
     return Delivery(
         row["id"], row["event"], row["action"], row["installation_id"], row["repo_id"],
-        row["repo_full_name"], row["payload"], row["attempts"],
+        row["repo_full_name"], row["payload"], row["runs"],
     )
 
 
@@ -172,6 +191,17 @@ def finish(conn: psycopg.Connection, delivery_id: str, status: str, note: str | 
 def fail(conn: psycopg.Connection, delivery_id: str, error: str) -> None:
     """Record a failed run: retried later while attempts are left, parked by the last one."""
     conn.execute(FAIL, {"error": error[:MAX_ERROR_CHARS], "id": delivery_id, "max_attempts": MAX_ATTEMPTS})
+
+
+def defer(conn: psycopg.Connection, delivery_id: str, not_before: float, reason: str) -> None:
+    """Mark a started delivery as waiting until ``not_before`` (epoch seconds) without using an attempt."""
+    conn.execute(DEFER, {"id": delivery_id, "not_before": not_before, "reason": reason[:MAX_ERROR_CHARS]})
+
+
+def deferred_ahead(conn: psycopg.Connection, delivery_id: str) -> float | None:
+    """When the last older deferred delivery of this one's repository runs again, if any."""
+    row = conn.execute(DEFERRED_AHEAD, {"id": delivery_id}).fetchone()
+    return float(row["not_before"]) if row and row["not_before"] is not None else None
 
 
 def park(conn: psycopg.Connection, delivery_id: str, reason: str) -> None:

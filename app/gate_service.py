@@ -22,6 +22,7 @@ from app.github_gateway import RepoGateway
 from app.merge_queue import positions
 from app.repositories import Repo
 from app.task_refs import branch_task
+from app.write_budget import WriteClass, writing
 from webhooks.models import CheckRun, PullRequest
 
 # GitHub answers ``mergeable: null`` while it computes mergeability in the background: ask again
@@ -186,6 +187,7 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
 
 # --- publishing fleet/gates ------------------------------------------------------------------
 
+@writing(WriteClass.QUEUE)
 def publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot, verdict: GateVerdict, *,
             force: bool = False) -> None:
     """Create or update ``fleet/gates`` on the head; no request at all when nothing changed.

@@ -31,44 +31,72 @@ from githubkit.throttling import BaseThrottler
 from githubkit.typing import RetryOption
 
 from app.settings import Settings
+from app.write_budget import WriteBudget
 
 log = logging.getLogger(__name__)
 
 MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
-# Longest wait Fleet accepts inside one job; longer rate-limit waits fail the job so RQ's retry
-# (or the sweeper) picks it up later instead of holding a worker.
-MAX_INLINE_WAIT = 90.0
+# Longest a worker may sleep inside githubkit's retry loop (5xx backoff, a Retry-After of a
+# second). Anything longer marks the installation spent and the job is deferred instead
+# (app/write_budget.py): a sleeping worker stalls every repository of every installation.
+MAX_INLINE_WAIT = 1.0
+# GitHub's advice for a secondary limit answered without Retry-After: wait at least a minute.
+SECONDARY_LIMIT_WAIT = 60.0
+
+
+def is_secondary_limit(response: Any) -> bool:
+    """A 403/429 naming GitHub's secondary rate limit (githubkit raises RateLimitExceeded only
+    when the answer also carries Retry-After or an exhausted x-ratelimit-remaining)."""
+    return response.status_code in (403, 429) and "secondary rate limit" in response.text.lower()
 
 
 class RetryPolicy:
-    """githubkit retry decision: rate limits honour Retry-After / reset; 5xx and network errors
-    back off exponentially, for idempotent methods only."""
+    """githubkit retry decision: short rate-limit waits and 5xx / network errors of idempotent
+    methods are retried after at most ``max_wait``; a longer rate-limit wait is reported to
+    ``on_rate_limit`` (the installation's budget) and raised, so the job defers itself."""
 
-    def __init__(self, attempts: int = 3, base_delay: float = 1.0, max_wait: float = MAX_INLINE_WAIT):
+    def __init__(self, attempts: int = 3, base_delay: float = 0.25, max_wait: float = MAX_INLINE_WAIT,
+                 on_rate_limit: Callable[[float], None] | None = None):
         self.attempts = attempts
         self.base_delay = base_delay
         self.max_wait = max_wait
+        self.on_rate_limit = on_rate_limit
+
+    def bound_to(self, on_rate_limit: Callable[[float], None]) -> "RetryPolicy":
+        """The same policy, reporting long rate-limit waits of one installation."""
+        return RetryPolicy(self.attempts, self.base_delay, self.max_wait, on_rate_limit)
 
     def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
-        if retry_count >= self.attempts:
-            return RetryOption(False)
         if isinstance(exc, RateLimitExceeded):
             wait = exc.retry_after.total_seconds()
-            if wait > self.max_wait:
+            if wait > self.max_wait or retry_count >= self.attempts:
+                self._report(time.time() + max(wait, 1.0))
                 return RetryOption(False)
             return RetryOption(True, timedelta(seconds=max(wait, 0.05)))
+        if isinstance(exc, RequestFailed) and is_secondary_limit(exc.response):
+            # A secondary limit without Retry-After: GitHub asks for at least a minute.
+            self._report(time.time() + SECONDARY_LIMIT_WAIT)
+            return RetryOption(False)
+        if retry_count >= self.attempts:
+            return RetryOption(False)
         method = _method_of(exc)
         if method not in IDEMPOTENT:
             return RetryOption(False)
         if isinstance(exc, RequestFailed):
-            status = exc.response.status_code
-            secondary = status == 403 and "secondary rate limit" in exc.response.text.lower()
-            if status < 500 and not secondary:
+            if exc.response.status_code < 500:
                 return RetryOption(False)
         elif not isinstance(exc, RequestError):
             return RetryOption(False)
-        return RetryOption(True, timedelta(seconds=self.base_delay * (2**retry_count)))
+        return RetryOption(True, timedelta(seconds=min(self.base_delay * (2**retry_count), self.max_wait)))
+
+    def _report(self, until: float) -> None:
+        if self.on_rate_limit is None:
+            return
+        try:
+            self.on_rate_limit(until)
+        except redis.RedisError:
+            log.warning("rate limit not recorded (Redis error)")
 
 
 def _method_of(exc: GitHubException) -> str | None:
@@ -84,22 +112,21 @@ class WritePacer(BaseThrottler):
     """Keeps content-creating requests of one installation under GitHub's secondary limits
     (per minute and per hour), counted in Redis so every worker on every machine shares them.
 
-    When Redis is unreachable writes go ahead unpaced: losing pacing is better than losing work.
+    A write without a slot for its class raises ``BudgetSpent`` at once; it never waits. When
+    Redis is unreachable writes go ahead unpaced: losing pacing is better than losing work.
     """
 
     def __init__(self, redis_client: redis.Redis | None, installation_id: int, per_minute: int, per_hour: int,
-                 namespace: str = "fleet"):
-        self.redis = redis_client
-        self.namespace = namespace
+                 namespace: str = "fleet", clock: Callable[[], float] = time.time):
         self.installation_id = installation_id
-        self.per_minute = per_minute
-        self.per_hour = per_hour
+        self.budget = (WriteBudget(redis_client, installation_id, per_minute, per_hour, namespace, clock)
+                       if redis_client is not None else None)
         self._local = threading.Semaphore(4)
 
     @contextmanager
     def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
         if request.method in MUTATING:
-            self._wait_for_slot()
+            self._take_slot()
         with self._local:
             yield
 
@@ -108,51 +135,17 @@ class WritePacer(BaseThrottler):
         raise NotImplementedError("Fleet uses the synchronous client")
         yield
 
-    def _wait_for_slot(self) -> None:
-        if self.redis is None:
+    def _take_slot(self) -> None:
+        if self.budget is None:
             return
-        deadline = time.monotonic() + MAX_INLINE_WAIT
-        while True:
-            try:
-                wait = self._take_slot()
-            except redis.RedisError:
-                log.warning("write pacing unavailable (Redis error); proceeding unpaced")
-                return
-            if wait <= 0:
-                return
-            if time.monotonic() + wait > deadline:
-                raise PacingExceeded(wait)
-            time.sleep(min(wait, 5.0))
+        try:
+            self.budget.take()
+        except redis.RedisError:
+            log.warning("write pacing unavailable (Redis error); proceeding unpaced")
 
-    def _take_slot(self) -> float:
-        now = time.time()
-        minute, hour = int(now // 60), int(now // 3600)
-        key_m = f"{self.namespace}:writes:{self.installation_id}:m:{minute}"
-        key_h = f"{self.namespace}:writes:{self.installation_id}:h:{hour}"
-        pipe = self.redis.pipeline()  # type: ignore[union-attr]
-        pipe.incr(key_m)
-        pipe.expire(key_m, 120)
-        pipe.incr(key_h)
-        pipe.expire(key_h, 7200)
-        count_m, _, count_h, _ = pipe.execute()
-        if count_m <= self.per_minute and count_h <= self.per_hour:
-            return 0.0
-        # Over budget: give the slot back and wait for the window that is full to roll over.
-        pipe = self.redis.pipeline()  # type: ignore[union-attr]
-        pipe.decr(key_m)
-        pipe.decr(key_h)
-        pipe.execute()
-        if count_h > self.per_hour:
-            return (hour + 1) * 3600 - now
-        return (minute + 1) * 60 - now
-
-
-class PacingExceeded(RuntimeError):
-    """The installation's write budget is spent for longer than a job should wait."""
-
-    def __init__(self, wait: float):
-        super().__init__(f"GitHub write budget exhausted; next slot in {wait:.0f}s")
-        self.wait = wait
+    def mark_spent(self, until: float) -> None:
+        if self.budget is not None:
+            self.budget.mark_spent(until)
 
 
 ResponseHook = Callable[[httpx.Response], None]
@@ -224,6 +217,7 @@ class GitHubClients:
                     namespace=self.settings.queue_name,
                 )
                 auth = AppInstallationAuthStrategy(self.settings.app_id, self.settings.private_key, installation_id)
-                client = GitHub(auth, throttler=pacer, **self._common())
+                options = {**self._common(), "auto_retry": self.retry.bound_to(pacer.mark_spent)}
+                client = GitHub(auth, throttler=pacer, **options)
                 self._installations[installation_id] = client
             return client

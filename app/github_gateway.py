@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from githubkit import GitHub
-from githubkit.exception import RequestFailed
+from githubkit.exception import RateLimitExceeded, RequestFailed
 
 from app.bot_identity import is_bot
 from app.conditional_reads import EtagCache, conditional_get
 from app.evidence import EvidenceRecorder
+from app.github_client import SECONDARY_LIMIT_WAIT, is_secondary_limit
+from app.write_budget import BudgetSpent, current_class
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,9 +68,23 @@ class RepoGateway:
     def _mutate(self, action: str, target: str, call: Callable[[], T], **detail: Any) -> T:
         try:
             result = call()
+        except BudgetSpent as exc:
+            self.evidence.record(action, target, "deferred", None, message=str(exc)[:500], **detail)
+            raise
+        except RateLimitExceeded as exc:
+            # GitHub said stop (the retry policy marked the installation spent): the job defers,
+            # it is not a refusal of this write.
+            status = exc.response.status_code
+            self.evidence.record(action, target, "deferred", status, message=github_message(exc), **detail)
+            raise BudgetSpent(self._installation_id(), current_class(),
+                              time.time() + exc.retry_after.total_seconds(), f"GitHub answered {status}") from exc
         except RequestFailed as exc:
             status = exc.response.status_code
             message = github_message(exc)
+            if is_secondary_limit(exc.response):
+                self.evidence.record(action, target, "deferred", status, message=message, **detail)
+                raise BudgetSpent(self._installation_id(), current_class(), time.time() + SECONDARY_LIMIT_WAIT,
+                                  f"GitHub answered {status}") from exc
             self.evidence.record(action, target, "refused" if status < 500 else "error", status, message=message, **detail)
             if status < 500:
                 raise GitHubRefused(action, status, message) from exc
@@ -78,6 +95,9 @@ class RepoGateway:
         status = getattr(result, "status_code", None)
         self.evidence.record(action, target, "ok", status, **detail)
         return result
+
+    def _installation_id(self) -> int:
+        return getattr(self.gh.config.throttler, "installation_id", 0)
 
     def _paginate(self, method: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a paginated list, as raw JSON. Fleet parses with its own small models:
@@ -285,6 +305,8 @@ class RepoGateway:
         try:
             self._mutate("pin_issue", node_id, lambda: self.gh.graphql.request(query, {"id": node_id}))
             return True
+        except BudgetSpent:
+            raise  # not a refusal: the job defers and pins later
         except Exception as exc:  # GraphQL errors arrive as exceptions of several kinds
             log.warning("pinning refused: %s", str(exc)[:200])
             return False

@@ -31,6 +31,7 @@ from app.merge_queue import (
 )
 from app.replies import marker
 from app.repositories import Repo
+from app.write_budget import BudgetSpent, WriteClass, writing
 
 log = logging.getLogger("fleet.queue")
 
@@ -268,17 +269,18 @@ class _Stepper:
                 if not self._save(entry, getattr(action, "deadline", None)):
                     return False
             elif isinstance(action, UpdateBranch):
-                entry = transition(entry, action, now)
+                before, entry = entry, transition(entry, action, now)
                 if not self._save(entry, now + UPDATE_LANDING):
                     return False
-                code, message, retry_after, _ = _answer(lambda: self.gh.update_branch(action.pr, action.expected_head_sha))
+                code, message, retry_after, _ = self._verdict_call(
+                    before, lambda: self.gh.update_branch(action.pr, action.expected_head_sha))
                 assert pr is not None
                 pending[:0] = decide_update_result(action, code, message, entry=entry, pr=pr, retry_after=retry_after)
             elif isinstance(action, Merge):
-                entry = transition(entry, action, now)
+                before, entry = entry, transition(entry, action, now)
                 if not self._save(entry, None):
                     return False  # a person dequeued it a moment ago: never merge it now
-                code, message, retry_after, body = _answer(lambda: self.gh.merge_pull(
+                code, message, retry_after, body = self._verdict_call(before, lambda: self.gh.merge_pull(
                     action.pr, action.sha, action.method, action.title, action.message))
                 assert pr is not None
                 pending[:0] = decide_merge_result(action, code, message, entry=entry, pr=pr,
@@ -310,6 +312,16 @@ class _Stepper:
             else:  # pragma: no cover - a new action without an executor is a programming error
                 raise TypeError(f"no executor for {action!r}")
         return again
+
+    def _verdict_call(self, before: QueueEntry, call: Callable[[], object]) -> tuple[int, str, timedelta | None, dict]:
+        """A merge or update-branch call, first in the write budget. When the budget is spent the
+        call was never made: the entry goes back to how it was (no attempt used) and the job defers."""
+        try:
+            with writing(WriteClass.VERDICT):
+                return _answer(call)
+        except BudgetSpent:
+            self._save(before, None)
+            raise
 
     def _save(self, entry: QueueEntry, wake_at: datetime | None) -> bool:
         return queue_store.save_entry(self.conn, self.repo.id, entry, wake_at)

@@ -12,6 +12,7 @@ from app import status_snapshot, status_table
 from app.bot_identity import is_bot
 from app.github_gateway import GitHubRefused, RepoGateway
 from app.repositories import Repo
+from app.write_budget import WriteClass, writing
 
 STATUS_LABEL = ("fleet:status", "ededed", "Fleet: the auto-updated status issue of this repository")
 
@@ -37,6 +38,7 @@ class Outcome:
     wait: timedelta | None = None
 
 
+@writing(WriteClass.STATUS)
 def update(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url: str, now: datetime) -> Outcome:
     """Render the body and write it if it changed and the interval allows. Caller holds the repo lock."""
     if not repo.config.status.enabled:
@@ -66,6 +68,7 @@ def update(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url: str, 
     return Outcome("edited", row["issue_number"])
 
 
+@writing(WriteClass.STATUS)
 def ensure_issue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, api_url: str, now: datetime) -> int:
     """The status issue's number, creating (and recording) it first if needed."""
     row = conn.execute(GET_ROW, (repo.id,)).fetchone()

@@ -37,5 +37,7 @@ def run_worker(burst: bool = False, fork: bool = False) -> int:
     preload_job_modules()
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class([runtime.queue()], connection=runtime.redis_client())
+    # RQ's scheduler moves deferred jobs (write budget spent, jobs/deferral.py) back onto the queue
+    # at their time; without it they would wait for the sweeper. Workers share it via a Redis lock.
     worker.work(burst=burst, with_scheduler=True, logging_level=runtime.settings().log_level)
     return 0

@@ -22,6 +22,7 @@ from app import claim_store, claims, db, repositories, runtime, task_state
 from app.claim_actions import Effects, apply, sync_labels
 from app.evidence import EvidenceRecorder
 from app.github_gateway import GitHubRefused, RepoGateway, github_message
+from jobs.deferral import deferral_time, run_at
 from jobs.process import REPO_LOCK
 
 log = logging.getLogger("fleet.leases")
@@ -55,6 +56,12 @@ VALUES (%(repo_id)s, 1, %(retry_at)s, %(error)s)
 ON CONFLICT (repo_id) DO UPDATE SET failures = b.failures + 1, retry_at = %(retry_at)s, last_error = %(error)s
 """
 FAILURES = "SELECT failures FROM lease_backoff WHERE repo_id = %s"
+# The write budget is spent: wait exactly until a slot frees, without counting a failure.
+RECORD_DEFERRAL = """
+INSERT INTO lease_backoff AS b (repo_id, failures, retry_at, last_error)
+VALUES (%(repo_id)s, 0, %(retry_at)s, %(error)s)
+ON CONFLICT (repo_id) DO UPDATE SET retry_at = %(retry_at)s, last_error = %(error)s
+"""
 CLEAR_FAILURES = "DELETE FROM lease_backoff WHERE repo_id = %s"
 
 
@@ -130,6 +137,11 @@ def check_leases(now: str | None = None) -> dict[str, int]:
         try:
             outcomes = _check_repo(repo_id, installation_id, numbers, at)
         except Exception as exc:  # one repository never stops the clock for the others
+            if (retry_at := deferral_time(exc)) is not None:
+                # The lease clock may be moved (tests); the wait is GitHub's, from now.
+                wait = run_at(retry_at) - datetime.now(timezone.utc)
+                _record_deferral(settings.database_url, repo_id, names[repo_id], at + wait, exc)
+                continue
             counts["failed"] += 1
             _record_failure(settings.database_url, repo_id, names[repo_id], at, exc)
             continue
@@ -274,6 +286,13 @@ def _record_failure(database_url: str, repo_id: int, full_name: str, at: datetim
         conn.execute(RECORD_FAILURE, {"repo_id": repo_id, "retry_at": retry_at, "error": error})
     log.warning("lease check failed for a repository; backing off", exc_info=exc,
                 extra={"repo": full_name, "repo_id": repo_id, "failures": failures, "retry_at": retry_at.isoformat()})
+
+
+def _record_deferral(database_url: str, repo_id: int, full_name: str, retry_at: datetime, exc: Exception) -> None:
+    with db.connect(database_url, autocommit=True) as conn:
+        conn.execute(RECORD_DEFERRAL, {"repo_id": repo_id, "retry_at": retry_at, "error": str(exc)[:500]})
+    log.info("lease check deferred until the write budget has a slot",
+             extra={"repo": full_name, "repo_id": repo_id, "retry_at": retry_at.isoformat()})
 
 
 def _clear_failures(database_url: str, repo_id: int) -> None:

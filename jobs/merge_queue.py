@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from rq import get_current_job
 from rq.job import JobStatus
@@ -18,6 +18,7 @@ from app import db, gate_service, queue_service, queue_store, repositories, runt
 from app.evidence import EvidenceRecorder
 from app.gates import GateVerdict
 from app.github_gateway import RepoGateway
+from jobs.deferral import deferral_time, run_at
 
 log = logging.getLogger("fleet.jobs.queue")
 
@@ -59,10 +60,12 @@ def enqueue_unique(func: str, args: tuple, key: str, *, delay: timedelta | None 
     return free
 
 
-def enqueue_evaluation(repo_id: int, pr_number: int, head_sha: str | None, force: bool = False) -> str | None:
+def enqueue_evaluation(repo_id: int, pr_number: int, head_sha: str | None, force: bool = False,
+                       delay: timedelta | None = None) -> str | None:
     return enqueue_unique(
         "jobs.merge_queue.evaluate_gates", (repo_id, pr_number, force),
-        _key("gates", repo_id, pr_number, head_sha or "", force), description=f"gates {repo_id}#{pr_number}",
+        _key("gates", repo_id, pr_number, head_sha or "", force, delay is not None), delay=delay,
+        description=f"gates {repo_id}#{pr_number}",
     )
 
 
@@ -82,7 +85,23 @@ def _job_id() -> str | None:
 
 def evaluate_gates(repo_id: int, pr_number: int, force: bool = False) -> str | None:
     """Evaluate and publish a PR's gates; step its queue when it is queued (or auto-queue it).
-    Returns the conclusion, or None when the PR is not open."""
+    Returns the conclusion, "deferred" when the write budget is spent (the evaluation runs again
+    once a slot frees), or None when the PR is not open."""
+    try:
+        return _evaluate_gates(repo_id, pr_number, force)
+    except Exception as exc:
+        if (retry_at := deferral_time(exc)) is None:
+            raise
+        enqueue_evaluation(repo_id, pr_number, None, force, delay=_delay_until(retry_at))
+        log.info("gate evaluation deferred: %s", exc)
+        return "deferred"
+
+
+def _delay_until(retry_at: float) -> timedelta:
+    return run_at(retry_at) - datetime.now(timezone.utc)
+
+
+def _evaluate_gates(repo_id: int, pr_number: int, force: bool) -> str | None:
     settings = runtime.settings()
     with db.connect(settings.database_url, autocommit=True) as conn:
         repo = repositories.get(conn, repo_id)
@@ -111,8 +130,16 @@ def _after_verdict(conn, gh: RepoGateway, repo, pr, verdict: GateVerdict) -> Non
 
 
 def step_queue(repo_id: int, base_ref: str) -> list[str]:
-    """Move the (repo, base) merge queue forward; safe to run concurrently and to re-run."""
-    return queue_service.step(repo_id, base_ref, job_id=_job_id())
+    """Move the (repo, base) merge queue forward; safe to run concurrently and to re-run. When the
+    write budget is spent the step runs again once a slot frees (decisions already saved stay)."""
+    try:
+        return queue_service.step(repo_id, base_ref, job_id=_job_id())
+    except Exception as exc:
+        if (retry_at := deferral_time(exc)) is None:
+            raise
+        enqueue_step(repo_id, base_ref, delay=_delay_until(retry_at))
+        log.info("merge queue step deferred: %s", exc)
+        return ["Deferred"]
 
 
 # --- the safety-net poll ---------------------------------------------------------------------

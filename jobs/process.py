@@ -12,6 +12,7 @@ from rq import get_current_job
 
 from app import db, deliveries, runtime
 from app.metrics import PROCESSING_SECONDS
+from jobs.deferral import DEFER_MARGIN, deferral_time
 from webhooks.context import EventContext, MalformedPayload, bind_logger
 from webhooks.routing import ignore_reason, route
 
@@ -49,6 +50,10 @@ def _process(delivery, conn, settings, logger, job_id, handler, started) -> str:
                 return "skipped"
             if delivery.repo_id is not None:
                 conn.execute(REPO_LOCK, (delivery.repo_id,))
+                ahead = deliveries.deferred_ahead(conn, delivery_id)
+                if ahead is not None:
+                    # Scheduled a margin after the older one, so RQ's scheduler starts it first.
+                    raise WaitingBehind(ahead + DEFER_MARGIN)
             if handler is None:
                 deliveries.finish(conn, delivery_id, "ignored", ignore_reason(delivery.event, delivery.action))
                 logger.info("delivery ignored")
@@ -63,7 +68,18 @@ def _process(delivery, conn, settings, logger, job_id, handler, started) -> str:
         _record_failure(settings.database_url, delivery_id, str(exc), final=True)
         logger.warning("delivery malformed: %s", exc)
         return "failed"
+    except WaitingBehind as exc:
+        _defer(settings.database_url, delivery_id, exc.retry_at, "waiting behind an older deferred delivery")
+        logger.info("delivery deferred behind an older one of its repository")
+        return "deferred"
     except Exception as exc:
+        retry_at = deferral_time(exc)
+        if retry_at is not None:
+            # The transaction rolled back; GitHub writes already made are repeated safely
+            # (comments carry dedupe markers, labels and assignees are set, not toggled).
+            _defer(settings.database_url, delivery_id, retry_at, f"{type(exc).__name__}: {exc}")
+            logger.info("delivery deferred: %s", exc)
+            return "deferred"
         _record_failure(settings.database_url, delivery_id, f"{type(exc).__name__}: {exc}", final=False)
         logger.exception("delivery failed")
         raise
@@ -88,6 +104,27 @@ def _run_deferred(ctx: EventContext) -> None:
             # Deferred work is an optimisation (periodic reconciliation covers it); the
             # delivery itself is processed.
             ctx.log.exception("deferred action failed")
+
+
+class WaitingBehind(Exception):
+    """An older delivery of the same repository is deferred: this one must not overtake it."""
+
+    def __init__(self, retry_at: float):
+        super().__init__(f"an older delivery of this repository runs at {retry_at:.0f}")
+        self.retry_at = retry_at
+
+
+def _defer(database_url: str, delivery_id: str, retry_at: float, reason: str) -> None:
+    """Hand the delivery to RQ's scheduler for ``retry_at``; the worker goes on with other work.
+    If Redis refuses, the sweeper re-queues it once its time is long past."""
+    from jobs.dispatch import schedule_delivery
+
+    with db.pooled(database_url) as conn:
+        deliveries.defer(conn, delivery_id, retry_at, reason)
+    try:
+        schedule_delivery(delivery_id, retry_at)
+    except Exception:
+        log.warning("deferred delivery not scheduled (Redis unavailable); the sweeper will re-queue it")
 
 
 def _record_failure(database_url: str, delivery_id: str, error: str, *, final: bool) -> None:

@@ -18,6 +18,7 @@ from app import db, repositories, runtime, status_service
 from app.evidence import EvidenceRecorder
 from app.github_gateway import RepoGateway
 from app.status_snapshot import take_progress_snapshot
+from jobs.deferral import deferral_time, run_at
 from jobs.process import REPO_LOCK
 
 log = logging.getLogger("fleet.status")
@@ -39,7 +40,19 @@ def request_update(repo_id: int) -> None:
 
 
 def update_status(repo_id: int, now: str | None = None) -> str:
-    """Render and (maybe) write the status issue; returns the outcome."""
+    """Render and (maybe) write the status issue; returns the outcome ("deferred" when the write
+    budget is spent: the update runs again once a STATUS slot frees)."""
+    try:
+        return _update_status(repo_id, now)
+    except Exception as exc:
+        if (retry_at := deferral_time(exc)) is None:
+            raise
+        _schedule_retry(repo_id, run_at(retry_at) - datetime.now(timezone.utc))
+        log.info("status update deferred: %s", exc)
+        return "deferred"
+
+
+def _update_status(repo_id: int, now: str | None) -> str:
     at = datetime.fromisoformat(now) if now else datetime.now(timezone.utc)
     settings = runtime.settings()
     try:

@@ -18,6 +18,7 @@ from app.pull_state import upsert_check_run, upsert_pull, upsert_status
 from app.repo_config import CONFIG_PATH, ConfigError, parse_repo_config
 from app.task_refs import TaskRef
 from app.task_state import set_dependency, upsert_milestone, upsert_task
+from jobs.deferral import deferral_time, run_at
 from jobs.process import REPO_LOCK
 from webhooks.models import CheckRun, Issue, Milestone, PullRequest
 
@@ -25,7 +26,21 @@ log = logging.getLogger("fleet.sync")
 
 
 def enqueue_sync(full_name: str) -> None:
-    runtime.queue().enqueue("jobs.sync.sync_repository", full_name, job_timeout=1800, description=f"sync {full_name}")
+    runtime.queue().enqueue("jobs.sync.sync_job", full_name, job_timeout=1800, description=f"sync {full_name}")
+
+
+def sync_job(full_name: str) -> dict[str, int] | str:
+    """The RQ job: ``sync_repository``, or "deferred" when GitHub's rate limit stopped the reading
+    (the job is scheduled again for when GitHub allows; the worker does not wait)."""
+    try:
+        return sync_repository(full_name)
+    except Exception as exc:
+        if (retry_at := deferral_time(exc)) is None:
+            raise
+        runtime.queue().enqueue_at(run_at(retry_at), "jobs.sync.sync_job", full_name, job_timeout=1800,
+                                   description=f"sync {full_name}")
+        log.info("repository sync deferred: %s", exc)
+        return "deferred"
 
 
 # Live repositories of an installation; a row whose name GitHub gave to another repository (a

@@ -173,7 +173,7 @@ def short_timeouts(monkeypatch):
         return options
 
     monkeypatch.setattr(GitHubClients, "_common", common)
-    monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (3, 0.1, RetryPolicy().max_wait))
+    monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (3, 0.1, RetryPolicy().max_wait, None))
 
 
 # -- the faults, one or more per step ------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from app.evidence import EvidenceRecorder
-from app.github_client import PacingExceeded, RetryPolicy, WritePacer
+from app.github_client import RetryPolicy, WritePacer
+from app.write_budget import BudgetSpent
 from app.github_gateway import GitHubRefused, RepoGateway
 from tests.conftest import REDIS_URL
 
@@ -85,25 +86,30 @@ def _request(method: str) -> httpx.Request:
     return httpx.Request(method, "http://127.0.0.1/x")
 
 
-def test_write_pacer_holds_writes_beyond_the_minute_budget(queue_namespace):
+def test_write_pacer_refuses_writes_beyond_the_minute_budget_at_once(queue_namespace):
     client = redis.Redis.from_url(REDIS_URL)
-    pacer = WritePacer(client, installation_id=424242, per_minute=2, per_hour=100, namespace=queue_namespace)
-    for _ in range(2):
-        assert pacer._take_slot() == 0.0
-    wait = pacer._take_slot()
-    assert 0 < wait <= 60
+    pacer = WritePacer(client, installation_id=424242, per_minute=20, per_hour=100, namespace=queue_namespace)
+    for _ in range(17):  # unmarked writes are QUEUE writes: 85 % of the minute
+        with pacer.acquire(_request("POST")):
+            pass
+    with pytest.raises(BudgetSpent) as info:
+        with pacer.acquire(_request("POST")):
+            pass
+    assert 0 < info.value.retry_at - time.time() <= 60
     with pacer.acquire(_request("GET")):
         pass  # reads are never paced
 
 
-def test_write_pacer_refuses_to_hold_a_job_for_an_hour(queue_namespace, monkeypatch):
+def test_write_pacer_defers_for_the_hour_instead_of_failing(queue_namespace):
     client = redis.Redis.from_url(REDIS_URL)
     pacer = WritePacer(client, installation_id=434343, per_minute=100, per_hour=1, namespace=queue_namespace)
-    assert pacer._take_slot() == 0.0
-    monkeypatch.setattr("app.github_client.MAX_INLINE_WAIT", 1.0)
-    with pytest.raises(PacingExceeded):
+    with pacer.acquire(_request("POST")):
+        pass
+    with pytest.raises(BudgetSpent) as info:
         with pacer.acquire(_request("POST")):
             pass
+    assert info.value.reason == "hour ceiling reached"
+    assert info.value.retry_at == (int(time.time() // 3600) + 1) * 3600
 
 
 def test_write_pacer_without_redis_lets_writes_through():

@@ -1,0 +1,150 @@
+"""GitHub's write budget per installation: who may spend it, and what happens when it is spent.
+
+GitHub allows about 80 content-creating requests a minute and 500 an hour per installation
+(``FLEET_WRITES_PER_MINUTE`` / ``_HOUR``). Fleet shares that budget between every worker through
+Redis and splits it by *write class*: each class may fill the window only up to its ceiling, so
+the top of every window stays free for the writes an agent is waiting for (claim verdicts,
+merges). A write without a slot never waits: ``BudgetSpent`` says when a slot frees and the job
+layer re-schedules the job for then (``jobs/deferral.py``), so a worker never sleeps for budget.
+
+A 403/429 with ``Retry-After`` (or an exhausted primary limit) marks the installation spent until
+then, for every class and every process: GitHub itself said stop.
+"""
+from __future__ import annotations
+
+import contextvars
+import enum
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class WriteClass(enum.Enum):
+    """Write priorities, highest first. The value is the share (percent) of the per-minute and
+    per-hour budget the class may fill; what lies above a class's ceiling is its reserve for the
+    classes above it."""
+
+    # Claim verdicts (unassign, refusal comment, the accepted-claim signal), merges, update-branch.
+    VERDICT = 100
+    # fleet/gates check runs, queue and command replies; also every write nobody classified.
+    QUEUE = 85
+    # fleet:* state labels.
+    LABELS = 70
+    # The status issue (body edits, creation, pinning).
+    STATUS = 50
+
+
+DEFAULT_CLASS = WriteClass.QUEUE
+_current: contextvars.ContextVar[WriteClass] = contextvars.ContextVar("fleet_write_class", default=DEFAULT_CLASS)
+
+
+def current_class() -> WriteClass:
+    return _current.get()
+
+
+@contextmanager
+def writing(write_class: WriteClass) -> Iterator[None]:
+    """Writes made inside this block spend the budget as ``write_class``."""
+    token = _current.set(write_class)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def ceiling(write_class: WriteClass, budget: int) -> int:
+    """How much of a window of ``budget`` writes the class may fill (at least one write)."""
+    return max(1, math.floor(budget * write_class.value / 100))
+
+
+class BudgetSpent(RuntimeError):
+    """No write slot for this class now; ``retry_at`` (epoch seconds) is when one frees.
+
+    Not a githubkit exception on purpose: githubkit's retry loop must not catch (and sleep on) it.
+    """
+
+    def __init__(self, installation_id: int, write_class: WriteClass, retry_at: float, reason: str):
+        wait = max(retry_at - time.time(), 0.0)
+        super().__init__(f"GitHub write budget of installation {installation_id} spent for "
+                         f"{write_class.name} writes ({reason}); next slot in {wait:.0f}s")
+        self.installation_id = installation_id
+        self.write_class = write_class
+        self.retry_at = retry_at
+        self.reason = reason
+
+
+# Atomic take-a-slot: check GitHub's own stop, then the class's ceilings in both windows, and
+# only then count the write in both, so concurrent workers never over-commit a window.
+# KEYS: minute counter, hour counter, spent-until. ARGV: minute ceiling, hour ceiling, now.
+# Returns {1} (slot taken), {0, "minute"|"hour"} (ceiling reached) or {-1, spent_until}.
+TAKE_SLOT = """
+local spent = redis.call('GET', KEYS[3])
+if spent and tonumber(spent) > tonumber(ARGV[3]) then return {-1, spent} end
+local m = tonumber(redis.call('GET', KEYS[1]) or '0')
+local h = tonumber(redis.call('GET', KEYS[2]) or '0')
+if m >= tonumber(ARGV[1]) then return {0, 'minute'} end
+if h >= tonumber(ARGV[2]) then return {0, 'hour'} end
+redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 120)
+redis.call('INCR', KEYS[2]); redis.call('EXPIRE', KEYS[2], 7200)
+return {1}
+"""
+
+# Keeps the later of two spent-until marks (two workers can see two rate-limit answers).
+MARK_SPENT = """
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > old then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return 1
+"""
+
+
+class WriteBudget:
+    """One installation's shared write budget in Redis."""
+
+    def __init__(self, redis_client: redis.Redis, installation_id: int, per_minute: int, per_hour: int,
+                 namespace: str = "fleet", clock: Callable[[], float] = time.time):
+        self.redis = redis_client
+        self.installation_id = installation_id
+        self.per_minute = per_minute
+        self.per_hour = per_hour
+        self.namespace = namespace
+        self.clock = clock
+
+    def _key(self, suffix: str) -> str:
+        return f"{self.namespace}:writes:{self.installation_id}:{suffix}"
+
+    def take(self, write_class: WriteClass | None = None) -> None:
+        """Count one write of ``write_class`` (the current class by default), or raise BudgetSpent."""
+        write_class = write_class or current_class()
+        now = self.clock()
+        minute, hour = int(now // 60), int(now // 3600)
+        result = self.redis.eval(
+            TAKE_SLOT, 3, self._key(f"m:{minute}"), self._key(f"h:{hour}"), self._key("spent-until"),
+            ceiling(write_class, self.per_minute), ceiling(write_class, self.per_hour), repr(now),
+        )
+        if int(result[0]) == 1:
+            return
+        detail = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
+        if int(result[0]) == -1:
+            raise BudgetSpent(self.installation_id, write_class, float(detail), "GitHub asked to wait")
+        retry_at = (minute + 1) * 60.0 if detail == "minute" else (hour + 1) * 3600.0
+        raise BudgetSpent(self.installation_id, write_class, retry_at, f"{detail} ceiling reached")
+
+    def mark_spent(self, until: float) -> None:
+        """GitHub said stop until ``until`` (epoch seconds): no class writes before then."""
+        ttl = max(int(until - self.clock()) + 5, 5)
+        self.redis.eval(MARK_SPENT, 1, self._key("spent-until"), repr(until), ttl)
+        log.warning("GitHub rate limit: installation %s paused for %.0fs", self.installation_id, until - self.clock())
+
+    def spent_until(self) -> float | None:
+        value = self.redis.get(self._key("spent-until"))
+        if value is None or float(value) <= self.clock():
+            return None
+        return float(value)

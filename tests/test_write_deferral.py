@@ -1,0 +1,454 @@
+"""Pacing never sleeps in a worker: a spent write budget (Fleet's own ceilings, or GitHub's
+Retry-After) defers the job with RQ's scheduler, the worker goes on with other repositories and
+installations, per-repository order holds, and a deferral is neither a failure nor an attempt."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+from githubkit.exception import RateLimitExceeded
+from rq.registry import ScheduledJobRegistry
+
+from app import deliveries, runtime
+from app.github_client import RetryPolicy, WritePacer
+from app.write_budget import BudgetSpent, WriteBudget, WriteClass, ceiling, writing
+from jobs.sweeper import sweep_deliveries
+from tests.conftest import REDIS_URL
+
+OTHER = "other/tools"  # another account: another installation
+
+
+class FakeClock:
+    """A clock tests move by hand; the pacer reads time only through it."""
+
+    def __init__(self, at: float = 1_800_000_000.0):
+        self.now = at
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    """Records every time.sleep the pacer, the retry policy or githubkit's retry loop asks for."""
+    calls: list[float] = []
+    monkeypatch.setattr(time, "sleep", lambda seconds: calls.append(seconds))
+    return calls
+
+
+def budget(namespace, installation_id, per_minute=10, per_hour=1000, clock=None):
+    return WriteBudget(redis.Redis.from_url(REDIS_URL), installation_id, per_minute, per_hour, namespace,
+                       clock or FakeClock())
+
+
+def take_all(b: WriteBudget, write_class: WriteClass) -> int:
+    """How many writes of this class go through before the budget refuses."""
+    taken = 0
+    while True:
+        try:
+            b.take(write_class)
+        except BudgetSpent:
+            return taken
+        taken += 1
+
+
+# -- the pacer --------------------------------------------------------------------------------
+
+def test_a_spent_budget_raises_at_once_and_never_sleeps(queue_namespace, no_sleep):
+    import httpx
+
+    clock = FakeClock(1_800_000_010.0)  # 10 s into a minute
+    pacer = WritePacer(redis.Redis.from_url(REDIS_URL), 515151, per_minute=1, per_hour=100,
+                       namespace=queue_namespace, clock=clock)
+    post = httpx.Request("POST", "http://127.0.0.1/x")
+    with pacer.acquire(post):
+        pass
+    with pytest.raises(BudgetSpent) as info:
+        with pacer.acquire(post):
+            pass
+    assert info.value.retry_at == 1_800_000_060.0  # the next minute, not a sleep until then
+    assert no_sleep == []
+
+
+def test_verdict_writes_go_through_when_labels_and_status_are_at_their_ceiling(queue_namespace):
+    b = budget(queue_namespace, 525252, per_minute=10)
+    assert take_all(b, WriteClass.STATUS) == 5       # 50 %
+    assert take_all(b, WriteClass.LABELS) == 2       # up to 70 %
+    assert take_all(b, WriteClass.QUEUE) == 1        # up to 85 %
+    assert take_all(b, WriteClass.VERDICT) == 2      # the reserve: up to 100 %
+    with pytest.raises(BudgetSpent) as info:
+        b.take(WriteClass.STATUS)
+    assert info.value.reason == "minute ceiling reached"
+
+
+def test_the_hourly_ceiling_of_a_class_holds_across_minutes(queue_namespace):
+    clock = FakeClock()
+    b = budget(queue_namespace, 535353, per_minute=100, per_hour=10, clock=clock)
+    assert take_all(b, WriteClass.STATUS) == 5
+    clock.now += 60
+    with pytest.raises(BudgetSpent) as info:
+        b.take(WriteClass.STATUS)
+    assert info.value.reason == "hour ceiling reached"
+    assert info.value.retry_at == (int(clock.now // 3600) + 1) * 3600
+    b.take(WriteClass.VERDICT)  # the hour's reserve is still there for verdicts
+
+
+def test_unmarked_writes_are_queue_writes():
+    from app.write_budget import current_class
+
+    assert current_class() is WriteClass.QUEUE
+    with writing(WriteClass.VERDICT):
+        assert current_class() is WriteClass.VERDICT
+    assert current_class() is WriteClass.QUEUE
+    assert ceiling(WriteClass.STATUS, 80) == 40 and ceiling(WriteClass.VERDICT, 500) == 500
+
+
+def test_concurrent_workers_never_overcommit_a_window(queue_namespace):
+    b = budget(queue_namespace, 545454, per_minute=50)
+    taken: list[int] = []
+
+    def worker():
+        mine = WriteBudget(redis.Redis.from_url(REDIS_URL), 545454, 50, 1000, queue_namespace, b.clock)
+        taken.append(take_all(mine, WriteClass.VERDICT))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(taken) == 50
+
+
+def test_a_long_retry_after_marks_the_installation_spent_instead_of_sleeping(queue_namespace, no_sleep):
+    import httpx
+
+    clock = FakeClock(time.time())
+    pacer = WritePacer(redis.Redis.from_url(REDIS_URL), 555555, 80, 500, queue_namespace, clock=clock)
+    policy = RetryPolicy().bound_to(pacer.mark_spent)
+    request = httpx.Request("GET", "http://127.0.0.1/x")
+    response = httpx.Response(403, headers={"retry-after": "120"}, request=request)
+    from githubkit.response import Response
+
+    exc = RateLimitExceeded(Response(response, object), timedelta(seconds=120))
+    assert policy(exc, 0).do_retry is False
+    until = pacer.budget.spent_until()
+    assert until is not None and 110 < until - clock.now <= 121
+    with pytest.raises(BudgetSpent) as info:
+        pacer.budget.take(WriteClass.VERDICT)  # GitHub said stop: even verdicts wait
+    assert info.value.retry_at == until
+    assert no_sleep == []
+
+
+def test_retry_backoff_for_server_errors_is_bounded_to_a_moment():
+    import httpx
+    from githubkit.exception import RequestFailed
+    from githubkit.response import Response
+
+    request = httpx.Request("GET", "http://127.0.0.1/x")
+    exc = RequestFailed(Response(httpx.Response(502, request=request), object))
+    policy = RetryPolicy()
+    waits = [policy(exc, n).retry_after.total_seconds() for n in range(policy.attempts)]
+    assert max(waits) <= 1.0
+    assert policy(exc, policy.attempts).do_retry is False
+
+
+# -- deliveries ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def two_installations(world):
+    w = world
+    for login in ("alice", "bob"):
+        w.sim.add_user(login, "write")
+    w.sim.add_org("other")
+    w.sim.create_repo(OTHER)
+    w.other_installation = w.sim.install([OTHER])
+    w.settle()
+    return w
+
+
+def spend(world, installation_id: int, seconds: float = 120) -> float:
+    """GitHub said stop for ``seconds`` (as a Retry-After would); returns until when."""
+    until = time.time() + seconds
+    WritePacer(runtime.redis_client(), installation_id, 80, 500, runtime.settings().queue_name).mark_spent(until)
+    return until
+
+
+def lift(world, installation_id: int) -> None:
+    runtime.redis_client().delete(f"{runtime.settings().queue_name}:writes:{installation_id}:spent-until")
+
+
+def delivery_rows(db_conn, repo: str):
+    return db_conn.execute(
+        "SELECT id, status, attempts, deferrals, not_before, processed_at FROM deliveries "
+        "WHERE repo_full_name = %s AND event = 'issues' AND action = 'assigned' ORDER BY received_at", (repo,),
+    ).fetchall()
+
+
+def claim_of(db_conn, repo: str, number: int):
+    row = db_conn.execute(
+        "SELECT c.agent_id FROM claims c JOIN repositories r ON r.id = c.repo_id "
+        "WHERE r.full_name = %s AND c.number = %s AND c.released_at IS NULL", (repo, number),
+    ).fetchone()
+    return row["agent_id"] if row else None
+
+
+def assign(world, repo: str, login: str, number: int) -> None:
+    owner, name = repo.split("/")
+    gh = world.agent(login)
+    gh.rest.issues.add_assignees(owner, name, number, assignees=[login])
+    world.settle()
+
+
+def run_scheduled_now() -> int:
+    """Move every scheduled job to the queue (time passed) and run them; returns how many."""
+    from tests.conftest import drain
+
+    queue = runtime.queue()
+    registry = ScheduledJobRegistry(queue=queue)
+    ids = registry.get_job_ids()
+    for job_id in ids:
+        job = queue.fetch_job(job_id)
+        registry.remove(job_id)
+        queue.enqueue_job(job)
+    drain()
+    return len(ids)
+
+
+def scheduled_deliveries() -> dict[str, datetime]:
+    queue = runtime.queue()
+    registry = ScheduledJobRegistry(queue=queue)
+    found = {}
+    for job_id in registry.get_job_ids():
+        job = queue.fetch_job(job_id)
+        if job is not None and job.func_name == "jobs.process.process_delivery":
+            found[job.args[0]] = registry.get_scheduled_time(job_id).replace(tzinfo=timezone.utc)
+    return found
+
+
+def scheduled_functions() -> list[str]:
+    queue = runtime.queue()
+    jobs = [queue.fetch_job(i) for i in ScheduledJobRegistry(queue=queue).get_job_ids()]
+    return [j.func_name for j in jobs if j is not None]
+
+
+def test_a_spent_budget_defers_the_delivery_and_another_installation_goes_on(two_installations, db_conn, no_sleep):
+    w = two_installations
+    mine = w.sim.open_issue(w.repo, "Task here")
+    theirs = w.sim.open_issue(OTHER, "Task there")
+    w.settle()
+    until = spend(w, w.installation_id)
+    assign(w, w.repo, "alice", mine)
+    assign(w, OTHER, "bob", theirs)
+
+    [deferred] = delivery_rows(db_conn, w.repo)
+    assert deferred["status"] == "deferred" and deferred["attempts"] == 0 and deferred["deferrals"] >= 1
+    assert claim_of(db_conn, w.repo, mine) is None  # rolled back: nothing half-applied
+    assert abs(deferred["not_before"].timestamp() - until) < 1
+    at = scheduled_deliveries()[deferred["id"]]
+    assert until <= at.timestamp() <= until + 5  # RQ's scheduled registry holds it, for then
+    assert [r["status"] for r in delivery_rows(db_conn, OTHER)] == ["processed"]
+    assert claim_of(db_conn, OTHER, theirs) == "bob"
+    assert not [s for s in no_sleep if s > 1.0]  # nobody slept for the budget
+
+    lift(w, w.installation_id)
+    run_scheduled_now()
+    assert [r["status"] for r in delivery_rows(db_conn, w.repo)] == ["processed"]
+    assert claim_of(db_conn, w.repo, mine) == "alice"
+
+
+def test_two_deliveries_of_one_repository_keep_their_order_across_a_deferral(two_installations, db_conn):
+    w = two_installations
+    first = w.sim.open_issue(w.repo, "First")
+    second = w.sim.open_issue(w.repo, "Second")
+    w.settle()
+    spend(w, w.installation_id)
+    assign(w, w.repo, "alice", first)
+    lift(w, w.installation_id)  # budget back, but the first is still waiting for its time
+    assign(w, w.repo, "bob", second)
+
+    older, later = delivery_rows(db_conn, w.repo)
+    assert [older["status"], later["status"]] == ["deferred", "deferred"]
+    assert later["not_before"] >= older["not_before"]
+    assert claim_of(db_conn, w.repo, second) is None  # it did not overtake
+    times = scheduled_deliveries()
+    assert times[later["id"]] > times[older["id"]]
+
+    run_scheduled_now()
+    while scheduled_deliveries():  # the later one may wait behind the earlier once more
+        run_scheduled_now()
+    older, later = delivery_rows(db_conn, w.repo)
+    assert older["status"] == later["status"] == "processed"
+    assert older["processed_at"] < later["processed_at"]
+    assert claim_of(db_conn, w.repo, first) == "alice" and claim_of(db_conn, w.repo, second) == "bob"
+
+
+def test_a_deferred_delivery_is_never_parked_nor_requeued_early_by_the_sweeper(two_installations, db_conn):
+    from jobs.process import process_delivery
+
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Patience")
+    w.settle()
+    spend(w, w.installation_id, seconds=600)
+    assign(w, w.repo, "alice", n)
+    [row] = delivery_rows(db_conn, w.repo)
+    for _ in range(deliveries.MAX_ATTEMPTS + 2):
+        assert process_delivery(row["id"]) == "deferred"
+    [row] = delivery_rows(db_conn, w.repo)
+    assert row["status"] == "deferred" and row["attempts"] == 0
+    assert row["deferrals"] >= deliveries.MAX_ATTEMPTS + 2
+    assert row["id"] not in sweep_deliveries(grace=0, stuck=60)
+    assert row["id"] not in deliveries.park_dead(db_conn, stuck=0)
+
+    # Long past its time (the scheduled job was lost with Redis): the sweeper picks it up.
+    db_conn.execute("UPDATE deliveries SET not_before = now() - interval '2 minutes' WHERE id = %s", (row["id"],))
+    assert sweep_deliveries(grace=0, stuck=60) == [row["id"]]
+
+
+def test_githubs_retry_after_defers_the_delivery_until_then(two_installations, db_conn, no_sleep):
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Rate limited")
+    w.settle()
+    w.sim.faults.rate_limit_next(1, retry_after=300, path_contains=f"/issues/{n}/labels")
+    before = time.time()
+    assign(w, w.repo, "alice", n)
+    [row] = delivery_rows(db_conn, w.repo)
+    assert row["status"] == "deferred" and row["attempts"] == 0
+    assert before + 295 <= row["not_before"].timestamp() <= time.time() + 301
+    key = f"{runtime.settings().queue_name}:writes:{w.installation_id}:spent-until"
+    assert float(runtime.redis_client().get(key)) >= before + 295  # shared by every worker
+    assert not [s for s in no_sleep if s > 1.0]
+
+
+def test_a_spent_hourly_budget_defers_instead_of_failing(two_installations, db_conn):
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Late in the hour")
+    w.settle()
+    hour = int(time.time() // 3600)
+    key = f"{runtime.settings().queue_name}:writes:{w.installation_id}:h:{hour}"
+    runtime.redis_client().set(key, 10**9, ex=7200)
+    assign(w, w.repo, "alice", n)
+    [row] = delivery_rows(db_conn, w.repo)
+    assert row["status"] == "deferred"
+    expected = (hour + 1) * 3600
+    if int(time.time() // 3600) == hour:  # (the hour did not roll over during the test)
+        assert row["not_before"].timestamp() == expected
+    assert db_conn.execute("SELECT count(*) AS n FROM deliveries WHERE status IN ('failed', 'parked')"
+                           ).fetchone()["n"] == 0
+
+
+def test_a_status_update_defers_itself_when_the_budget_is_spent(two_installations, db_conn):
+    from jobs.status import update_status
+
+    w = two_installations
+    repo_id = db_conn.execute("SELECT id FROM repositories WHERE full_name = %s", (w.repo,)).fetchone()["id"]
+    # Fleet forgot its status issue: the next update must write (find it again and edit it).
+    db_conn.execute("DELETE FROM status_issues WHERE repo_id = %s", (repo_id,))
+    until = spend(w, w.installation_id)
+    assert update_status(repo_id) == "deferred"
+    queue = runtime.queue()
+    registry = ScheduledJobRegistry(queue=queue)
+    jobs = [queue.fetch_job(i) for i in registry.get_job_ids()]
+    [job] = [j for j in jobs if j is not None and j.func_name == "jobs.status.update_status"]
+    assert job.args[0] == repo_id
+    assert registry.get_scheduled_time(job.id).replace(tzinfo=timezone.utc).timestamp() >= int(until)
+    lift(w, w.installation_id)
+    run_scheduled_now()
+    assert db_conn.execute("SELECT count(*) AS n FROM status_issues WHERE repo_id = %s", (repo_id,)
+                           ).fetchone()["n"] == 1
+
+
+def test_a_merge_deferred_by_retry_after_uses_no_merge_attempt(world, db_conn):
+    """GitHub answers the merge call 403 + Retry-After more often than MAX_MERGE_ATTEMPTS: each
+    time the step defers (the entry as before, no attempt used), and the PR still merges."""
+    from app.merge_queue import MAX_MERGE_ATTEMPTS
+    from tests.test_e2e_merge_queue import drive, green_then_queue, merged, open_task_pr, queue_rows
+
+    w = world
+    w.sim.add_user("alice", "write")
+    pr = open_task_pr(w, "patient")
+    refusals = MAX_MERGE_ATTEMPTS + 1
+    w.sim.faults.rate_limit_next(refusals, retry_after=300, path_contains=f"/pulls/{pr}/merge", method="PUT")
+    green_then_queue(w, [pr])
+    drive(w)
+    for _ in range(refusals):
+        [row] = queue_rows(db_conn)
+        assert row["outcome"] is None and row["attempts"] == 0
+        assert "jobs.merge_queue.step_queue" in scheduled_functions()  # the step defers itself
+        lift(w, w.installation_id)
+        run_scheduled_now()
+    drive(w)
+    assert [n for n, _, _ in merged(w)] == [pr]
+    assert [(r["state"], r["outcome"]) for r in queue_rows(db_conn)] == [("merged", "merged")]
+    merge_answers = [c.status for c in w.sim.calls("PUT") if c.path.endswith(f"/pulls/{pr}/merge")]
+    assert merge_answers == [403] * refusals + [200]
+
+
+def test_a_rate_limited_sync_is_scheduled_again_not_failed(world, no_sleep):
+    from jobs.sync import sync_job
+
+    world.sim.faults.rate_limit_next(1, retry_after=300, path_contains=f"/repos/{world.repo}/issues", method="GET")
+    assert sync_job(world.repo) == "deferred"
+    assert "jobs.sync.sync_job" in scheduled_functions()
+    assert not [s for s in no_sleep if s > 1.0]
+
+
+def test_fleet_worker_runs_rqs_scheduler_for_deferred_jobs(settings, monkeypatch):
+    from rq import SimpleWorker
+
+    from app import worker
+
+    seen = {}
+    monkeypatch.setattr(worker, "preload_job_modules", lambda: None)
+    monkeypatch.setattr(SimpleWorker, "work", lambda self, **kwargs: seen.update(kwargs))
+    worker.run_worker(burst=True)
+    assert seen["with_scheduler"] is True
+
+
+def test_a_refusal_deferred_midway_repeats_safely(two_installations, db_conn):
+    """The refusal unassigns, then its comment meets GitHub's Retry-After: the delivery rolls
+    back and defers; the re-run unassigns again (idempotent) and posts the comment once."""
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Contested")
+    w.settle()
+    assign(w, w.repo, "alice", n)
+    w.sim.faults.rate_limit_next(1, retry_after=300, path_contains=f"/issues/{n}/comments", method="POST")
+    assign(w, w.repo, "bob", n)
+    deferred = delivery_rows(db_conn, w.repo)[-1]
+    assert deferred["status"] == "deferred"
+    assert [a["login"] for a in w.sim.issue(w.repo, n)["assignees"]] == ["alice"]  # the unassign was made
+    lift(w, w.installation_id)
+    run_scheduled_now()
+    assert delivery_rows(db_conn, w.repo)[-1]["status"] == "processed"
+    assert [a["login"] for a in w.sim.issue(w.repo, n)["assignees"]] == ["alice"]
+    fleet_comments = [c for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"]
+    assert len(fleet_comments) == 1 and "bob" in fleet_comments[0]["body"]
+    assert claim_of(db_conn, w.repo, n) == "alice"
+
+
+def test_a_run_after_a_deferral_counts_as_a_repeat_for_dedupe(two_installations, db_conn):
+    """A deferred run may have written to GitHub: the next run must look for its markers."""
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Once")
+    w.settle()
+    spend(w, w.installation_id)
+    assign(w, w.repo, "alice", n)
+    [row] = delivery_rows(db_conn, w.repo)
+    assert row["attempts"] == 0 and row["deferrals"] == 1
+    again = deliveries.start_processing(db_conn, row["id"])
+    assert again is not None and again.attempts == 2
+
+
+def test_a_secondary_limit_without_retry_after_pauses_the_installation_a_minute():
+    import httpx
+    from githubkit.exception import RequestFailed
+    from githubkit.response import Response
+
+    reported: list[float] = []
+    request = httpx.Request("POST", "http://127.0.0.1/repos/o/r/issues/1/comments")
+    answer = httpx.Response(403, json={"message": "You have exceeded a secondary rate limit."}, request=request)
+    before = time.time()
+    assert RetryPolicy().bound_to(reported.append)(RequestFailed(Response(answer, object)), 0).do_retry is False
+    assert len(reported) == 1 and before + 59 <= reported[0] <= time.time() + 61
