@@ -810,18 +810,20 @@ class DemoRun:
             "fleet_calls_by_endpoint": _by_endpoint(fleet),
             "ok": snap["done"] == snap["total"],
         }
-        done = max(snap["done"], 1)
+        done = snap["done"]
         result.update({
             "real_limits": self.o.real_limits,
             "writes_per_minute": self.o.writes_per_minute if self.o.real_limits else None,
             "writes_per_hour": self.o.writes_per_hour if self.o.real_limits else None,
             "fleet_api_writes_during_run": sum(1 for q in during if q.method != "GET" and not q.path.startswith("/app/")),
-            "fleet_calls_per_done_task": round(len(during) / done, 1),
+            "fleet_writes_busiest_minute": busiest_minute(q for q in during if q.method != "GET"
+                                                          and not q.path.startswith("/app/")),
+            "fleet_calls_per_done_task": round(len(during) / done, 1) if done else None,
             "fleet_writes_per_done_task": round(sum(1 for q in during if q.method != "GET"
-                                                    and not q.path.startswith("/app/")) / done, 1),
+                                                    and not q.path.startswith("/app/")) / done, 1) if done else None,
             **claim_figures(self.tally),
             "tasks_merged_twice": tasks_merged_twice(self.sim),
-            **delivery_figures(self._query(DELIVERY_TIMES_SQL, (self.run_started_wall,))),
+            **delivery_figures(self._query(DELIVERY_TIMES_SQL, (self.run_started_wall,)), until=time.time()),
         })
         return result
 
@@ -845,6 +847,11 @@ class DemoRun:
                 client.delete(*keys)
         except Exception:
             pass
+
+
+def busiest_minute(writes) -> int:
+    """Most writes in one clock minute (the pacer's window): equal to the budget when it ran out."""
+    return max(Counter(int(q.timestamp // 60) for q in writes).values(), default=0)
 
 
 def claim_figures(tally: Tally) -> dict:
@@ -903,11 +910,12 @@ FROM deliveries WHERE received_at >= to_timestamp(%s)
 """
 
 
-def delivery_figures(rows: list) -> dict:
-    """How long deliveries waited (received → processed), and the longest stall: a stretch in which
-    no delivery started or finished although one was waiting (a worker asleep in the pacer)."""
+def delivery_figures(rows: list, until: float) -> dict:
+    """How long deliveries waited (received → processed), and the longest stall up to ``until``:
+    a stretch in which no delivery started or finished although one was waiting (a worker asleep
+    in the pacer)."""
     waits = [r["processed"] - r["received"] for r in rows if r["processed"] is not None]
-    progress = sorted(t for r in rows for t in (r["started"], r["processed"]) if t is not None)
+    progress = sorted([t for r in rows for t in (r["started"], r["processed"]) if t is not None] + [until])
     stall = 0.0
     for before, after in zip(progress, progress[1:]):
         if after - before > stall and any(r["received"] <= before and (r["started"] is None or r["started"] >= after)
@@ -946,7 +954,8 @@ def print_summary(s: dict) -> None:
 def print_claim_figures(s: dict) -> None:
     lat = s["verdict_latency_s"]
     print(f"  write budget       {s['writes_per_minute']}/min, {s['writes_per_hour']}/h (Fleet's pacer and the "
-          f"simulator's secondary limits); {s['secondary_limit_hits']} secondary-limit hits")
+          f"simulator's secondary limits); {s['secondary_limit_hits']} secondary-limit hits; "
+          f"busiest minute {s['fleet_writes_busiest_minute']} writes")
     print(f"  claims             {s['claims_made']} ({', '.join(f'{n} {k}' for k, n in s['claims_by_way'].items())}); "
           f"{s['claims_without_verdict']} without a verdict")
     print(f"  verdict latency    p50 {lat['p50']} s, p99 {lat['p99']} s, max {lat['max']} s "
