@@ -918,9 +918,10 @@ def delivery_figures(rows: list, until: float) -> dict:
     progress = sorted([t for r in rows for t in (r["started"], r["processed"]) if t is not None] + [until])
     stall = 0.0
     for before, after in zip(progress, progress[1:]):
-        if after - before > stall and any(r["received"] <= before and (r["started"] is None or r["started"] >= after)
-                                          for r in rows):
-            stall = after - before
+        waiting_since = [r["received"] for r in rows
+                         if r["received"] < after and (r["started"] is None or r["started"] >= after)]
+        if waiting_since:
+            stall = max(stall, after - max(before, min(waiting_since)))
     return {"deliveries": len(rows), "deliveries_unprocessed": sum(1 for r in rows if r["processed"] is None),
             "delivery_wait_s": {"p50": _round(percentile(waits, 50)), "p99": _round(percentile(waits, 99)),
                                 "max": _round(max(waits, default=None))},
