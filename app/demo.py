@@ -7,13 +7,19 @@ namespace of its own, against the GitHub simulator served in this process. Then:
 - a demo repository gets a ``.github/fleet.yml`` (short lease, required check ``ci``, WIP limit 1)
   and the sample plan (``app/sample/plan.yml``: epics, tasks, dependencies) is imported;
 - N agents (threads) work the way an agent with ``gh`` would, over the simulator's REST API with
-  their own user tokens: self-assign a ready issue (or comment ``/next`` on the status issue),
-  wait for Fleet's verdict, push ``agent-x/N-slug``, open a PR with ``Closes #N``, comment
-  ``/queue``, renew the lease with ``/progress`` while waiting, and push a fix and re-queue when
-  Fleet dequeues the PR after a CI failure;
+  their own user tokens: self-assign a ready issue (or comment ``/claim`` on it, or ``/next`` on
+  the status issue), wait for Fleet's verdict (the only assignee, ``fleet:claimed``; or a refusal
+  naming the agent) and never start without one, push ``agent-x/N-slug``, open a PR with
+  ``Closes #N``, comment ``/queue``, renew the lease with ``/progress`` while waiting, push a fix
+  and re-queue when Fleet dequeues the PR after a CI failure, and move on when the claim is undone;
 - a simulated CI reports the ``ci`` check on every new PR head after ``--ci-seconds``, failing with
   probability ``--failure-rate``;
 - one agent goes silent after its first claim, so its lease expires and Fleet hands the task on.
+
+With ``real_limits`` Fleet's write pacer runs at GitHub's budget (or a smaller one) and the
+simulator answers writes over it with GitHub's secondary-limit 403; the summary adds what issue 11
+measures: claim verdict latency, duplicate work, tasks held or merged twice, calls and writes per
+task, delivery waits and stalls. ``race`` makes every agent claim the same task at the same moment.
 
 Progress is a live table (or plain log lines with ``--no-live``); the run ends with a summary and
 exits 0 only when every task of the plan was done.
@@ -643,9 +649,11 @@ class DemoRun:
             self.tasks = sorted(i.number for i in r.issues.values()
                                 if i.pull is None and "<!-- fleet:plan-key=" in (i.body or ""))
         blocked = sum(1 for t in plan.tasks if t.depends_on)
-        self._wait_for(lambda: self._labelled(blocked), 120, "Fleet to label the imported tasks")
+        # Under real limits the import's backlog drains at the write budget's pace: minutes, not seconds.
+        slack = 600 if self.o.real_limits else 0
+        self._wait_for(lambda: self._labelled(blocked), 120 + slack, "Fleet to label the imported tasks")
         # Let Fleet finish the import's backlog (labels, status issue) before the agents start.
-        self._wait_for(self._caught_up, 180, "Fleet to process the plan import's webhooks")
+        self._wait_for(self._caught_up, 180 + slack, "Fleet to process the plan import's webhooks")
         return len(plan.tasks)
 
     def _caught_up(self) -> bool:
