@@ -815,6 +815,7 @@ class DemoRun:
             "agent_api_calls": sum(1 for q in requests if q.identity.startswith("user:")),
             "status_issue_edits": status_edits,
             "secondary_limit_hits": len(self.sim.secondary_limit_hits),
+            "secondary_limit_hits_by_caller": dict(Counter(hit[0] for hit in self.sim.secondary_limit_hits)),
             "fleet_calls_by_endpoint": _by_endpoint(fleet),
             "ok": snap["done"] == snap["total"],
         }
