@@ -44,6 +44,7 @@ DEMO_REPO = "fleet-demo/widgets"
 CHECK_NAME = "ci"
 BOT_LOGIN = "fleet[bot]"
 AGENT_NAMES = [f"agent-{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+NO_READY_TASK_BACKOFF_S = 10.0  # an agent told "no ready task" by /next asks again after this long
 VERDICT_POLL_S = 0.25  # how often an agent waiting for a verdict looks at the task: the latency's resolution
 LIFTED_WRITES = ("100000", "1000000")  # per minute, per hour: the pacer out of the way (setup of a race)
 
@@ -407,6 +408,8 @@ class ScriptedAgent(threading.Thread):
                         and str(data.get("agent", "")).split(":")[0] == self.login:
                     self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(),
                                                         "refused"))
+                    if data.get("reason") == "no_ready_task":  # asking again at once only spends Fleet's budget
+                        self._sleep(NO_READY_TASK_BACKOFF_S)
                     return None
         self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(), "none"))
         return None
@@ -973,7 +976,8 @@ def print_claim_figures(s: dict) -> None:
           f"refused: p50 {lat['refused']['p50']} p99 {lat['refused']['p99']})")
     print(f"  duplicate work     {len(s['duplicate_work'])} tasks {s['duplicate_work']}; "
           f"held twice at once {s['held_twice_at_once']}; merged twice {s['tasks_merged_twice']}")
-    print(f"  per done task      {s['fleet_calls_per_done_task']} calls, {s['fleet_writes_per_done_task']} writes by Fleet")
+    if s["tasks_done"]:
+        print(f"  per done task      {s['fleet_calls_per_done_task']} calls, {s['fleet_writes_per_done_task']} writes by Fleet")
     wait = s["delivery_wait_s"]
     print(f"  deliveries         {s['deliveries']} ({s['deliveries_unprocessed']} unprocessed); received→processed "
           f"p50 {wait['p50']} s, p99 {wait['p99']} s, max {wait['max']} s; longest stall with deliveries waiting "
