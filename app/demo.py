@@ -433,7 +433,7 @@ class ScriptedAgent(threading.Thread):
         with self.tally.lock:
             self.tally.agents[self.login].silent = True
         self.tally.note(f"{self.login}: claimed #{number} and went silent")
-        while self._sleep(2.0):
+        while self._sleep(VERDICT_POLL_S):  # notice the release at once: until then it "holds" the task
             issue = self._issue(number)
             if issue is not None and self.login not in [a["login"] for a in issue.get("assignees") or []]:
                 self.tally.note(f"{self.login}: lease on #{number} expired; back to work")
