@@ -79,6 +79,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(bind=bind_address(args.bind), workers=args.workers)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a write budget)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -88,7 +99,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         agents=args.agents, ci_seconds=args.ci_seconds, failure_rate=args.failure_rate, lease=args.lease,
         timeout=args.timeout, bind=bind_address(args.bind), live=not args.no_live,
         plan=Path(args.plan) if args.plan else DEFAULT_PLAN, database=args.database, workers=args.workers,
-        seed=args.seed, json_path=Path(args.json) if args.json else None,
+        seed=args.seed, json_path=Path(args.json) if args.json else None, real_limits=args.real_limits,
+        writes_per_minute=args.writes_per_minute, writes_per_hour=args.writes_per_hour, race=args.race,
+        verdict_timeout=args.verdict_timeout,
     ))
 
 
@@ -196,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
     demo.add_argument("--seed", type=int, help="random seed for CI failures and agents' choices")
     demo.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH")
+    demo.add_argument("--real-limits", action="store_true",
+                      help="run Fleet's write pacer at GitHub's limits and have the simulator enforce its secondary "
+                           "limits (403 over budget) instead of lifting the pacer; the summary adds claim verdict "
+                           "latency, duplicate work, tasks merged twice, calls per task and worker stalls")
+    demo.add_argument("--writes-per-minute", type=_positive_int, default=80, metavar="N",
+                      help="with --real-limits: writes per minute per installation (default 80, GitHub's)")
+    demo.add_argument("--writes-per-hour", type=_positive_int, default=500, metavar="N",
+                      help="with --real-limits: writes per hour per installation (default 500, GitHub's)")
+    demo.add_argument("--race", action="store_true",
+                      help="agents make their first claim together and always go for the most urgent ready task "
+                           "(with --real-limits the race starts with the whole write budget)")
+    demo.add_argument("--verdict-timeout", type=float, default=60, metavar="SECONDS",
+                      help="an agent with no verdict on its claim after this long steps back (default 60)")
     replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
     replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
     sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")

@@ -7,13 +7,19 @@ namespace of its own, against the GitHub simulator served in this process. Then:
 - a demo repository gets a ``.github/fleet.yml`` (short lease, required check ``ci``, WIP limit 1)
   and the sample plan (``app/sample/plan.yml``: epics, tasks, dependencies) is imported;
 - N agents (threads) work the way an agent with ``gh`` would, over the simulator's REST API with
-  their own user tokens: self-assign a ready issue (or comment ``/next`` on the status issue),
-  wait for Fleet's verdict, push ``agent-x/N-slug``, open a PR with ``Closes #N``, comment
-  ``/queue``, renew the lease with ``/progress`` while waiting, and push a fix and re-queue when
-  Fleet dequeues the PR after a CI failure;
+  their own user tokens: self-assign a ready issue (or comment ``/claim`` on it, or ``/next`` on
+  the status issue), wait for Fleet's verdict (the only assignee, ``fleet:claimed``; or a refusal
+  naming the agent) and never start without one, push ``agent-x/N-slug``, open a PR with
+  ``Closes #N``, comment ``/queue``, renew the lease with ``/progress`` while waiting, push a fix
+  and re-queue when Fleet dequeues the PR after a CI failure, and move on when the claim is undone;
 - a simulated CI reports the ``ci`` check on every new PR head after ``--ci-seconds``, failing with
   probability ``--failure-rate``;
 - one agent goes silent after its first claim, so its lease expires and Fleet hands the task on.
+
+With ``real_limits`` Fleet's write pacer runs at GitHub's budget (or a smaller one) and the
+simulator answers writes over it with GitHub's secondary-limit 403; the summary adds what issue 11
+measures: claim verdict latency, duplicate work, tasks held or merged twice, calls and writes per
+task, delivery waits and stalls. ``race`` makes every agent claim the same task at the same moment.
 
 Progress is a live table (or plain log lines with ``--no-live``); the run ends with a summary and
 exits 0 only when every task of the plan was done.
@@ -38,6 +44,9 @@ DEMO_REPO = "fleet-demo/widgets"
 CHECK_NAME = "ci"
 BOT_LOGIN = "fleet[bot]"
 AGENT_NAMES = [f"agent-{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+NO_READY_TASK_BACKOFF_S = 10.0  # an agent told "no ready task" by /next asks again after this long
+VERDICT_POLL_S = 0.25  # how often an agent waiting for a verdict looks at the task: the latency's resolution
+LIFTED_WRITES = ("100000", "1000000")  # per minute, per hour: the pacer out of the way (setup of a race)
 
 
 @dataclass
@@ -54,7 +63,12 @@ class DemoOptions:
     workers: int = 2
     seed: int | None = None
     json_path: Path | None = None
-    next_agents: bool = True  # odd-numbered agents find work with /next instead of self-assigning
+    next_agents: bool = True  # some agents find work with /next, some comment /claim, the rest self-assign
+    real_limits: bool = False  # Fleet's pacer on and the simulator enforcing GitHub's secondary limits
+    writes_per_minute: int = 80  # with real_limits: the budget for Fleet's pacer and for the simulator
+    writes_per_hour: int = 500
+    race: bool = False  # agents make their first claim together and always go for the same (lowest) task
+    verdict_timeout: float = 60.0  # an agent with no verdict on its claim after this long steps back
 
 
 def parse_duration_seconds(text: str) -> float:
@@ -82,6 +96,19 @@ def fleet_yml(lease: str) -> str:
         "status:\n"
         "  min_interval: 5s\n"
     )
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (p99 of 20 values is the largest); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
 
 
 def _slug(title: str) -> str:
@@ -112,6 +139,22 @@ class AgentView:
 
 
 @dataclass
+class ClaimRecord:
+    """One claim an agent made and the verdict it observed: ``held``, ``refused`` or ``none``."""
+
+    agent: str
+    task: int | None  # None: a /next that got no task
+    how: str  # assign, claim, next
+    claimed_at: float  # monotonic: when the claim (assignment or command comment) was sent
+    verdict_at: float
+    verdict: str
+
+    @property
+    def latency(self) -> float:
+        return self.verdict_at - self.claimed_at
+
+
+@dataclass
 class Tally:
     """What the agents and CI saw, for the table and the summary."""
 
@@ -121,6 +164,28 @@ class Tally:
     ci_failures: int = 0
     dequeued: set[int] = field(default_factory=set)  # PRs Fleet took out of the queue at least once
     log: list[str] = field(default_factory=list)
+    claims: list[ClaimRecord] = field(default_factory=list)
+    # (task, agent, since, until): while an agent believed it held the task (until None: still)
+    beliefs: list[list] = field(default_factory=list)
+    started_work: dict[int, set[str]] = field(default_factory=dict)  # task -> agents that pushed or opened a PR
+
+    def record_claim(self, record: ClaimRecord) -> None:
+        with self.lock:
+            self.claims.append(record)
+
+    def believe(self, task: int, agent: str) -> None:
+        with self.lock:
+            self.beliefs.append([task, agent, time.monotonic(), None])
+
+    def disbelieve(self, task: int, agent: str) -> None:
+        with self.lock:
+            for belief in self.beliefs:
+                if belief[0] == task and belief[1] == agent and belief[3] is None:
+                    belief[3] = time.monotonic()
+
+    def start_work(self, task: int, agent: str) -> None:
+        with self.lock:
+            self.started_work.setdefault(task, set()).add(agent)
 
     def note(self, line: str) -> None:
         with self.lock:
@@ -182,7 +247,8 @@ class ScriptedAgent(threading.Thread):
     """One agent doing what ``docs/agents.md`` asks, through the REST API as its own user."""
 
     def __init__(self, sim, repo: str, login: str, tally: Tally, rng: random.Random, lease_s: float,
-                 use_next: bool, silent_once: bool, status_issue: callable):
+                 claim_mode: str, silent_once: bool, status_issue: callable, verdict_timeout: float = 60.0,
+                 start_line: threading.Barrier | None = None):
         super().__init__(name=f"demo-{login}", daemon=True)
         from githubkit import GitHub
 
@@ -190,7 +256,8 @@ class ScriptedAgent(threading.Thread):
         self.owner, self.name = repo.split("/")
         self.gh = GitHub(sim.user_token(login), base_url=sim.url + "/", http_cache=False, auto_retry=False)
         self.renew_every = max(1.0, lease_s * 0.5)
-        self.use_next, self.silent_once = use_next, silent_once
+        self.claim_mode, self.silent_once = claim_mode, silent_once
+        self.verdict_timeout, self.start_line = verdict_timeout, start_line
         self.status_issue = status_issue
         self.stopping = threading.Event()
 
@@ -239,7 +306,7 @@ class ScriptedAgent(threading.Thread):
 
     def _find_task(self) -> dict | None:
         self.tally.set(self.login, "looking for a task")
-        if self.use_next:
+        if self.claim_mode == "next":
             status = self.status_issue()
             if status is not None:
                 return self._claim_with_next(status)
@@ -249,63 +316,115 @@ class ScriptedAgent(threading.Thread):
         if not candidates:
             return None
         candidates.sort(key=lambda i: i["number"])
-        issue = self.rng.choice(candidates[:4])
-        self.tally.set(self.login, f"claiming #{issue['number']}")
-        self._call(self.gh.rest.issues.add_assignees, self.owner, self.name, issue["number"], assignees=[self.login])
-        verdict = self._verdict(issue["number"])
-        if verdict is None:
-            with self.tally.lock:
-                self.tally.agents[self.login].refused += 1
-            self.tally.note(f"{self.login}: claim of #{issue['number']} refused by Fleet")
-        return verdict
+        # Racing agents all go for the most urgent task (the lowest number), at the same moment.
+        issue = candidates[0] if self.start_line is not None else self.rng.choice(candidates[:4])
+        number = issue["number"]
+        self._wait_for_start_line()
+        self.tally.set(self.login, f"claiming #{number} ({self.claim_mode})")
+        claimed_at = time.monotonic()
+        since = _iso(time.time() - 2)
+        if self.claim_mode == "claim":
+            self._comment(number, "/claim")
+        else:
+            self._call(self.gh.rest.issues.add_assignees, self.owner, self.name, number, assignees=[self.login])
+        return self._await_verdict(number, claimed_at, since, self.claim_mode, assigned=self.claim_mode == "assign")
 
-    def _verdict(self, number: int, timeout: float = 120.0) -> dict | None:
-        """Fleet's answer to a claim: the issue while we are its only assignee and it is labelled
-        ``fleet:claimed`` (twice in a row), None once we are unassigned. Fleet undoes refused
-        claims, so when it is slow to answer, still being the only assignee means the claim stands."""
-        deadline = time.monotonic() + timeout
-        stable = 0
-        issue = None
-        while time.monotonic() < deadline and self._sleep(0.4):
+    def _wait_for_start_line(self) -> None:
+        """Racing agents make their first claim together, within a fraction of a second."""
+        if self.start_line is None:
+            return
+        line, self.start_line = self.start_line, None
+        try:
+            line.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            pass
+
+    def _await_verdict(self, number: int, claimed_at: float, since: str, how: str, assigned: bool) -> dict | None:
+        """Wait for Fleet's verdict on a claim and record how long it took. ``docs/agents.md``: no
+        verdict yet means wait, never go; with no verdict at all after ``verdict_timeout`` step back."""
+        kind, issue = self._verdict(number, since, assigned, claimed_at + self.verdict_timeout)
+        self.tally.record_claim(ClaimRecord(self.login, number, how, claimed_at, time.monotonic(), kind))
+        if kind == "held":
+            self.tally.believe(number, self.login)
+            return issue
+        with self.tally.lock:
+            self.tally.agents[self.login].refused += 1
+        if kind == "none":
+            self.tally.note(f"{self.login}: no verdict on #{number} after {self.verdict_timeout:g} s; stepping back")
+            self._call(self.gh.rest.issues.remove_assignees, self.owner, self.name, number, assignees=[self.login])
+        else:
+            self.tally.note(f"{self.login}: claim of #{number} refused by Fleet")
+        return None
+
+    def _verdict(self, number: int, since: str, assigned: bool, deadline: float) -> tuple[str, dict | None]:
+        """``held`` once we are the only assignee and the task carries ``fleet:claimed``;
+        ``refused`` on a refusal reply naming us, or once we are unassigned after having been
+        assigned; ``none`` when the deadline passes first."""
+        while time.monotonic() < deadline and self._sleep(VERDICT_POLL_S):
             issue = self._issue(number)
             if issue is None:
                 continue
             assignees = [a["login"] for a in issue.get("assignees") or []]
             labels = {l["name"] for l in issue.get("labels") or []}
-            if self.login not in assignees or issue.get("state") != "open":
-                return None
-            if assignees == [self.login] and "fleet:claimed" in labels:
-                stable += 1
-                if stable >= 2:
-                    return issue
-            else:
-                stable = 0
-        if issue is not None and [a["login"] for a in issue.get("assignees") or []] == [self.login]:
-            return issue
-        # No verdict at all: step back rather than hold a task we may not have.
-        self._call(self.gh.rest.issues.remove_assignees, self.owner, self.name, number, assignees=[self.login])
-        return None
+            if assignees == [self.login] and "fleet:claimed" in labels and issue.get("state") == "open":
+                return "held", issue
+            if self.login in assignees:
+                assigned = True
+            elif assigned or issue.get("state") != "open":
+                return "refused", None
+            if self._refusal_naming_me(number, since):
+                return "refused", None
+        return "none", None
+
+    def _refusal_naming_me(self, number: int, since: str) -> bool:
+        replies = self._call(self.gh.rest.issues.list_comments, self.owner, self.name, number,
+                             since=since, per_page=100) or []
+        for c in replies:
+            data = _marker(c.get("body")) if c["user"]["login"] == BOT_LOGIN else None
+            if data and data.get("result") in ("refused", "displaced") \
+                    and str(data.get("agent", "")).split(":")[0] == self.login:
+                return True
+        return False
 
     def _claim_with_next(self, status_number: int) -> dict | None:
         """Comment ``/next`` on the status issue; Fleet assigns the most urgent ready task."""
+        self._wait_for_start_line()
         self.tally.set(self.login, "asking Fleet: /next")
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+        since = _iso(time.time() - 2)
+        claimed_at = time.monotonic()
         self._comment(status_number, "/next")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self._sleep(0.5):
+        deadline = claimed_at + self.verdict_timeout
+        while time.monotonic() < deadline and self._sleep(VERDICT_POLL_S):
             mine = self._call(self.gh.rest.issues.list_for_repo, self.owner, self.name, state="open",
                               assignee=self.login, per_page=100) or []
             mine = [i for i in mine if "pull_request" not in i]
             if mine:
-                return self._verdict(mine[0]["number"])
+                return self._await_verdict(mine[0]["number"], claimed_at, since, "next", assigned=True)
             replies = self._call(self.gh.rest.issues.list_comments, self.owner, self.name, status_number,
                                  since=since, per_page=100) or []
             for c in replies:
                 data = _marker(c.get("body")) if c["user"]["login"] == BOT_LOGIN else None
                 if data and data.get("command") == "next" and data.get("result") == "refused" \
                         and str(data.get("agent", "")).split(":")[0] == self.login:
+                    self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(),
+                                                        "refused"))
+                    if data.get("reason") == "no_ready_task":  # asking again at once only spends Fleet's budget
+                        self._sleep(NO_READY_TASK_BACKOFF_S)
                     return None
+        self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(), "none"))
         return None
+
+    def _still_mine(self, number: int) -> bool:
+        """An agent whose claim was undone moves on (``docs/agents.md``): False once we are no
+        longer assigned to the open task."""
+        issue = self._issue(number)
+        if issue is None or issue.get("state") != "open":
+            return True
+        if self.login in [a["login"] for a in issue.get("assignees") or []]:
+            return True
+        self.tally.disbelieve(number, self.login)
+        self.tally.note(f"{self.login}: claim of #{number} was undone; moving on")
+        return False
 
     def _go_silent(self, issue: dict) -> None:
         """Hold the claim and do nothing (no push, no comment) until Fleet releases it."""
@@ -314,11 +433,12 @@ class ScriptedAgent(threading.Thread):
         with self.tally.lock:
             self.tally.agents[self.login].silent = True
         self.tally.note(f"{self.login}: claimed #{number} and went silent")
-        while self._sleep(2.0):
+        while self._sleep(VERDICT_POLL_S):  # notice the release at once: until then it "holds" the task
             issue = self._issue(number)
             if issue is not None and self.login not in [a["login"] for a in issue.get("assignees") or []]:
                 self.tally.note(f"{self.login}: lease on #{number} expired; back to work")
                 break
+        self.tally.disbelieve(number, self.login)
         with self.tally.lock:
             self.tally.agents[self.login].silent = False
 
@@ -326,14 +446,16 @@ class ScriptedAgent(threading.Thread):
         number, title = issue["number"], issue["title"]
         branch = f"{self.login}/{number}-{_slug(title)}"
         self.tally.set(self.login, f"working on #{number}")
-        if not self._sleep(0.5 + self.rng.random() * 1.5):
+        if not self._sleep(0.5 + self.rng.random() * 1.5) or not self._still_mine(number):
             return
+        self.tally.start_work(number, self.login)
         path = f"work/{number}-{_slug(title)}-{self.login}.md"  # never the same file as another agent's
         self.sim.push(self.repo, branch, {path: f"# {title}\n\nDone by {self.login}.\n"}, author=self.login,
                       message=f"{title} (#{number})")
         pr = self._call(self.gh.rest.pulls.create, self.owner, self.name, title=title, head=branch, base="main",
                         body=f"Closes #{number}\n\nImplemented by {self.login}.")
         if pr is None:
+            self.tally.disbelieve(number, self.login)
             return
         pr_number = pr["number"]
         self._comment(pr_number, "/queue")
@@ -346,11 +468,13 @@ class ScriptedAgent(threading.Thread):
             if pull is None:
                 continue
             if pull.get("merged"):
+                self.tally.disbelieve(number, self.login)
                 with self.tally.lock:
                     self.tally.agents[self.login].done += 1
                 self.tally.note(f"{self.login}: #{number} done (PR #{pr_number} merged)")
                 return
-            if pull.get("state") != "open":
+            if pull.get("state") != "open" or not self._still_mine(number):
+                self.tally.disbelieve(number, self.login)
                 return
             comments = self._call(self.gh.rest.issues.list_comments, self.owner, self.name, pr_number,
                                   per_page=100) or []
@@ -361,6 +485,7 @@ class ScriptedAgent(threading.Thread):
                 handled.add(c["id"])
                 task = self._issue(number)
                 if task is not None and task.get("state") == "closed":  # someone else's PR finished it
+                    self.tally.disbelieve(number, self.login)
                     self.tally.note(f"{self.login}: #{number} was finished by another PR; leaving PR #{pr_number}")
                     return
                 fixes += 1
@@ -377,7 +502,7 @@ class ScriptedAgent(threading.Thread):
             if time.monotonic() - last_renew >= self.renew_every:
                 self._comment(number, "/progress 90 waiting for the merge queue")
                 last_renew = time.monotonic()
-        return
+        self.tally.disbelieve(number, self.login)
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -416,13 +541,20 @@ class DemoRun:
         env.update({"DATABASE_URL": self.db_url, "FLEET_QUEUE": self.queue_name, "GITHUB_APP_PRIVATE_KEY_PATH": "",
                     "FLEET_BOT_LOGIN": BOT_LOGIN, "LOG_LEVEL": os.environ.get("LOG_LEVEL") or "WARNING",
                     "FLEET_LOG_FORMAT": "console", "FLEET_SWEEP_INTERVAL": "5"})
+        if self.o.real_limits:
+            env["FLEET_WRITES_PER_MINUTE"] = str(self.o.writes_per_minute)
+            env["FLEET_WRITES_PER_HOUR"] = str(self.o.writes_per_hour)
         self.sim = start_simulator(env)
+        if self.o.real_limits:
+            self.sim.secondary_limits = ((60, self.o.writes_per_minute), (3600, self.o.writes_per_hour))
+            # A race starts with its whole budget: setup's writes are neither paced nor enforced.
+            self.sim.enforce_secondary_limits = not self.o.race
         self.sim.create_repo(DEMO_REPO)
         self.sim.add_user("maintainer", "admin")
         for login in self.agent_logins:
             self.sim.add_user(login, "write")
         self.sim.set_file(DEMO_REPO, ".github/fleet.yml", fleet_yml(self.o.lease), message="Configure Fleet for the demo")
-        runtime.configure(load_settings(env))
+        runtime.configure(load_settings(self._setup_env(env)))
         self.log_file = (self.log_dir / "fleet.log").open("w")
         self.children = _spawn(self.o.bind, self.o.workers, env, output=self.log_file)
         if not _wait_http(f"{self.web_url}/healthz", timeout=40):
@@ -431,6 +563,37 @@ class DemoRun:
         self.sim.resume_deliveries()
         self.sim.install([DEMO_REPO])
         self.repo_id = self._wait_for(self._repo_row, 40, "Fleet to record the installation")
+
+    def _setup_env(self, env: dict) -> dict:
+        """Settings for this process, which imports the plan as the App. Paced like Fleet's workers,
+        except before a race: then the pacer is lifted and counts under a namespace of its own."""
+        if not self.o.race:
+            return env
+        per_minute, per_hour = LIFTED_WRITES
+        return {**env, "FLEET_WRITES_PER_MINUTE": per_minute, "FLEET_WRITES_PER_HOUR": per_hour,
+                "FLEET_QUEUE": self.queue_name + "-setup"}
+
+    def _fresh_budget(self) -> None:
+        """Before a race: forget the writes of setup, in Fleet's pacer and in the simulator, and
+        enforce the limits from here on."""
+        import redis
+
+        from app import runtime
+
+        client = redis.Redis.from_url(runtime.settings().redis_url)
+        keys = list(client.scan_iter(f"{self.queue_name}:writes:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        with self.sim.world.lock:
+            self.sim.write_log.clear()
+            self.sim.secondary_limit_hits.clear()
+        self.sim.enforce_secondary_limits = True
+
+    def claim_mode(self, idx: int) -> str:
+        """How agent ``idx`` claims: every third asks ``/next``, every third comments ``/claim``."""
+        if not self.o.next_agents:
+            return "assign"
+        return ("assign", "next", "claim")[idx % 3]
 
     @property
     def agent_logins(self) -> list[str]:
@@ -489,9 +652,11 @@ class DemoRun:
             self.tasks = sorted(i.number for i in r.issues.values()
                                 if i.pull is None and "<!-- fleet:plan-key=" in (i.body or ""))
         blocked = sum(1 for t in plan.tasks if t.depends_on)
-        self._wait_for(lambda: self._labelled(blocked), 120, "Fleet to label the imported tasks")
+        # Under real limits the import's backlog drains at the write budget's pace: minutes, not seconds.
+        slack = 600 if self.o.real_limits else 0
+        self._wait_for(lambda: self._labelled(blocked), 120 + slack, "Fleet to label the imported tasks")
         # Let Fleet finish the import's backlog (labels, status issue) before the agents start.
-        self._wait_for(self._caught_up, 180, "Fleet to process the plan import's webhooks")
+        self._wait_for(self._caught_up, 180 + slack, "Fleet to process the plan import's webhooks")
         return len(plan.tasks)
 
     def _caught_up(self) -> bool:
@@ -573,16 +738,21 @@ class DemoRun:
         total = self._import_plan()
         print(f"plan {self.o.plan}: {total} tasks imported into {DEMO_REPO}", flush=True)
         lease_s = parse_duration_seconds(self.o.lease)
+        start_line = threading.Barrier(len(self.agent_logins)) if self.o.race else None
         for idx, login in enumerate(self.agent_logins):
             self.tally.agents[login] = AgentView(login)
             agent = ScriptedAgent(self.sim, DEMO_REPO, login, self.tally, random.Random(self.rng.random()), lease_s,
-                                  use_next=self.o.next_agents and idx % 2 == 1,
-                                  silent_once=idx == len(self.agent_logins) - 1, status_issue=self.status_issue)
+                                  claim_mode=self.claim_mode(idx), silent_once=idx == len(self.agent_logins) - 1,
+                                  status_issue=self.status_issue, verdict_timeout=self.o.verdict_timeout,
+                                  start_line=start_line)
             self.agents.append(agent)
+        if self.o.race:
+            self._fresh_budget()
         self.ci = SimulatedCI(self.sim, DEMO_REPO, self.o.ci_seconds, self.o.failure_rate, self.tally,
                               random.Random(self.rng.random()))
         self.ci.start()
         run_started = time.monotonic()
+        self.run_started_wall = time.time()
         first_fleet_call = len(self.sim.requests)
         for agent in self.agents:
             agent.start()
@@ -648,9 +818,25 @@ class DemoRun:
             "agent_api_calls": sum(1 for q in requests if q.identity.startswith("user:")),
             "status_issue_edits": status_edits,
             "secondary_limit_hits": len(self.sim.secondary_limit_hits),
+            "secondary_limit_hits_by_caller": dict(Counter(hit[0] for hit in self.sim.secondary_limit_hits)),
             "fleet_calls_by_endpoint": _by_endpoint(fleet),
             "ok": snap["done"] == snap["total"],
         }
+        done = snap["done"]
+        result.update({
+            "real_limits": self.o.real_limits,
+            "writes_per_minute": self.o.writes_per_minute if self.o.real_limits else None,
+            "writes_per_hour": self.o.writes_per_hour if self.o.real_limits else None,
+            "fleet_api_writes_during_run": sum(1 for q in during if q.method != "GET" and not q.path.startswith("/app/")),
+            "fleet_writes_busiest_minute": busiest_minute(q for q in during if q.method != "GET"
+                                                          and not q.path.startswith("/app/")),
+            "fleet_calls_per_done_task": round(len(during) / done, 1) if done else None,
+            "fleet_writes_per_done_task": round(sum(1 for q in during if q.method != "GET"
+                                                    and not q.path.startswith("/app/")) / done, 1) if done else None,
+            **claim_figures(self.tally),
+            "tasks_merged_twice": tasks_merged_twice(self.sim),
+            **delivery_figures(self._query(DELIVERY_TIMES_SQL, (self.run_started_wall,)), until=time.time()),
+        })
         return result
 
     def close(self) -> None:
@@ -675,6 +861,85 @@ class DemoRun:
             pass
 
 
+def busiest_minute(writes) -> int:
+    """Most writes in one clock minute (the pacer's window): equal to the budget when it ran out."""
+    return max(Counter(int(q.timestamp // 60) for q in writes).values(), default=0)
+
+
+def claim_figures(tally: Tally) -> dict:
+    """Verdict latency (claim sent → verdict observed, seconds), duplicate work and double holds."""
+    with tally.lock:
+        claims = list(tally.claims)
+        beliefs = [list(b) for b in tally.beliefs]
+        started = {task: set(agents) for task, agents in tally.started_work.items()}
+
+    def latency(kind: str | None) -> dict:
+        values = [c.latency for c in claims if kind is None or c.verdict == kind]
+        return {"n": len(values), "p50": _round(percentile(values, 50)), "p99": _round(percentile(values, 99)),
+                "max": _round(max(values, default=None))}
+
+    return {
+        "claims_made": len(claims),
+        "claims_by_way": dict(Counter(c.how for c in claims)),
+        "claims_without_verdict": sum(1 for c in claims if c.verdict == "none"),
+        "verdict_latency_s": latency(None) | {"held": latency("held"), "refused": latency("refused")},
+        "duplicate_work": sorted(task for task, agents in started.items() if len(agents) > 1),
+        "held_twice_at_once": held_twice(beliefs),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def held_twice(beliefs: list[list]) -> list[int]:
+    """Tasks two agents believed they held at the same moment (each acting on a verdict it saw)."""
+    now = time.monotonic()
+    clashes = set()
+    for i, (task, agent, since, until) in enumerate(beliefs):
+        for other_task, other, other_since, other_until in beliefs[i + 1:]:
+            if task == other_task and agent != other and since < (other_until or now) and other_since < (until or now):
+                clashes.add(task)
+    return sorted(clashes)
+
+
+def tasks_merged_twice(sim) -> list[int]:
+    """Tasks named by ``Closes #N`` in two or more merged PRs."""
+    with sim.world.lock:
+        bodies = [i.body or "" for i in sim.world.repo(DEMO_REPO).issues.values() if i.pull is not None and i.pull.merged]
+    from app.task_refs import parse_closing_refs
+
+    merged = Counter(ref.number for body in bodies for ref in parse_closing_refs(body, DEMO_REPO)
+                     if ref.repo_full_name == DEMO_REPO)
+    return sorted(task for task, count in merged.items() if count > 1)
+
+
+# Deliveries received after the agents started: when each arrived, started and finished (epoch seconds).
+DELIVERY_TIMES_SQL = """
+SELECT extract(epoch FROM received_at)::float AS received, extract(epoch FROM started_at)::float AS started,
+       extract(epoch FROM processed_at)::float AS processed
+FROM deliveries WHERE received_at >= to_timestamp(%s)
+"""
+
+
+def delivery_figures(rows: list, until: float) -> dict:
+    """How long deliveries waited (received → processed), and the longest stall up to ``until``:
+    a stretch in which no delivery started or finished although one was waiting (a worker asleep
+    in the pacer)."""
+    waits = [r["processed"] - r["received"] for r in rows if r["processed"] is not None]
+    progress = sorted([t for r in rows for t in (r["started"], r["processed"]) if t is not None] + [until])
+    stall = 0.0
+    for before, after in zip(progress, progress[1:]):
+        waiting_since = [r["received"] for r in rows
+                         if r["received"] < after and (r["started"] is None or r["started"] >= after)]
+        if waiting_since:
+            stall = max(stall, after - max(before, min(waiting_since)))
+    return {"deliveries": len(rows), "deliveries_unprocessed": sum(1 for r in rows if r["processed"] is None),
+            "delivery_wait_s": {"p50": _round(percentile(waits, 50)), "p99": _round(percentile(waits, 99)),
+                                "max": _round(max(waits, default=None))},
+            "longest_stall_with_deliveries_waiting_s": round(stall, 1)}
+
+
 def _by_endpoint(requests) -> dict[str, int]:
     """Fleet's calls grouped as ``METHOD operation`` (the OpenAPI operation id when known)."""
     counts = Counter(q.method + " " + (q.operation_id or re.sub(r"/\d+", "/N", q.path)) for q in requests)
@@ -694,7 +959,29 @@ def print_summary(s: dict) -> None:
           f"{s['fleet_api_calls_plan_import']} importing the plan, {s['fleet_api_calls_during_run']} while agents worked "
           f"({s['fleet_api_calls_during_run'] / max(s['prs_merged'], 1):.1f} per merged PR), {s['fleet_api_writes']} writes; "
           f"{s['status_issue_edits']} status-issue edits; agents made {s['agent_api_calls']}")
+    if s.get("real_limits"):
+        print_claim_figures(s)
     print(f"  result             {'every task done' if s['ok'] else 'NOT every task was done'}")
+
+
+def print_claim_figures(s: dict) -> None:
+    lat = s["verdict_latency_s"]
+    print(f"  write budget       {s['writes_per_minute']}/min, {s['writes_per_hour']}/h (Fleet's pacer and the "
+          f"simulator's secondary limits); {s['secondary_limit_hits']} secondary-limit hits; "
+          f"busiest minute {s['fleet_writes_busiest_minute']} writes")
+    print(f"  claims             {s['claims_made']} ({', '.join(f'{n} {k}' for k, n in s['claims_by_way'].items())}); "
+          f"{s['claims_without_verdict']} without a verdict")
+    print(f"  verdict latency    p50 {lat['p50']} s, p99 {lat['p99']} s, max {lat['max']} s "
+          f"(held: p50 {lat['held']['p50']} p99 {lat['held']['p99']}; "
+          f"refused: p50 {lat['refused']['p50']} p99 {lat['refused']['p99']})")
+    print(f"  duplicate work     {len(s['duplicate_work'])} tasks {s['duplicate_work']}; "
+          f"held twice at once {s['held_twice_at_once']}; merged twice {s['tasks_merged_twice']}")
+    if s["tasks_done"]:
+        print(f"  per done task      {s['fleet_calls_per_done_task']} calls, {s['fleet_writes_per_done_task']} writes by Fleet")
+    wait = s["delivery_wait_s"]
+    print(f"  deliveries         {s['deliveries']} ({s['deliveries_unprocessed']} unprocessed); received→processed "
+          f"p50 {wait['p50']} s, p99 {wait['p99']} s, max {wait['max']} s; longest stall with deliveries waiting "
+          f"{s['longest_stall_with_deliveries_waiting_s']} s")
 
 
 def run_demo(options: DemoOptions) -> int:

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from app import db
-from app.demo import fleet_yml, is_fleet_identity, parse_duration_seconds
+from app.demo import (ClaimRecord, Tally, busiest_minute, claim_figures, delivery_figures, fleet_yml, held_twice,
+                      is_fleet_identity, parse_duration_seconds, percentile, tasks_merged_twice)
 from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
 from tests.test_cli import _free_port
 
@@ -38,6 +39,85 @@ def test_demo_config_and_helpers():
     assert config.queue.allow_authors
     assert parse_duration_seconds("30s") == 30 and parse_duration_seconds("1m30s") == 90
     assert is_fleet_identity("app") and is_fleet_identity("installation:7") and not is_fleet_identity("user:agent-a")
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([], 50) is None
+    assert percentile([3.0], 99) == 3.0
+    values = [float(n) for n in range(1, 101)]
+    assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
+    assert percentile([0.2, 43.0], 99) == 43.0  # one slow verdict in two is the p99
+
+
+def test_held_twice_finds_overlapping_beliefs_of_different_agents_only():
+    beliefs = [
+        [18, "agent-a", 0.0, 10.0], [18, "agent-b", 0.4, 5.0],  # the issue's #18: both believed they held it
+        [5, "agent-c", 0.0, 3.0], [5, "agent-d", 3.0, 9.0],  # handed on: no overlap
+        [7, "agent-e", 0.0, 2.0], [7, "agent-e", 1.0, None],  # the same agent twice is not a clash
+        [9, "agent-f", 0.0, None], [9, "agent-g", 100.0, None],  # both still believing at the end
+    ]
+    assert held_twice(beliefs) == [9, 18]
+
+
+def test_claim_figures_count_duplicate_work_and_verdict_latency():
+    tally = Tally()
+    tally.record_claim(ClaimRecord("agent-a", 18, "assign", 0.0, 0.5, "held"))
+    tally.record_claim(ClaimRecord("agent-b", 18, "assign", 0.4, 43.4, "refused"))
+    tally.record_claim(ClaimRecord("agent-c", None, "next", 1.0, 61.0, "none"))
+    tally.start_work(18, "agent-a")
+    tally.start_work(18, "agent-b")
+    tally.start_work(19, "agent-c")
+    tally.start_work(19, "agent-c")
+    figures = claim_figures(tally)
+    assert figures["duplicate_work"] == [18]
+    assert figures["claims_made"] == 3 and figures["claims_without_verdict"] == 1
+    assert figures["claims_by_way"] == {"assign": 2, "next": 1}
+    assert figures["verdict_latency_s"]["held"] == {"n": 1, "p50": 0.5, "p99": 0.5, "max": 0.5}
+    assert figures["verdict_latency_s"]["refused"]["p99"] == 43.0
+    assert figures["verdict_latency_s"]["p99"] == 60.0
+
+
+def test_delivery_figures_find_the_longest_stall_while_deliveries_waited():
+    rows = [
+        {"received": 0.0, "started": 0.1, "processed": 0.5},
+        {"received": 1.0, "started": 1.1, "processed": 48.0},  # a worker asleep in the pacer
+        {"received": 2.0, "started": 48.1, "processed": 48.3},  # waited behind it
+        {"received": 100.0, "started": None, "processed": None},  # never processed before the end
+    ]
+    figures = delivery_figures(rows, until=130.0)
+    assert figures["deliveries"] == 4 and figures["deliveries_unprocessed"] == 1
+    assert figures["longest_stall_with_deliveries_waiting_s"] == 46.0  # from 2.0 (arrived) to 48.0
+    assert figures["delivery_wait_s"]["max"] == 47.0
+    idle = delivery_figures([{"received": 0.0, "started": 0.1, "processed": 0.2}], until=500.0)
+    assert idle["longest_stall_with_deliveries_waiting_s"] == 0.0  # nothing waited: not a stall
+
+
+def test_busiest_minute_counts_writes_per_clock_minute():
+    class Write:
+        def __init__(self, timestamp):
+            self.timestamp = timestamp
+
+    assert busiest_minute([]) == 0
+    assert busiest_minute([Write(60.0 + i) for i in range(20)] + [Write(121.0)]) == 20
+
+
+def test_tasks_merged_twice_reads_closing_keywords_of_merged_prs():
+    from app.demo import DEMO_REPO
+    from app.simulator.simulator import Simulator
+
+    sim = Simulator()
+    sim.create_repo(DEMO_REPO)
+    sim.add_user("agent-a", "write")
+    sim.add_user("agent-b", "write")
+    task = sim.open_issue(DEMO_REPO, "Task 18")
+    prs = []
+    for login in ("agent-a", "agent-b"):
+        sim.push(DEMO_REPO, f"{login}/{task}-x", {f"{login}.md": "x"}, author=login)
+        prs.append(sim.open_pr(DEMO_REPO, f"{login}/{task}-x", title="x", body=f"Closes #{task}", author=login))
+    assert tasks_merged_twice(sim) == []
+    for pr in prs:
+        sim.merge_pr(DEMO_REPO, pr)
+    assert tasks_merged_twice(sim) == [task]
 
 
 @pytest.mark.timeout(240)

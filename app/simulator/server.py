@@ -158,17 +158,18 @@ def _count_rate(sim) -> None:
         _count_write(sim, key)
 
 
-SECONDARY = ((60, 80), (3600, 500))  # content-creating requests per minute / per hour
+SECONDARY = ((60, 80), (3600, 500))  # GitHub's content-creating requests per minute / per hour
 
 
 def _count_write(sim, key: str) -> None:
-    """Track writes per caller; over 80/min or 500/h is a secondary-limit hit (403 when enforced)."""
+    """Track writes per caller; over ``sim.secondary_limits`` (GitHub's 80/min, 500/h unless a run
+    shrinks them) is a secondary-limit hit (403 when enforced)."""
     now = time.time()
     with sim.world.lock:
         stamps = [t for t in sim.write_log.get(key, []) if now - t < 3600]
         stamps.append(now)
         sim.write_log[key] = stamps
-        over = any(sum(1 for t in stamps if now - t < window) > cap for window, cap in SECONDARY)
+        over = any(sum(1 for t in stamps if now - t < window) > cap for window, cap in sim.secondary_limits)
         if over:
             sim.secondary_limit_hits.append((key, request.method, request.path, now))
     if over and sim.enforce_secondary_limits:

@@ -29,7 +29,7 @@ from . import ops_checks, ops_issues, ops_pulls, ops_relations, ops_repo
 from .auth import issue_installation_token, issue_user_token
 from .faults import Faults
 from .render import issue_json
-from .server import create_app
+from .server import SECONDARY, create_app
 from .state import AppInfo, World
 from .webhooks import Outbox
 
@@ -91,6 +91,8 @@ class Simulator:
         # GitHub's secondary limit on content creation (80/min, 500/h per caller): every
         # excess write is logged in secondary_limit_hits; answered 403 only when enforced.
         self.enforce_secondary_limits = enforce_secondary_limits
+        # (window seconds, max writes) pairs; `fleet demo --writes-per-minute` shrinks them for short runs.
+        self.secondary_limits: tuple = SECONDARY
         self.secondary_limit_hits: list = []
         self.write_log: dict = {}
         self.requests: list = []
