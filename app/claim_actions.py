@@ -15,7 +15,7 @@ import psycopg
 from app import claim_store, claims, readiness
 from app.github_gateway import RepoGateway
 from app.repositories import Repo
-from app.write_budget import WriteClass, writing
+from app.write_budget import BudgetSpent, WriteClass, writing
 
 
 @dataclass
@@ -130,13 +130,40 @@ def sync_labels(effects: Effects, numbers: Iterable[int]) -> None:
         changes = readiness.label_actions(task, task.labels)
         if not changes:
             continue
-        ensure_fleet_labels(effects.gh, effects.repo.id)
+        try:
+            _write_labels(effects, task, changes)
+        except BudgetSpent as exc:
+            # Labels are derived from Postgres and rank below verdicts: when their share of the
+            # budget is spent they catch up later, and the delivery (with its verdict) goes on.
+            defer_label_sync(effects.repo.id, exc.retry_at)
+            return
+
+
+def _write_labels(effects: Effects, task: readiness.TaskSnapshot, changes) -> None:
+    ensure_fleet_labels(effects.gh, effects.repo.id)
+    done = []
+    try:
         for change in changes:
             if isinstance(change, readiness.AddLabel):
                 effects.gh.add_labels(task.number, [change.name])
             elif isinstance(change, readiness.RemoveLabel):
                 effects.gh.remove_label(task.number, change.name)
-        _record_labels(effects.conn, effects.repo.id, task, changes)
+            done.append(change)
+    finally:
+        _record_labels(effects.conn, effects.repo.id, task, done)
+
+
+def defer_label_sync(repo_id: int, retry_at: float) -> None:
+    """Bring the repository's labels up to date once the label class has budget again; one
+    scheduled job per repository (a later deferral moves it, it never stacks)."""
+    from datetime import timezone
+
+    from app import runtime
+
+    when = datetime.fromtimestamp(max(retry_at, datetime.now(timezone.utc).timestamp()) + 1, tz=timezone.utc)
+    runtime.queue().enqueue_at(when, "jobs.labels.sync_repo_labels", repo_id,
+                               job_id=f"{runtime.settings().queue_name}-labels-{repo_id}",
+                               job_timeout=120, result_ttl=0, description=f"label sync repo {repo_id}")
 
 
 def _record_labels(conn: psycopg.Connection, repo_id: int, task: readiness.TaskSnapshot, changes) -> None:

@@ -343,6 +343,8 @@ class ScriptedAgent(threading.Thread):
         """Wait for Fleet's verdict on a claim and record how long it took. ``docs/agents.md``: no
         verdict yet means wait, never go; with no verdict at all after ``verdict_timeout`` step back."""
         kind, issue = self._verdict(number, since, assigned, claimed_at + self.verdict_timeout)
+        if kind == "cut":  # the run ended while this claim waited: neither a verdict nor a missing one
+            return None
         self.tally.record_claim(ClaimRecord(self.login, number, how, claimed_at, time.monotonic(), kind))
         if kind == "held":
             self.tally.believe(number, self.login)
@@ -359,7 +361,7 @@ class ScriptedAgent(threading.Thread):
     def _verdict(self, number: int, since: str, assigned: bool, deadline: float) -> tuple[str, dict | None]:
         """``held`` once we are the only assignee and the task carries ``fleet:claimed``;
         ``refused`` on a refusal reply naming us, or once we are unassigned after having been
-        assigned; ``none`` when the deadline passes first."""
+        assigned; ``none`` when the deadline passes first; ``cut`` when the run ends before either."""
         while time.monotonic() < deadline and self._sleep(VERDICT_POLL_S):
             issue = self._issue(number)
             if issue is None:
@@ -374,7 +376,7 @@ class ScriptedAgent(threading.Thread):
                 return "refused", None
             if self._refusal_naming_me(number, since):
                 return "refused", None
-        return "none", None
+        return ("none" if time.monotonic() >= deadline else "cut"), None
 
     def _refusal_naming_me(self, number: int, since: str) -> bool:
         replies = self._call(self.gh.rest.issues.list_comments, self.owner, self.name, number,
@@ -411,6 +413,8 @@ class ScriptedAgent(threading.Thread):
                     if data.get("reason") == "no_ready_task":  # asking again at once only spends Fleet's budget
                         self._sleep(NO_READY_TASK_BACKOFF_S)
                     return None
+        if time.monotonic() < deadline:  # the run ended while waiting: not a missing verdict
+            return None
         self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(), "none"))
         return None
 
@@ -917,7 +921,7 @@ def tasks_merged_twice(sim) -> list[int]:
 # Deliveries received after the agents started: when each arrived, started and finished (epoch seconds).
 DELIVERY_TIMES_SQL = """
 SELECT extract(epoch FROM received_at)::float AS received, extract(epoch FROM started_at)::float AS started,
-       extract(epoch FROM processed_at)::float AS processed
+       extract(epoch FROM processed_at)::float AS processed, deferrals
 FROM deliveries WHERE received_at >= to_timestamp(%s)
 """
 
@@ -935,6 +939,8 @@ def delivery_figures(rows: list, until: float) -> dict:
         if waiting_since:
             stall = max(stall, after - max(before, min(waiting_since)))
     return {"deliveries": len(rows), "deliveries_unprocessed": sum(1 for r in rows if r["processed"] is None),
+            # Deferred at least once because the write budget was spent (the pacer said no).
+            "deliveries_deferred": sum(1 for r in rows if r.get("deferrals")),
             "delivery_wait_s": {"p50": _round(percentile(waits, 50)), "p99": _round(percentile(waits, 99)),
                                 "max": _round(max(waits, default=None))},
             "longest_stall_with_deliveries_waiting_s": round(stall, 1)}
@@ -979,7 +985,8 @@ def print_claim_figures(s: dict) -> None:
     if s["tasks_done"]:
         print(f"  per done task      {s['fleet_calls_per_done_task']} calls, {s['fleet_writes_per_done_task']} writes by Fleet")
     wait = s["delivery_wait_s"]
-    print(f"  deliveries         {s['deliveries']} ({s['deliveries_unprocessed']} unprocessed); received→processed "
+    print(f"  deliveries         {s['deliveries']} ({s['deliveries_unprocessed']} unprocessed, "
+          f"{s.get('deliveries_deferred', 0)} deferred for budget); received→processed "
           f"p50 {wait['p50']} s, p99 {wait['p99']} s, max {wait['max']} s; longest stall with deliveries waiting "
           f"{s['longest_stall_with_deliveries_waiting_s']} s")
 

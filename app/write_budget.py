@@ -79,19 +79,33 @@ class BudgetSpent(RuntimeError):
         self.reason = reason
 
 
-# Atomic take-a-slot: check GitHub's own stop, then the class's ceilings in both windows, and
-# only then count the write in both, so concurrent workers never over-commit a window.
-# KEYS: minute counter, hour counter, spent-until. ARGV: minute ceiling, hour ceiling, now.
-# Returns {1} (slot taken), {0, "minute"|"hour"} (ceiling reached) or {-1, spent_until}.
+# Atomic take-a-slot over *rolling* windows, the way GitHub counts (a fixed clock minute would let
+# 80 writes at :59 and 80 more at :00 through, and GitHub answers the second burst with 403s).
+# Each window is a sorted set of this installation's writes scored by time. First GitHub's own
+# stop, then the class's ceiling in both windows, and only then the write is counted in both, so
+# concurrent workers never over-commit a window.
+# KEYS: minute log, hour log, spent-until, sequence. ARGV: minute ceiling, hour ceiling, now.
+# Returns {1} (slot taken), {0, "minute"|"hour", free_at} (ceiling reached) or {-1, spent_until}.
 TAKE_SLOT = """
+local now = tonumber(ARGV[3])
 local spent = redis.call('GET', KEYS[3])
-if spent and tonumber(spent) > tonumber(ARGV[3]) then return {-1, spent} end
-local m = tonumber(redis.call('GET', KEYS[1]) or '0')
-local h = tonumber(redis.call('GET', KEYS[2]) or '0')
-if m >= tonumber(ARGV[1]) then return {0, 'minute'} end
-if h >= tonumber(ARGV[2]) then return {0, 'hour'} end
-redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 120)
-redis.call('INCR', KEYS[2]); redis.call('EXPIRE', KEYS[2], 7200)
+if spent and tonumber(spent) > now then return {-1, spent} end
+local function free_at(key, span, limit)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+  local n = redis.call('ZCARD', key)
+  if n < limit then return nil end
+  -- the write whose ageing out brings the window back under the ceiling
+  local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + span)
+end
+local m = free_at(KEYS[1], 60, tonumber(ARGV[1]))
+if m then return {0, 'minute', m} end
+local h = free_at(KEYS[2], 3600, tonumber(ARGV[2]))
+if h then return {0, 'hour', h} end
+local id = ARGV[3] .. ':' .. redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[1], now, id); redis.call('EXPIRE', KEYS[1], 120)
+redis.call('ZADD', KEYS[2], now, id); redis.call('EXPIRE', KEYS[2], 7200)
+redis.call('EXPIRE', KEYS[4], 7200)
 return {1}
 """
 
@@ -124,18 +138,16 @@ class WriteBudget:
         """Count one write of ``write_class`` (the current class by default), or raise BudgetSpent."""
         write_class = write_class or current_class()
         now = self.clock()
-        minute, hour = int(now // 60), int(now // 3600)
         result = self.redis.eval(
-            TAKE_SLOT, 3, self._key(f"m:{minute}"), self._key(f"h:{hour}"), self._key("spent-until"),
+            TAKE_SLOT, 4, self._key("minute"), self._key("hour"), self._key("spent-until"), self._key("seq"),
             ceiling(write_class, self.per_minute), ceiling(write_class, self.per_hour), repr(now),
         )
         if int(result[0]) == 1:
             return
-        detail = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
+        detail = _text(result[1])
         if int(result[0]) == -1:
             raise BudgetSpent(self.installation_id, write_class, float(detail), "GitHub asked to wait")
-        retry_at = (minute + 1) * 60.0 if detail == "minute" else (hour + 1) * 3600.0
-        raise BudgetSpent(self.installation_id, write_class, retry_at, f"{detail} ceiling reached")
+        raise BudgetSpent(self.installation_id, write_class, float(_text(result[2])), f"{detail} ceiling reached")
 
     def mark_spent(self, until: float) -> None:
         """GitHub said stop until ``until`` (epoch seconds): no class writes before then."""
@@ -148,3 +160,7 @@ class WriteBudget:
         if value is None or float(value) <= self.clock():
             return None
         return float(value)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

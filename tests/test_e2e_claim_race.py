@@ -1,7 +1,7 @@
 """Claims under load, end to end (issue 11): 8 scripted agents race for a few tasks (all of them
 claiming the same task within a fraction of a second: self-assigning, commenting ``/claim`` or
 asking ``/next``), Fleet's pacer and the simulator's secondary limits on with a deliberately small
-write budget (20 a minute) so it runs out during the race, real workers draining the queue.
+write budget (40 a minute, half of GitHub's) so it runs out during the race, real workers draining the queue.
 
 The agents follow ``docs/agents.md``: each acts only on a verdict it observed (it is the task's
 only assignee and the task carries ``fleet:claimed``, or a refusal names it), and one whose claim
@@ -32,7 +32,6 @@ tasks:
 RACE_SECONDS = 35  # the race itself; setup (processes, plan import) comes on top
 
 
-@pytest.mark.skip(reason="enabled when the pacer defers and claims follow GitHub's order (issue 11)")
 @pytest.mark.timeout(120)
 def test_eight_agents_racing_under_a_spent_budget_never_share_a_task(tmp_path):
     plan = tmp_path / "plan.yml"
@@ -44,7 +43,7 @@ def test_eight_agents_racing_under_a_spent_budget_never_share_a_task(tmp_path):
     try:
         result = subprocess.run(
             [sys.executable, "-m", "app.cli", "demo", "--agents", "8", "--plan", str(plan), "--race",
-             "--real-limits", "--writes-per-minute", "20", "--writes-per-hour", "500",
+             "--real-limits", "--writes-per-minute", "40", "--writes-per-hour", "500",
              "--ci-seconds", "0.5", "--failure-rate", "0", "--lease", "20s", "--verdict-timeout", "20",
              "--timeout", str(RACE_SECONDS), "--no-live", "--seed", "11", "--workers", "2",
              "--bind", f"127.0.0.1:{_free_port()}", "--database", database, "--json", str(out)],
@@ -56,11 +55,11 @@ def test_eight_agents_racing_under_a_spent_budget_never_share_a_task(tmp_path):
     s = json.loads(out.read_text())
     print(json.dumps({k: s[k] for k in ("verdict_latency_s", "claims_made", "claims_by_way", "claims_without_verdict",
                                         "secondary_limit_hits", "fleet_writes_busiest_minute",
-                                        "longest_stall_with_deliveries_waiting_s")}))
-    assert s["real_limits"] and s["writes_per_minute"] == 20
+                                        "longest_stall_with_deliveries_waiting_s", "deliveries_deferred")}))
+    assert s["real_limits"] and s["writes_per_minute"] == 40
     assert s["claims_made"] >= 8 and set(s["claims_by_way"]) == {"assign", "claim", "next"}, report
     # The budget ran out during the race: Fleet's pacer or GitHub's limit had to say no at least once.
-    assert s["fleet_writes_busiest_minute"] >= 20 or s["secondary_limit_hits"] > 0, report
+    assert s["deliveries_deferred"] > 0 or s["secondary_limit_hits"] > 0, report
     assert s["duplicate_work"] == [], f"tasks two agents started work on: {s['duplicate_work']}\n{report}"
     assert s["held_twice_at_once"] == [], f"tasks two agents held at once: {s['held_twice_at_once']}\n{report}"
     assert s["tasks_merged_twice"] == [], f"tasks merged twice: {s['tasks_merged_twice']}\n{report}"

@@ -69,7 +69,7 @@ def test_a_spent_budget_raises_at_once_and_never_sleeps(queue_namespace, no_slee
     with pytest.raises(BudgetSpent) as info:
         with pacer.acquire(post):
             pass
-    assert info.value.retry_at == 1_800_000_060.0  # the next minute, not a sleep until then
+    assert info.value.retry_at == 1_800_000_070.0  # a minute after the write it waits on, not a sleep
     assert no_sleep == []
 
 
@@ -87,13 +87,28 @@ def test_verdict_writes_go_through_when_labels_and_status_are_at_their_ceiling(q
 def test_the_hourly_ceiling_of_a_class_holds_across_minutes(queue_namespace):
     clock = FakeClock()
     b = budget(queue_namespace, 535353, per_minute=100, per_hour=10, clock=clock)
+    first = clock.now
     assert take_all(b, WriteClass.STATUS) == 5
     clock.now += 60
     with pytest.raises(BudgetSpent) as info:
         b.take(WriteClass.STATUS)
     assert info.value.reason == "hour ceiling reached"
-    assert info.value.retry_at == (int(clock.now // 3600) + 1) * 3600
+    assert info.value.retry_at == first + 3600  # the hour rolls: an hour after the oldest write
     b.take(WriteClass.VERDICT)  # the hour's reserve is still there for verdicts
+
+
+def test_the_minute_is_a_rolling_window_as_github_counts_it(queue_namespace):
+    """A burst at the end of a clock minute still counts a second later: GitHub's limit is per
+    rolling minute, so a fixed clock minute would let twice the budget through and earn 403s."""
+    clock = FakeClock(1_800_000_059.5)
+    b = budget(queue_namespace, 565656, per_minute=10, clock=clock)
+    assert take_all(b, WriteClass.VERDICT) == 10
+    clock.now = 1_800_000_061.0  # a new clock minute, but the burst was 1.5 s ago
+    with pytest.raises(BudgetSpent) as info:
+        b.take(WriteClass.VERDICT)
+    assert info.value.retry_at == 1_800_000_119.5
+    clock.now = 1_800_000_119.5
+    b.take(WriteClass.VERDICT)  # the burst has aged out
 
 
 def test_unmarked_writes_are_queue_writes():
@@ -326,15 +341,13 @@ def test_a_spent_hourly_budget_defers_instead_of_failing(two_installations, db_c
     w = two_installations
     n = w.sim.open_issue(w.repo, "Late in the hour")
     w.settle()
-    hour = int(time.time() // 3600)
-    key = f"{runtime.settings().queue_name}:writes:{w.installation_id}:h:{hour}"
-    runtime.redis_client().set(key, 10**9, ex=7200)
+    spent_at = time.time() - 60  # a full hour's budget, spent a minute ago (outside the minute window)
+    key = f"{runtime.settings().queue_name}:writes:{w.installation_id}:hour"
+    runtime.redis_client().zadd(key, {f"earlier:{i}": spent_at for i in range(runtime.settings().writes_per_hour)})
     assign(w, w.repo, "alice", n)
     [row] = delivery_rows(db_conn, w.repo)
     assert row["status"] == "deferred"
-    expected = (hour + 1) * 3600
-    if int(time.time() // 3600) == hour:  # (the hour did not roll over during the test)
-        assert row["not_before"].timestamp() == expected
+    assert row["not_before"].timestamp() == pytest.approx(spent_at + 3600, abs=0.01)
     assert db_conn.execute("SELECT count(*) AS n FROM deliveries WHERE status IN ('failed', 'parked')"
                            ).fetchone()["n"] == 0
 
