@@ -100,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         timeout=args.timeout, bind=bind_address(args.bind), live=not args.no_live,
         plan=Path(args.plan) if args.plan else DEFAULT_PLAN, database=args.database, workers=args.workers,
         seed=args.seed, json_path=Path(args.json) if args.json else None, real_limits=args.real_limits,
-        writes_per_minute=args.writes_per_minute, writes_per_hour=args.writes_per_hour, race=args.race,
+        writes_per_minute=args.writes_per_minute, writes_per_hour=args.writes_per_hour, race=args.race, spent_budget=args.spent_budget,
         verdict_timeout=args.verdict_timeout,
     ))
 
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--race", action="store_true",
                       help="agents make their first claim together and always go for the most urgent ready task "
                            "(with --real-limits the race starts with the whole write budget)")
+    demo.add_argument("--spent-budget", action="store_true",
+                      help="with --race: the race starts with the write budget spent by other work up to the "
+                           "reserve of claim verdicts and merges")
     demo.add_argument("--verdict-timeout", type=float, default=60, metavar="SECONDS",
                       help="an agent with no verdict on its claim after this long steps back (default 60)")
     replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")

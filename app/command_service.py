@@ -24,6 +24,7 @@ from app.bot_identity import is_bot
 from app.claim_actions import Effects, apply, sync_labels
 from app.repositories import Repo
 from app.task_refs import TaskRef, parse_ref
+from app.write_budget import DEFAULT_CLASS, WriteClass, writing
 from webhooks.context import EventContext
 from webhooks.models import IssueCommentEvent
 
@@ -93,7 +94,15 @@ def on_comment(ctx: EventContext, repo: Repo, event: IssueCommentEvent) -> None:
     found = commands.parse_commands(event.comment.body)
     for command in found:
         _run_one(run, command)
-    _answer(run)
+    # The answer to /claim and /next is (part of) the claim verdict an agent waits for: it is
+    # written out of the verdicts' reserve, like the verdict label itself.
+    verdict = any(command.name in VERDICT_COMMANDS for command in found)
+    with writing(WriteClass.VERDICT if verdict else DEFAULT_CLASS):
+        _answer(run)
+
+
+# Commands whose answer is a claim verdict (``app.write_budget``: the highest write class).
+VERDICT_COMMANDS = frozenset({"claim", "next"})
 
 
 def decide_answer(*, has_replies: bool, succeeded: bool, collaborator: bool,

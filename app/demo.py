@@ -68,6 +68,7 @@ class DemoOptions:
     writes_per_minute: int = 80  # with real_limits: the budget for Fleet's pacer and for the simulator
     writes_per_hour: int = 500
     race: bool = False  # agents make their first claim together and always go for the same (lowest) task
+    spent_budget: bool = False  # with race: other work already spent the budget up to the verdicts' reserve
     verdict_timeout: float = 60.0  # an agent with no verdict on its claim after this long steps back
 
 
@@ -592,6 +593,22 @@ class DemoRun:
             self.sim.write_log.clear()
             self.sim.secondary_limit_hits.clear()
         self.sim.enforce_secondary_limits = True
+        if self.o.spent_budget:
+            self._spend_budget(client)
+
+    def _spend_budget(self, client) -> None:
+        """The installation's rolling minute and hour already hold as many writes as every class
+        below claim verdicts and merges may make, as if other work had just spent them: the race
+        is decided out of the verdicts' reserve alone."""
+        from app.write_budget import WriteClass, ceiling
+
+        [row] = self._query("SELECT installation_id FROM repositories WHERE id = %s", (self.repo_id,))
+        prefix = f"{self.queue_name}:writes:{row['installation_id']}"
+        now = time.time()
+        for window, budget, ttl in (("minute", self.o.writes_per_minute, 120), ("hour", self.o.writes_per_hour, 7200)):
+            spent = ceiling(WriteClass.QUEUE, budget)
+            client.zadd(f"{prefix}:{window}", {f"other-work:{i}": now for i in range(spent)})
+            client.expire(f"{prefix}:{window}", ttl)
 
     def claim_mode(self, idx: int) -> str:
         """How agent ``idx`` claims: every third asks ``/next``, every third comments ``/claim``."""

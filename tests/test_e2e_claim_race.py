@@ -42,8 +42,8 @@ def test_eight_agents_racing_under_a_spent_budget_never_share_a_task(tmp_path):
            "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": ""}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "demo", "--agents", "8", "--plan", str(plan), "--race",
-             "--real-limits", "--writes-per-minute", "40", "--writes-per-hour", "500",
+            [sys.executable, "-m", "app.cli", "demo", "--agents", "8", "--plan", str(plan), "--race", "--spent-budget",
+             "--real-limits", "--writes-per-minute", "80", "--writes-per-hour", "500",
              "--ci-seconds", "0.5", "--failure-rate", "0", "--lease", "20s", "--verdict-timeout", "20",
              "--timeout", str(RACE_SECONDS), "--no-live", "--seed", "11", "--workers", "2",
              "--bind", f"127.0.0.1:{_free_port()}", "--database", database, "--json", str(out)],
@@ -56,7 +56,7 @@ def test_eight_agents_racing_under_a_spent_budget_never_share_a_task(tmp_path):
     print(json.dumps({k: s[k] for k in ("verdict_latency_s", "claims_made", "claims_by_way", "claims_without_verdict",
                                         "secondary_limit_hits", "fleet_writes_busiest_minute",
                                         "longest_stall_with_deliveries_waiting_s", "deliveries_deferred")}))
-    assert s["real_limits"] and s["writes_per_minute"] == 40
+    assert s["real_limits"] and s["writes_per_minute"] == 80
     assert s["claims_made"] >= 8 and set(s["claims_by_way"]) == {"assign", "claim", "next"}, report
     # The budget ran out during the race: Fleet's pacer or GitHub's limit had to say no at least once.
     assert s["deliveries_deferred"] > 0 or s["secondary_limit_hits"] > 0, report
