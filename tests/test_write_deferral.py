@@ -465,3 +465,34 @@ def test_a_secondary_limit_without_retry_after_pauses_the_installation_a_minute(
     before = time.time()
     assert RetryPolicy().bound_to(reported.append)(RequestFailed(Response(answer, object)), 0).do_retry is False
     assert len(reported) == 1 and before + 59 <= reported[0] <= time.time() + 61
+
+
+def fill_window(installation_id: int, write_class: WriteClass) -> None:
+    """The installation's rolling minute already holds as many writes as ``write_class`` may make."""
+    key = f"{runtime.settings().queue_name}:writes:{installation_id}:minute"
+    spent = ceiling(write_class, runtime.settings().writes_per_minute)
+    runtime.redis_client().zadd(key, {f"other-work:{i}": time.time() for i in range(spent)})
+
+
+def labels_of(world, number: int) -> set[str]:
+    return {label["name"] for label in world.sim.issue(world.repo, number)["labels"]}
+
+
+def test_labels_over_their_share_catch_up_later_and_the_verdict_is_not_held_up(two_installations, db_conn):
+    """State labels rank below verdicts: with the label share of the minute spent, a claim is still
+    decided and its verdict written at once, and the label change waits in a per-repository job."""
+    w = two_installations
+    n = w.sim.open_issue(w.repo, "Labels later")
+    w.settle()
+    assert "fleet:ready" in labels_of(w, n)
+    fill_window(w.installation_id, WriteClass.LABELS)
+    assign(w, w.repo, "alice", n)
+
+    assert [r["status"] for r in delivery_rows(db_conn, w.repo)] == ["processed"]
+    assert claim_of(db_conn, w.repo, n) == "alice"
+    assert labels_of(w, n) >= {"fleet:claimed", "fleet:ready"}  # the verdict, but ready is still on
+    assert "jobs.labels.sync_repo_labels" in scheduled_functions()
+
+    runtime.redis_client().delete(f"{runtime.settings().queue_name}:writes:{w.installation_id}:minute")
+    run_scheduled_now()
+    assert "fleet:ready" not in labels_of(w, n) and "fleet:claimed" in labels_of(w, n)
