@@ -242,6 +242,11 @@ def _check_claim(conn: psycopg.Connection, repo: repositories.Repo, gh: RepoGate
     if not actions:
         return None, None
     releasing = any(isinstance(a, claims.ReleaseClaim) for a in actions)
+    if releasing and _activity_pending(conn, repo.id, claim.expires_at):
+        # A push or comment that arrived before the deadline may still be waiting (deferred for
+        # the write budget, or queued): it renews the lease, so the claim is not released under
+        # an agent that kept working. The next tick decides again once it is processed.
+        return None, None
     # Stable per lease period and step, so a retried run finds its own comment instead of
     # repeating it.
     step = "expire" if releasing else "warn"
@@ -260,6 +265,18 @@ def _check_claim(conn: psycopg.Connection, repo: repositories.Repo, gh: RepoGate
         _end(conn, repo, claim, reason, now)
         return "ended", reason
     return ("released" if releasing else "warned"), None
+
+
+# Deliveries of the repository received before the lease's deadline that are not state yet.
+PENDING_ACTIVITY = """
+SELECT 1 FROM deliveries
+WHERE repo_id = %s AND status IN ('received', 'queued', 'processing', 'deferred', 'failed') AND received_at <= %s
+LIMIT 1
+"""
+
+
+def _activity_pending(conn: psycopg.Connection, repo_id: int, deadline: datetime) -> bool:
+    return conn.execute(PENDING_ACTIVITY, (repo_id, deadline)).fetchone() is not None
 
 
 def _refusal(exc: GitHubRefused | RequestFailed) -> tuple[int, str]:

@@ -496,3 +496,31 @@ def test_labels_over_their_share_catch_up_later_and_the_verdict_is_not_held_up(t
     runtime.redis_client().delete(f"{runtime.settings().queue_name}:writes:{w.installation_id}:minute")
     run_scheduled_now()
     assert "fleet:ready" not in labels_of(w, n) and "fleet:claimed" in labels_of(w, n)
+
+
+def test_a_lease_is_not_released_while_activity_from_before_its_deadline_waits(two_installations, db_conn):
+    """A holder's comment that GitHub delivered before the lease ran out, but that waits behind a
+    deferred delivery, renews the lease: the lease clock must not release the claim meanwhile."""
+    from jobs.leases import check_leases
+
+    w = two_installations
+    w.sim.set_file(w.repo, ".github/fleet.yml", "claims:\n  lease: 1h\n")
+    held, other = w.sim.open_issue(w.repo, "Held"), w.sim.open_issue(w.repo, "Other")
+    w.settle()
+    assign(w, w.repo, "alice", held)
+    before = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s", (held,)).fetchone()
+    spend(w, w.installation_id)
+    assign(w, w.repo, "bob", other)  # its verdict needs a write: deferred
+    w.sim.comment(w.repo, held, "still on it", author="alice")  # waits behind it, in order
+    w.settle()
+    assert db_conn.execute("SELECT count(*) AS n FROM deliveries WHERE status = 'deferred'").fetchone()["n"] == 2
+
+    lift(w, w.installation_id)  # the budget is back, the deferred deliveries have not run yet
+    late = before["lease_expires_at"] + timedelta(minutes=1)
+    assert check_leases(late.isoformat())["released"] == 0
+    assert claim_of(db_conn, w.repo, held) == "alice"
+
+    run_scheduled_now()
+    after = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s AND released_at IS NULL",
+                            (held,)).fetchone()
+    assert after is not None and after["lease_expires_at"] > before["lease_expires_at"]  # renewed
