@@ -434,3 +434,23 @@ CREATE INDEX IF NOT EXISTS deliveries_deferred ON deliveries (repo_id, received_
 -- Transient GitHub failures of a queue step's reads for the entry's current head
 -- (app/merge_queue.py MAX_STEP_FAILURES): retried with backoff up to the limit, then the entry fails.
 ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS step_failures integer NOT NULL DEFAULT 0;
+
+-- migrate: 0011 held writes
+-- Replies, reactions and queue labels that can wait (app/held_writes.py): written in the same
+-- transaction as the state change that caused them when their write class found the
+-- installation's budget spent, and sent in order by jobs/outbox.py once it has a slot, so a
+-- comment never holds up the deliveries (and claim verdicts) behind it.
+CREATE TABLE IF NOT EXISTS held_writes (
+    id           bigserial PRIMARY KEY,
+    repo_id      bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    write_class  text NOT NULL,
+    kind         text NOT NULL CHECK (kind IN ('comment', 'reaction', 'add_label', 'remove_label')),
+    number       integer NOT NULL,
+    comment_id   bigint,
+    body         text NOT NULL,
+    marker       text,
+    held_at      timestamptz NOT NULL DEFAULT now(),
+    attempts     integer NOT NULL DEFAULT 0,
+    last_error   text
+);
+CREATE INDEX IF NOT EXISTS held_writes_by_repo ON held_writes (repo_id, id);

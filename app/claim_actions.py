@@ -12,7 +12,7 @@ from datetime import datetime
 
 import psycopg
 
-from app import claim_store, claims, readiness
+from app import claim_store, claims, held_writes, readiness
 from app.github_gateway import RepoGateway
 from app.repositories import Repo
 from app.write_budget import BudgetSpent, WriteClass, writing
@@ -35,9 +35,15 @@ class Effects:
     _comments: int = 0
 
     def comment(self, number: int, body: str) -> None:
+        """Post a reply; below the verdicts' write class it is held when the budget is spent
+        (``app/held_writes.py``) instead of holding up the delivery."""
         self._comments += 1
         key = f"<!-- fleet:dedupe={self.dedupe}:{number}:{self._comments} -->"
-        self.gh.comment(number, f"{body}\n{key}", dedupe_marker=key if self.retrying else None)
+        held_writes.comment(self.conn, self.gh, self.repo.id, number, f"{body}\n{key}", marker=key,
+                            look_first=self.retrying)
+
+    def react(self, number: int, comment_id: int, content: str = "+1") -> None:
+        held_writes.react(self.conn, self.gh, self.repo.id, number, comment_id, content)
 
 
 @writing(WriteClass.VERDICT)  # claim verdicts go first, out of the budget's reserve
@@ -154,16 +160,10 @@ def _write_labels(effects: Effects, task: readiness.TaskSnapshot, changes) -> No
 
 
 def defer_label_sync(repo_id: int, retry_at: float) -> None:
-    """Bring the repository's labels up to date once the label class has budget again; one
-    scheduled job per repository (a later deferral moves it, it never stacks)."""
-    from datetime import timezone
-
+    """Bring the repository's labels up to date once the label class has budget again."""
     from app import runtime
 
-    when = datetime.fromtimestamp(max(retry_at, datetime.now(timezone.utc).timestamp()) + 1, tz=timezone.utc)
-    runtime.queue().enqueue_at(when, "jobs.labels.sync_repo_labels", repo_id,
-                               job_id=f"{runtime.settings().queue_name}-labels-{repo_id}",
-                               job_timeout=120, result_ttl=0, description=f"label sync repo {repo_id}")
+    runtime.schedule_catch_up("jobs.labels.sync_repo_labels", repo_id, "labels", retry_at)
 
 
 def _record_labels(conn: psycopg.Connection, repo_id: int, task: readiness.TaskSnapshot, changes) -> None:

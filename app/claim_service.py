@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from app import claim_store, claims, permissions, readiness, replies, status_service
+from app import claim_store, claims, held_writes, permissions, readiness, replies, status_service
 from app.bot_identity import is_bot
 from app.claim_actions import Effects, apply, sync_labels
 from app.repositories import Repo
@@ -212,4 +212,4 @@ def report_cycles(ctx: EventContext, repo: Repo, effects: Effects, number: int) 
         key = "cycle:" + ",".join(str(r.number) for r in sorted(cycle))
         marker = f"<!-- fleet:{key} -->"
         body = replies.cycle_found(cycle=cycle, repo=repo.full_name) + "\n" + marker
-        effects.gh.comment(number, body, dedupe_marker=marker)
+        held_writes.comment(ctx.conn, effects.gh, repo.id, number, body, marker=marker, look_first=True)

@@ -131,7 +131,7 @@ def _answer(run: CommandRun) -> None:
     if answer == "reply":
         run.effects.comment(run.number, "\n\n---\n\n".join(run.replies))
     elif answer == "react":
-        run.effects.gh.react(run.event.comment.id, "+1")
+        run.effects.react(run.number, run.event.comment.id, "+1")
     if why == "outsider":
         run.ctx.conn.execute(RECORD_OUTSIDER_REPLY, (run.repo.id, run.number, run.effects.now))
     elif why == "outsider_throttled":

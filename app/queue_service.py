@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from githubkit.exception import RequestError, RequestFailed
 
-from app import db, gate_service, permissions, queue_store, repositories, runtime
+from app import db, gate_service, held_writes, permissions, queue_store, repositories, runtime
 from app.bot_identity import bot_login, is_bot
 from app.evidence import EvidenceRecorder
 from app.gates_report import md_code
@@ -173,9 +173,10 @@ def auto_queue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSn
     if not permissions.has_write(author_permission):
         log.info("not auto-queued: author lacks write", extra={"repo": repo.full_name, "pr": pr.number})
         key = marker({"command": "auto", "pr": pr.number, "result": "refused"})
-        gh.comment(pr.number, f"Gates are green, but the pull request was not queued automatically: its author "
-                              f"{md_code(pr.author, in_table=False)} has no write permission. Someone with write "
-                              f"permission can `/queue` it.\n\n{key}", dedupe_marker=key)
+        held_writes.comment(conn, gh, repo.id, pr.number,
+                            f"Gates are green, but the pull request was not queued automatically: its author "
+                            f"{md_code(pr.author, in_table=False)} has no write permission. Someone with write "
+                            f"permission can `/queue` it.\n\n{key}", marker=key, look_first=True)
         return False
     if not queue_store.insert_entry(conn, repo.id, pr.base_ref, new_entry(EnqueueEntry(pr.number, "normal", bot_login()), _now())):
         return False
@@ -183,7 +184,9 @@ def auto_queue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSn
     pos, length = positions(queue)[pr.number], len(queue.ordered())
     where = "in flight (merging next)" if pos == 1 else f"position {pos} of {length}"
     data = {"command": "auto", "pr": pr.number, "result": "accepted", "position": pos}
-    gh.comment(pr.number, f"Gates are green: queued automatically for `{pr.base_ref}`, {where}.\n\n{marker(data)}")
+    key = marker(data)
+    held_writes.comment(conn, gh, repo.id, pr.number,
+                        f"Gates are green: queued automatically for `{pr.base_ref}`, {where}.\n\n{key}", marker=key)
     return True
 
 
@@ -350,14 +353,15 @@ class _Stepper:
             return
         key = marker({"queue": "dequeued", "pr": action.pr, "reason": action.reason_code,
                       "entry": int(entry.queued_at.timestamp() * 1000)})
-        self.gh.comment(action.pr, f"{action.message}\n\n{key}", dedupe_marker=key)
+        held_writes.comment(self.conn, self.gh, self.repo.id, action.pr, f"{action.message}\n\n{key}", marker=key,
+                            look_first=True)
         if pr is None or pr.state != "open":
             return
         if action.label:
-            self.gh.add_labels(action.pr, [action.label])
+            held_writes.add_label(self.conn, self.gh, self.repo.id, action.pr, action.label)
         label = self.repo.config.queue.label
         if label and label.lower() in (name.lower() for name in pr.labels):
-            self.gh.remove_label(action.pr, label)
+            held_writes.remove_label(self.conn, self.gh, self.repo.id, action.pr, label)
 
 
 def _answer(call: Callable[[], object]) -> tuple[int, str, timedelta | None, dict]:

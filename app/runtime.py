@@ -43,6 +43,27 @@ def queue(name: str | None = None) -> Queue:
     return Queue(f"{base}:{name}" if name else base, connection=redis_client())
 
 
+def schedule_catch_up(func: str, arg: int, key: str, retry_at: float | None) -> None:
+    """Run ``func(arg)`` a second after ``retry_at`` (epoch seconds; now when None): the follow-up
+    of work that found the write budget spent (label catch-up, held writes).
+
+    The job id names the second it runs in, so schedules for the same moment coalesce, and a job
+    that re-schedules itself never reuses its own id (RQ deletes a finished job with
+    ``result_ttl=0`` by id, which would take the new schedule with it)."""
+    import time
+    from datetime import datetime, timezone
+
+    from rq import get_current_job
+
+    at = max(retry_at or 0.0, time.time()) + 1
+    job_id = f"{settings().queue_name}-{key}-{arg}-{int(at)}"
+    current = get_current_job()
+    if current is not None and current.id == job_id:  # run ahead of its time (by hand): not itself
+        job_id += "-again"
+    queue().enqueue_at(datetime.fromtimestamp(at, tz=timezone.utc), func, arg, job_id=job_id,
+                       job_timeout=120, result_ttl=0, description=f"{key} {arg}")
+
+
 def etag_cache():
     """The shared ETag cache for conditional GETs (see conditional_reads.py)."""
     from app.conditional_reads import EtagCache

@@ -28,6 +28,7 @@ class Periodic:
 
 def periodic_tasks() -> list[Periodic]:
     from jobs.leases import enqueue_lease_check
+    from jobs.outbox import sweep_held_writes
     from jobs.redeliver import redeliver_failed
     from jobs.retention import purge_old_rows
     from jobs.status import refresh_all, snapshot_progress
@@ -38,6 +39,8 @@ def periodic_tasks() -> list[Periodic]:
     tasks = [
         Periodic("sweep-deliveries", settings.sweep_interval, sweep_deliveries),
         Periodic("redeliver-failed", 120, redeliver_failed),
+        # Held replies are scheduled when held; this catches a schedule Redis refused.
+        Periodic("held-writes", 30, sweep_held_writes),
         # Leases as short as 30 s are legitimate; a 10 s tick acts on expiry well within a minute.
         Periodic("leases", 10, enqueue_lease_check),
         # Relative times in the status issue drift; refresh writes only on a real change.
