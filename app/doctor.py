@@ -2,14 +2,16 @@
 
 Checks, in order (each later one needs the earlier ones): settings, Postgres and its schema,
 each repository's gates (a warning when no required checks are configured), parked deliveries
-(per repository), Redis, the App's credentials (``GET /app`` with the JWT), then every
-installation's granted permissions and subscribed events against ``app.yml``. Exit status 0 when
-nothing failed, 1 otherwise; warnings (parked deliveries among them) do not fail.
+(per repository), held writes (a warning when the oldest waited past the hourly window), Redis,
+the App's credentials (``GET /app`` with the JWT), then every installation's granted permissions
+and subscribed events against ``app.yml``. Exit status 0 when nothing failed, 1 otherwise;
+warnings (parked deliveries among them) do not fail.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,6 +134,29 @@ def check_parked_deliveries(settings: Settings) -> list[Check]:
     return checks
 
 
+# Held writes wait at most for the hourly window to roll; older ones mean nothing is sending them.
+HELD_WRITES_STUCK_AFTER = timedelta(hours=1, minutes=5)
+
+
+def check_held_writes(settings: Settings) -> list[Check]:
+    """Replies waiting for the write budget (``app/held_writes.py``): normal under load, stuck
+    when the oldest has waited longer than the hourly window (no scheduler or worker running)."""
+    from app import db, held_writes
+
+    try:
+        with db.connect(settings.database_url, timeout=5) as conn:
+            row = conn.execute(held_writes.COUNT_HELD).fetchone()
+    except Exception as exc:
+        return [Check("held writes", "warn", f"cannot count them ({type(exc).__name__}: {_first_line(exc)})")]
+    if not row["held"]:
+        return [Check("held writes", "ok", "none")]
+    age = datetime.now(timezone.utc) - row["oldest"]
+    detail = f"{row['held']} waiting for the write budget, the oldest for {int(age.total_seconds())} s"
+    if age > HELD_WRITES_STUCK_AFTER:
+        return [Check("held writes", "warn", detail, "is `fleet scheduler` running, and at least one `fleet worker`?")]
+    return [Check("held writes", "ok", detail)]
+
+
 def _first_line_of(text: str | None) -> str:
     lines = (text or "no error recorded").strip().splitlines()
     return lines[0][:160] if lines else "no error recorded"
@@ -252,6 +277,7 @@ def run_checks(env: dict[str, str] | None = None, manifest: Path | None = None) 
     if all(check.level == "ok" for check in postgres):
         yield from check_repository_gates(settings)
         yield from check_parked_deliveries(settings)
+        yield from check_held_writes(settings)
     yield from check_redis(settings)
     try:
         needs: Requirements | None = load_requirements(manifest)

@@ -166,3 +166,22 @@ def test_verdicts_are_never_held(two_installations, db_conn):
     run_scheduled_now()
     assert statuses(db_conn, w.repo)[-1] == ("issue_comment", "processed")
     assert any("alice" in body for body in fleet_replies(w, n))
+
+
+def test_doctor_counts_held_writes_and_warns_when_nothing_sends_them(two_installations, db_conn, database_url):
+    from app.doctor import run_checks
+    from tests.test_parked_deliveries import env_for
+
+    w = two_installations
+    assert {c.name: c for c in run_checks(env_for(database_url))}["held writes"].message == "none"
+    n = w.sim.open_issue(w.repo, "Waiting")
+    w.settle()
+    fill_window(w.installation_id, WriteClass.QUEUE)
+    w.sim.comment(w.repo, n, "/help", author="alice")
+    w.settle()
+    check = {c.name: c for c in run_checks(env_for(database_url))}["held writes"]
+    assert check.level == "ok" and check.message.startswith("1 waiting for the write budget")
+
+    db_conn.execute("UPDATE held_writes SET held_at = now() - interval '2 hours'")
+    check = {c.name: c for c in run_checks(env_for(database_url))}["held writes"]
+    assert check.level == "warn" and "fleet scheduler" in check.fix
