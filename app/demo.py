@@ -857,6 +857,7 @@ class DemoRun:
             **claim_figures(self.tally),
             "tasks_merged_twice": tasks_merged_twice(self.sim),
             **delivery_figures(self._query(DELIVERY_TIMES_SQL, (self.run_started_wall,)), until=time.time()),
+            **budget_figures(self._query(BUDGET_SAID_NO_SQL, (self.run_started_wall,))),
         })
         return result
 
@@ -943,6 +944,18 @@ FROM deliveries WHERE received_at >= to_timestamp(%s)
 """
 
 
+# Writes the budget said no to after the agents started (Fleet's pacer, or GitHub's limit), and
+# replies held for later because of it (app/held_writes.py).
+BUDGET_SAID_NO_SQL = """
+SELECT count(*) FILTER (WHERE outcome = 'deferred') AS refused, count(*) FILTER (WHERE outcome = 'held') AS held
+FROM evidence WHERE at >= to_timestamp(%s)
+"""
+
+
+def budget_figures(rows: list) -> dict:
+    return {"writes_without_budget": rows[0]["refused"], "writes_held": rows[0]["held"]}
+
+
 def delivery_figures(rows: list, until: float) -> dict:
     """How long deliveries waited (received → processed), and the longest stall up to ``until``:
     a stretch in which no delivery started or finished although one was waiting (a worker asleep
@@ -1003,7 +1016,8 @@ def print_claim_figures(s: dict) -> None:
         print(f"  per done task      {s['fleet_calls_per_done_task']} calls, {s['fleet_writes_per_done_task']} writes by Fleet")
     wait = s["delivery_wait_s"]
     print(f"  deliveries         {s['deliveries']} ({s['deliveries_unprocessed']} unprocessed, "
-          f"{s.get('deliveries_deferred', 0)} deferred for budget); received→processed "
+          f"{s.get('deliveries_deferred', 0)} deferred for budget; {s.get('writes_without_budget', 0)} writes found "
+          f"the budget spent, {s.get('writes_held', 0)} replies held for later); received→processed "
           f"p50 {wait['p50']} s, p99 {wait['p99']} s, max {wait['max']} s; longest stall with deliveries waiting "
           f"{s['longest_stall_with_deliveries_waiting_s']} s")
 
