@@ -14,11 +14,16 @@ new ones of it are held behind them, so replies keep their order.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
 import psycopg
+import redis
 
 from app.github_gateway import RepoGateway
-from app.write_budget import BudgetSpent, WriteClass, current_class
+from app.write_budget import BudgetSpent, WriteClass, current_class, writing
+
+log = logging.getLogger("fleet.outbox")
 
 HOLD = """
 INSERT INTO held_writes (repo_id, write_class, kind, number, comment_id, body, marker)
@@ -97,14 +102,19 @@ def _write(conn: psycopg.Connection, gh: RepoGateway, row: dict, send) -> None:
         return
     row["write_class"] = write_class.name
     if conn.execute(ANY_HELD, (row["repo_id"],)).fetchone()["held"]:
-        conn.execute(HOLD, row)  # behind the ones already waiting: their flush sends it too
+        _hold(conn, gh, row, "behind earlier held writes")  # their flush sends this one too
         return
     try:
         send()
     except BudgetSpent as exc:
-        conn.execute(HOLD, row)
-        gh.evidence.record(f"hold_{row['kind']}", f"#{row['number']}", "held", None, write_class=write_class.name)
+        _hold(conn, gh, row, str(exc))
         schedule_flush(row["repo_id"], exc.retry_at)
+
+
+def _hold(conn: psycopg.Connection, gh: RepoGateway, row: dict, why: str) -> None:
+    conn.execute(HOLD, row)
+    gh.evidence.record(f"hold_{row['kind']}", f"#{row['number']}", "held", None, write_class=row["write_class"],
+                       reason=why[:200])
 
 
 def schedule_flush(repo_id: int, retry_at: float | None) -> None:
@@ -115,8 +125,8 @@ def schedule_flush(repo_id: int, retry_at: float | None) -> None:
 
     try:
         runtime.schedule_catch_up("jobs.outbox.flush_held_writes", repo_id, "held-writes", retry_at)
-    except Exception:  # Redis down: the held rows are safe in Postgres and the sweep finds them
-        pass
+    except redis.RedisError:
+        log.warning("held writes of repository %s not scheduled (Redis unavailable); the sweep will", repo_id)
 
 
 def oldest(conn: psycopg.Connection, repo_id: int) -> HeldWrite | None:
@@ -126,8 +136,6 @@ def oldest(conn: psycopg.Connection, repo_id: int) -> HeldWrite | None:
 
 def send(gh: RepoGateway, held: HeldWrite) -> None:
     """Make one held write, as its class (raises BudgetSpent when the class still has no slot)."""
-    from app.write_budget import writing
-
     with writing(held.write_class):
         if held.kind == "comment":
             gh.comment(held.number, held.body, dedupe_marker=held.marker if held.attempts > 1 else None)
