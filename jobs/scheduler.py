@@ -28,6 +28,7 @@ class Periodic:
 
 def periodic_tasks() -> list[Periodic]:
     from jobs.leases import enqueue_lease_check
+    from jobs.merge_queue import poll_queues
     from jobs.outbox import sweep_held_writes
     from jobs.redeliver import redeliver_failed
     from jobs.retention import purge_old_rows
@@ -36,7 +37,7 @@ def periodic_tasks() -> list[Periodic]:
     from jobs.sync import reconcile_all
 
     settings = runtime.settings()
-    tasks = [
+    return [
         Periodic("sweep-deliveries", settings.sweep_interval, sweep_deliveries),
         Periodic("redeliver-failed", 120, redeliver_failed),
         # Held replies are scheduled when held; this catches a schedule Redis refused.
@@ -49,21 +50,10 @@ def periodic_tasks() -> list[Periodic]:
         Periodic("reconcile", 3600, reconcile_all),
         # Bounded batches each run: a backlog drains over a few runs, never in one long statement.
         Periodic("retention", 300, purge_old_rows),
+        # Steps every active merge queue (CI timeouts, retries, lost webhooks, crashed workers) and
+        # re-evaluates fleet/gates that never published or have waited too long.
+        Periodic("merge-queue-poll", 60, poll_queues),
     ]
-    tasks.extend(_optional_tasks())
-    return tasks
-
-
-def _optional_tasks() -> list[Periodic]:
-    """Timers contributed by later features (leases, status issue, merge queue safety poll)."""
-    found = []
-    try:
-        from jobs.timers import TIMERS
-    except ImportError:
-        return found
-    for name, every, func in TIMERS:
-        found.append(Periodic(name, every, func))
-    return found
 
 
 def run_once(tasks: list[Periodic], now: float | None = None, force: bool = False) -> list[str]:

@@ -21,7 +21,7 @@ def test_due_tasks_run_and_failures_do_not_stop_the_rest():
 def test_every_safety_net_is_scheduled(settings):
     names = {t.name for t in periodic_tasks()}
     assert {"sweep-deliveries", "redeliver-failed", "leases", "status-refresh", "progress-snapshots", "reconcile",
-            "retention"} <= names
+            "retention", "held-writes", "merge-queue-poll"} <= names
 
 
 def test_only_one_scheduler_holds_the_lock(settings):
