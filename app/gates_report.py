@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from app.gates import OWN_CHECK_NAME, CheckResult, GateResult, GateVerdict
+from app.markdown_safety import cell, plain, truncate
 
 OUTPUT_LIMIT = 65_535  # GitHub's limit for output.summary / output.text
 # Measured in UTF-8 bytes: never fewer than the characters or UTF-16 units GitHub may count.
@@ -23,28 +24,12 @@ NAMES_PER_ROW = 10
 URL_LIMIT = 2_000
 
 ICONS = {"passed": "✅", "failing": "❌", "waiting": "⏳"}
-_ZWSP = "\u200b"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-# Backslash-escaped Markdown punctuation (HTML-significant characters become entities instead).
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~])")
-# @login, #123 and GH-123 notify or cross-reference; a zero-width space after the sigil stops it.
-_MENTION = re.compile(r"([@#])(?=\w)|(?<=GH)(-)(?=\d)", re.IGNORECASE)
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _one_line(text: str) -> str:
-    return _CONTROL.sub(" ", text).strip()
 
 
 def md_text(text: str, limit: int = REASON_LIMIT) -> str:
-    """Untrusted text as inert Markdown: one line, no HTML, no formatting, no mentions."""
-    text = _truncate(_one_line(text), limit)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return _MENTION.sub(lambda m: (m.group(1) or m.group(2)) + _ZWSP, text)
+    """Untrusted text as inert Markdown: Fleet's one sanitiser (``markdown_safety.cell``)."""
+    return cell(text, limit)
 
 
 def md_code(text: str, limit: int = NAME_LIMIT, *, in_table: bool = True) -> str:
@@ -53,7 +38,7 @@ def md_code(text: str, limit: int = NAME_LIMIT, *, in_table: bool = True) -> str
     The fence is longer than any backtick run in the text; in a table ``|`` is escaped, which
     GFM resolves before parsing the code span.
     """
-    text = _truncate(_one_line(text), limit)
+    text = truncate(plain(text), limit)
     if not text:
         return "(empty)"
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)

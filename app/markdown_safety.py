@@ -14,8 +14,11 @@ Why each rule exists (GitHub Flavored Markdown, cmark-gfm):
   so backslashes are escaped too (otherwise ``\\|`` would become ``\\\\|`` and split the cell).
 - A line break ends the row; Unicode line/paragraph separators are treated as spaces too.
 - ``<`` ``>`` ``&`` become entities, so no HTML tag or entity (``&#64;``) survives.
-- A mention is ``@`` directly followed by a login character; a zero-width joiner after every
-  ``@`` breaks it while the text still reads the same.
+- A mention is ``@`` (or the fullwidth ``＠``) directly followed by a login character; a
+  zero-width joiner after it breaks the mention while the text still reads the same.
+- ``#123`` and ``GH-123`` become cross-references, which put a "mentioned this" event on the
+  other issue; a zero-width space after ``#`` / ``GH-`` keeps them plain text.
+- ``( ) # !`` are escaped too: they open links, images and headings in other contexts.
 - Control and format characters (bidi overrides, zero-width characters) are removed first, so
   the joiner Fleet inserts is the only one left.
 """
@@ -27,8 +30,12 @@ from urllib.parse import urlsplit
 ELLIPSIS = "…"
 ZWJ = "\u200d"  # zero-width joiner: keeps "@name" readable but not a mention
 
-# Markdown punctuation that could start emphasis, links, strikethrough or code in a cell.
-_BACKSLASH_ESCAPED = frozenset("\\`*_[]~|")
+# Markdown punctuation that could start emphasis, links, images, headings, strikethrough or code.
+_BACKSLASH_ESCAPED = frozenset("\\`*_[]~|()#!")
+# Inside a link's label nothing is autolinked and ( ) # ! start nothing: only these are escaped.
+_LABEL_ESCAPED = frozenset("\\`*_[]~|")
+ZWSP = "\u200b"  # zero-width space: keeps "#123" readable but not a cross-reference
+_MENTION_SIGILS = frozenset("@\uff20")
 _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 # Categories removed outright: controls, format characters (bidi, zero-width), surrogates.
 _DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
@@ -79,18 +86,28 @@ def _short_plain(text: object, max_len: int) -> str:
     return truncate(clean + ELLIPSIS, max_len)
 
 
-def _escape(text: str) -> str:
+def _escape(text: str, escaped: frozenset[str] = _BACKSLASH_ESCAPED, *, references: bool = True) -> str:
     out = []
-    for ch in text:
-        if ch in _BACKSLASH_ESCAPED:
+    for i, ch in enumerate(text):
+        if ch in escaped:
             out.append("\\" + ch)
         elif ch in _ENTITIES:
             out.append(_ENTITIES[ch])
-        elif ch == "@":
-            out.append("@" + ZWJ)
+        elif ch in _MENTION_SIGILS:
+            out.append(ch + ZWJ)
         else:
             out.append(ch)
+        if references and _cross_reference_at(text, i):
+            out.append(ZWSP)
     return "".join(out)
+
+
+def _cross_reference_at(text: str, i: int) -> bool:
+    """Whether ``text[i]`` is the ``#`` of ``#123`` or the ``-`` of ``GH-123`` (any case)."""
+    nxt = text[i + 1] if i + 1 < len(text) else ""
+    if text[i] == "#":
+        return nxt.isalnum() or nxt == "_"
+    return text[i] == "-" and nxt.isdigit() and text[max(i - 2, 0):i].lower() == "gh"
 
 
 def cell(text: object, max_len: int = 80) -> str:
@@ -139,7 +156,7 @@ def safe_url(url: object) -> str | None:
 
 def link(text: object, url: object, max_len: int = 80) -> str:
     """``[text](url)`` with ``text`` made safe; plain safe text when ``url`` is not http(s)."""
-    label = cell(text, max_len) or "link"
+    label = _escape(_short_plain(text, max_len), _LABEL_ESCAPED, references=False) or "link"
     target = safe_url(url)
     if target is None:
         return label

@@ -12,7 +12,6 @@ user supplied (titles, notes) goes through ``neutralize`` first.
 """
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from app.commands import Command, Where, render_help, who_text
 from app.durations import format_duration
 from app.input_limits import MAX_BODY_CHARS
+from app.markdown_safety import cell, plain
 from app.task_refs import TaskRef
 
 if TYPE_CHECKING:  # claims imports this module to build its comments
@@ -30,9 +30,6 @@ if TYPE_CHECKING:  # claims imports this module to build its comments
 MARKER_PREFIX = "fleet:"
 TITLE_LIMIT = 80
 NOTE_LIMIT = 200
-_ZWJ = "\u200d"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#|~!])")
 # Only the opening is a regex; the end is found with str.find (see parse_marker).
 _MARKER_OPEN = re.compile(r"<!--\s*+fleet:")
 
@@ -93,19 +90,13 @@ def reply(sentence: str, data: Mapping[str, Any]) -> str:
 
 
 def neutralize(text: str | None, limit: int = TITLE_LIMIT) -> str:
-    """User text made safe to echo: one line, at most ``limit`` characters, no HTML, no Markdown
-    syntax, and no ``@mention`` (a zero-width joiner follows every ``@``)."""
-    flat = " ".join(_CONTROL.sub(" ", text or "").split())
-    if len(flat) > limit:
-        flat = flat[: max(limit - 1, 0)].rstrip() + "…"
-    escaped = html.escape(flat, quote=False)
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
-    return escaped.replace("@", "@" + _ZWJ).replace("\uff20", "\uff20" + _ZWJ)
+    """User text made safe to echo: Fleet's one sanitiser (``markdown_safety.cell``)."""
+    return cell(text, limit)
 
 
 def code(text: str | None, limit: int = 100) -> str:
     """An identifier (login, agent, branch, SHA) in backticks: never a mention, never HTML."""
-    flat = " ".join(_CONTROL.sub(" ", (text or "").replace("`", "'")).split())[:limit]
+    flat = plain((text or "").replace("`", "'"))[:limit]
     return f"`{flat or '?'}`"
 
 

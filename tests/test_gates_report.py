@@ -20,7 +20,8 @@ from app.gates_report import (
 from app.repo_config import GatesConfig
 
 HEAD = "0123456789abcdef" * 2 + "01234567"
-ZWSP = "\u200b"
+ZWSP = "\u200b"  # after # and GH-: not a cross-reference
+ZWJ = "\u200d"  # after @: not a mention
 
 
 def check(name="ci", conclusion="success", status="completed", url=None) -> CheckResult:
@@ -176,19 +177,19 @@ def test_hostile_reason_text_is_escaped():
     """Gate reasons pass through md_text as well (defence in depth)."""
     verdict = GateVerdict(HEAD, (GateResult("labels", "failing", "evil | <b>@team</b>\nrow"),))
     row = table_rows(render_summary(verdict))[0]
-    assert row == f"| ❌ | labels | evil \\| &lt;b&gt;@{ZWSP}team&lt;/b&gt; row |  |"
+    assert row == f"| ❌ | labels | evil \\| &lt;b&gt;@{ZWJ}team&lt;/b&gt; row |  |"
 
 
 @pytest.mark.parametrize("text,expected", [
     ("plain words", "plain words"),
     ("a|b", "a\\|b"),
     ("<b>&", "&lt;b&gt;&amp;"),
-    ("@user", f"@{ZWSP}user"),
+    ("@user", f"@{ZWJ}user"),
     ("#12", f"\\#{ZWSP}12"),
     ("GH-12", f"GH-{ZWSP}12"),
     ("a\nb\r\nc\td", "a b c d"),
     ("*x* _y_ [z](w) `q`", "\\*x\\* \\_y\\_ \\[z\\]\\(w\\) \\`q\\`"),
-    ("a@b", f"a@{ZWSP}b"),
+    ("a@b", f"a@{ZWJ}b"),
 ])
 def test_md_text(text, expected):
     assert md_text(text) == expected

@@ -82,11 +82,13 @@ def test_examples() -> None:
     """The escapes are the ones GitHub renders as the original text."""
     assert cell("a | b") == "a \\| b"
     assert cell("x\\|y") == "x\\\\\\|y"  # the backslash is escaped too, so the pipe stays escaped
-    assert cell("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
+    assert cell("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert\\(1\\)&gt;"
+    assert cell("see #12, GH-3 and ＠bob ![i](u)") == "see \\#\u200b12, GH-\u200b3 and ＠\u200dbob \\!\\[i\\]\\(u\\)"
+    assert cell("right\u202eleft") == "rightleft"  # bidi overrides go, in every sanitised text
     assert cell("ping @octocat and @org/team") == f"ping @{ZWJ}octocat and @{ZWJ}org/team"
-    assert cell("&#64;octocat") == "&amp;#64;octocat"
+    assert cell("&#64;octocat") == "&amp;\\#\u200b64;octocat"
     assert cell("line1\nline2\r\n\tline3") == "line1 line2 line3"
-    assert cell("`code` **bold** [x](y)") == "\\`code\\` \\*\\*bold\\*\\* \\[x\\](y)"
+    assert cell("`code` **bold** [x](y)") == "\\`code\\` \\*\\*bold\\*\\* \\[x\\]\\(y\\)"
     assert cell("\u202eevil\u200b\x00") == "evil"
     assert cell("x" * 10, 5) == "xxxx…"
     assert login("octocat") == "`octocat`"
