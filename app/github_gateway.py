@@ -23,8 +23,6 @@ from app.write_budget import BudgetSpent, current_class
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PERMISSION_ORDER = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
-
 
 class GitHubRefused(RuntimeError):
     """GitHub answered a mutation with a 4xx; ``status`` and GitHub's ``message`` say why."""

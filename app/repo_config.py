@@ -30,9 +30,13 @@ def _duration(value: object) -> timedelta:
     return parse_duration(value)  # type: ignore[arg-type]
 
 
+# The label on a repository's status issue (app/status_service.py): never a task.
+STATUS_LABEL_NAME = "fleet:status"
+
+
 class TasksConfig(_Section):
     exclude_labels: tuple[str, ...] = Field(
-        ("fleet:status", "question", "discussion"),
+        (STATUS_LABEL_NAME, "question", "discussion"),
         description="Open issues carrying any of these labels are not tasks.",
     )
     include_labels: tuple[str, ...] = Field(

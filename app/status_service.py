@@ -11,10 +11,11 @@ import psycopg
 from app import status_snapshot, status_table
 from app.bot_identity import is_bot
 from app.github_gateway import GitHubRefused, RepoGateway
+from app.repo_config import STATUS_LABEL_NAME
 from app.repositories import Repo
 from app.write_budget import WriteClass, writing
 
-STATUS_LABEL = ("fleet:status", "ededed", "Fleet: the auto-updated status issue of this repository")
+STATUS_LABEL = (STATUS_LABEL_NAME, "ededed", "Fleet: the auto-updated status issue of this repository")
 
 GET_ROW = "SELECT * FROM status_issues WHERE repo_id = %s FOR UPDATE"
 RECORDED_NUMBER = "SELECT issue_number FROM status_issues WHERE repo_id = %s"

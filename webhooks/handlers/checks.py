@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 from app import gate_service, pull_state
+from app.gates import OWN_CHECK_NAME
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import CheckRunEvent, CheckSuiteEvent, StatusEvent
 from webhooks.routing import on
 
-GATES_CHECK_NAME = "fleet/gates"
-
-
 def _is_own(run_name: str) -> bool:
     # Fleet's own check run must not trigger evaluations of itself (an infinite loop otherwise).
-    return run_name == GATES_CHECK_NAME
+    return run_name == OWN_CHECK_NAME
 
 
 @on("check_run.completed")
