@@ -1,0 +1,36 @@
+"""The dependency rule, enforced: ``webhooks/`` and ``jobs/`` depend on ``app/``, never the reverse
+(import-linter contracts in pyproject.toml; the composition roots and today's known upward
+imports are listed there by name)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=100)
+
+
+def test_app_never_imports_webhooks_or_jobs():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 kept, 0 broken" in result.stdout
+
+
+def test_a_new_upward_import_breaks_the_contract(tmp_path):
+    for package in ("app", "webhooks", "jobs"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "app" / "upward.py").write_text("from jobs import leases\n")
+
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "app.upward -> jobs.leases" in result.stdout, result.stdout[-3000:]
