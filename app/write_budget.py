@@ -88,7 +88,8 @@ class BudgetSpent(RuntimeError):
 # stop, then the class's ceiling in both windows, and only then the write is counted in both, so
 # concurrent workers never over-commit a window.
 # KEYS: minute log, hour log, spent-until, sequence. ARGV: minute ceiling, hour ceiling, now.
-# Returns {1} (slot taken), {0, "minute"|"hour", free_at} (ceiling reached) or {-1, spent_until}.
+# Returns {1} (slot taken), {0, "minute"|"hour", time of the write that must age out} (ceiling
+# reached) or {-1, spent_until}.
 TAKE_SLOT = """
 local now = tonumber(ARGV[3])
 local spent = redis.call('GET', KEYS[3])
@@ -97,9 +98,10 @@ local function free_at(key, span, limit)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
   local n = redis.call('ZCARD', key)
   if n < limit then return nil end
-  -- the write whose ageing out brings the window back under the ceiling
+  -- the write whose ageing out brings the window back under the ceiling; its time is returned
+  -- as Redis wrote it (Lua's tostring would round it to 14 digits: an earlier free-at)
   local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
-  return tostring(tonumber(oldest[2]) + span)
+  return oldest[2]
 end
 local m = free_at(KEYS[1], 60, tonumber(ARGV[1]))
 if m then return {0, 'minute', m} end
@@ -111,6 +113,8 @@ redis.call('ZADD', KEYS[2], now, id); redis.call('EXPIRE', KEYS[2], 7200)
 redis.call('EXPIRE', KEYS[4], 7200)
 return {1}
 """
+
+WINDOW_SECONDS = {"minute": 60, "hour": 3600}
 
 # Keeps the later of two spent-until marks (two workers can see two rate-limit answers).
 MARK_SPENT = """
@@ -150,7 +154,8 @@ class WriteBudget:
         detail = _text(result[1])
         if int(result[0]) == -1:
             raise BudgetSpent(self.installation_id, write_class, float(detail), "GitHub asked to wait")
-        raise BudgetSpent(self.installation_id, write_class, float(_text(result[2])), f"{detail} ceiling reached")
+        free_at = float(_text(result[2])) + WINDOW_SECONDS[detail]
+        raise BudgetSpent(self.installation_id, write_class, free_at, f"{detail} ceiling reached")
 
     def mark_spent(self, until: float) -> None:
         """GitHub said stop until ``until`` (epoch seconds): no class writes before then."""
