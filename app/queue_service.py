@@ -205,7 +205,7 @@ def step(repo_id: int, base_ref: str, *, now: Callable[[], datetime] = _now, job
         if repo is None or repo.installation_id is None:
             return []
         evidence = EvidenceRecorder(settings.database_url, repo_id=repo.id, repo_full_name=repo.full_name, job_id=job_id)
-        gh = gateway or RepoGateway(runtime.github_clients().installation(repo.installation_id), repo.full_name, evidence)
+        gh = gateway or runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
         try:
             with queue_store.advisory_lock(settings.database_url, queue_store.queue_lock_key(repo.id, base_ref)):
                 return _Stepper(conn, gh, repo, base_ref, now).run()

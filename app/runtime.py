@@ -64,6 +64,13 @@ def schedule_catch_up(func: str, arg: int, key: str, retry_at: float | None) -> 
                        job_timeout=120, result_ttl=0, description=f"{key} {arg}")
 
 
+def repo_gateway(installation_id: int, full_name: str, evidence):
+    """One repository's GitHub gateway, acting as its installation: how jobs and services get one."""
+    from app.github_gateway import RepoGateway
+
+    return RepoGateway(github_clients().installation(installation_id), full_name, evidence)
+
+
 def etag_cache():
     """The shared ETag cache for conditional GETs (see conditional_reads.py)."""
     from app.conditional_reads import EtagCache

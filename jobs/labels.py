@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from app import db, repositories, runtime
 from app.claim_actions import Effects, sync_labels
 from app.evidence import EvidenceRecorder
-from app.github_gateway import RepoGateway
 from jobs.process import REPO_LOCK
 
 # Open tasks, and closed ones still carrying a state label Fleet must take off.
@@ -30,7 +29,7 @@ def sync_repo_labels(repo_id: int) -> int:
         if repo is None or repo.installation_id is None or repo.archived:
             return 0
         evidence = EvidenceRecorder(settings.database_url, repo_id=repo_id, repo_full_name=repo.full_name)
-        gh = RepoGateway(runtime.github_clients().installation(repo.installation_id), repo.full_name, evidence)
+        gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
         numbers = [row["number"] for row in conn.execute(LABELLED_TASKS, (repo_id,)).fetchall()]
         sync_labels(Effects(conn, repo, gh, now, dedupe=f"labels:{now.isoformat()}"), numbers)
         return len(numbers)

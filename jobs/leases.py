@@ -202,7 +202,7 @@ def _check_repo(repo_id: int, installation_id: int, numbers: list[int], now: dat
         if repo is None:
             return []
         evidence = EvidenceRecorder(settings.database_url, repo_id=repo_id, repo_full_name=repo.full_name)
-        gh = RepoGateway(runtime.github_clients().installation(installation_id), repo.full_name, evidence)
+        gh = runtime.repo_gateway(installation_id, repo.full_name, evidence)
         released = []
         for index, number in enumerate(numbers):
             outcome, reason = _check_claim(conn, repo, gh, number, now)

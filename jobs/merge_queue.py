@@ -110,7 +110,7 @@ def _evaluate_gates(repo_id: int, pr_number: int, force: bool) -> str | None:
         evidence = EvidenceRecorder(settings.database_url, repo_id=repo.id, repo_full_name=repo.full_name,
                                     job_id=_job_id())
         try:
-            gh = RepoGateway(runtime.github_clients().installation(repo.installation_id), repo.full_name, evidence)
+            gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
             pr, verdict = gate_service.evaluate(conn, gh, repo, pr_number, force=force)
             if pr is None or verdict is None:
                 return None

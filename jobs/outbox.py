@@ -30,7 +30,7 @@ def flush_held_writes(repo_id: int) -> int:
         if repo is None or repo.installation_id is None:
             return 0
         evidence = EvidenceRecorder(settings.database_url, repo_id=repo_id, repo_full_name=repo.full_name)
-        gh = RepoGateway(runtime.github_clients().installation(repo.installation_id), repo.full_name, evidence)
+        gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
         while (outcome := _send_oldest(conn, gh, repo_id)) not in (None, "waiting"):
             done += 1
     return done

@@ -16,7 +16,6 @@ import redis
 
 from app import db, repositories, runtime, status_service
 from app.evidence import EvidenceRecorder
-from app.github_gateway import RepoGateway
 from app.status_snapshot import take_progress_snapshot
 from jobs.deferral import deferral_time, run_at
 from jobs.process import REPO_LOCK
@@ -65,7 +64,7 @@ def _update_status(repo_id: int, now: str | None) -> str:
         if repo is None or repo.installation_id is None:
             return "unknown-repo"
         evidence = EvidenceRecorder(settings.database_url, repo_id=repo.id, repo_full_name=repo.full_name)
-        gh = RepoGateway(runtime.github_clients().installation(repo.installation_id), repo.full_name, evidence)
+        gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
         outcome = status_service.update(conn, gh, repo, settings.github_api_url, at)
         evidence.close()
     if outcome.result == "wait" and outcome.wait is not None:
