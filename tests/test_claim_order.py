@@ -63,7 +63,9 @@ def test_the_earlier_assignment_wins_when_its_delivery_arrives_last(agents, db_c
     n = open_task(w, "Race")
     w.sim.faults.drop_next_webhooks(1)
     w.assign("alice", n)
+    w.settle()  # the simulator sends webhooks from its own thread: wait until alice's is dropped
     lost = [d for d in w.sim.deliveries if not d.ok][-1]
+    assert (lost.event.event, lost.event.payload["action"]) == ("issues", "assigned")
     w.assign("bob", n)
     w.settle()
     assert holder(db_conn, n) == "alice" and assignees(w, n) == ["alice"]
