@@ -17,16 +17,15 @@ from app.gates import (
     latest_reviews,
 )
 from app.repo_config import GatesConfig
+from tests import builders
 
 HEAD = "a" * 40
 OLD = "b" * 40
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def check(name="ci", conclusion="success", *, status="completed", sha=HEAD, kind="check_run",
-          app="github-actions", url=None, started=None, id=None) -> CheckResult:
-    return CheckResult(name, kind, status, conclusion if status == "completed" else None, sha,
-                       url, app, started, id)
+def check(name="ci", conclusion="success", *, sha=HEAD, **fields) -> CheckResult:
+    return builders.check(name, conclusion, sha=sha, **fields)
 
 
 # What gate_service.read_snapshot looks up for each reviewer; "rita" can only read.
@@ -36,14 +35,7 @@ WRITERS = (("bob", "write"), ("amy", "write"), ("zed", "maintain"), ("alice", "a
 
 def make_pr(**overrides) -> PullSnapshot:
     """A PR that passes every default gate; each test overrides what it is about."""
-    defaults = dict(
-        repo="o/r", number=7, head_sha=HEAD, base_ref="main", head_ref="agent/12-topic",
-        author="alice", title="Add thing", body="Closes #12", mergeable=True,
-        mergeable_state="clean", linked_tasks=(12,), checks=(check(),),
-        reviewer_permissions=WRITERS,
-    )
-    defaults.update(overrides)
-    return PullSnapshot(**defaults)
+    return builders.make_pr(head_sha=HEAD, **{"reviewer_permissions": WRITERS, **overrides})
 
 
 def make_config(**overrides) -> GatesConfig:

@@ -18,6 +18,7 @@ from app.gates_report import (
     safe_url,
 )
 from app.repo_config import GatesConfig
+from tests import builders
 
 HEAD = "0123456789abcdef" * 2 + "01234567"
 ZWSP = "\u200b"  # after # and GH-: not a cross-reference
@@ -25,16 +26,12 @@ ZWJ = "\u200d"  # after @: not a mention
 
 
 def check(name="ci", conclusion="success", status="completed", url=None) -> CheckResult:
-    return CheckResult(name, "check_run", status, conclusion, HEAD, url, "github-actions")
+    return builders.check(name, conclusion, sha=HEAD, status=status, url=url)
 
 
 def make_pr(**overrides) -> PullSnapshot:
-    defaults = dict(
-        repo="o/r", number=7, head_sha=HEAD, base_ref="main", head_ref="agent/12-x", author="alice",
-        mergeable=True, linked_tasks=(12,), checks=(check(),),
-    )
-    defaults.update(overrides)
-    return PullSnapshot(**defaults)
+    return builders.make_pr(head_sha=HEAD, **{"head_ref": "agent/12-x", "title": "", "body": None,
+                                              "mergeable_state": "unknown", **overrides})
 
 
 def verdict_for(**overrides) -> GateVerdict:

@@ -48,6 +48,7 @@ from app.merge_queue import (
     transition,
 )
 from app.repo_config import GatesConfig, QueueConfig
+from tests import builders
 
 HEAD = "h" * 40
 NEW = "n" * 40
@@ -59,19 +60,14 @@ ADVANCE = AdvanceToNext("o/r", "main")
 
 
 def check(name="ci", conclusion="success", *, status="completed", sha=HEAD, url=None) -> CheckResult:
-    return CheckResult(name, "check_run", status, conclusion if status == "completed" else None, sha, url, "actions")
+    return builders.check(name, conclusion, sha=sha, status=status, url=url, app="actions")
 
 
 def make_pr(**overrides) -> PullSnapshot:
     """A green, up-to-date PR #7; tests override one thing."""
-    head = overrides.get("head_sha", HEAD)
-    defaults = dict(
-        repo="o/r", number=7, head_sha=head, base_ref="main", head_ref="agent/12-topic",
-        author="alice", title="Add thing", body="Does the thing.\n\nCloses #12", mergeable=True,
-        mergeable_state="clean", linked_tasks=(12,), checks=(check(sha=head),), merge_base_sha=BASE,
-    )
-    defaults.update(overrides)
-    return PullSnapshot(**defaults)
+    head = overrides.pop("head_sha", HEAD)
+    return builders.make_pr(head_sha=head, **{"body": "Does the thing.\n\nCloses #12", "checks": (check(sha=head),),
+                                             "merge_base_sha": BASE, **overrides})
 
 
 def make_entry(pr_number=7, **overrides) -> QueueEntry:
