@@ -73,6 +73,10 @@ MARK_CONFIG_REPORTED = "UPDATE repositories SET config_reported = %s WHERE id = 
 SET_ARCHIVED = "UPDATE repositories SET archived = %s, updated_at = now() WHERE id = %s"
 MARK_SYNCED = "UPDATE repositories SET synced_at = now() WHERE id = %s"
 
+# Handlers and jobs of one repository run one at a time (an advisory lock per repository), so
+# two workers never interleave decisions about the same tasks; repositories run in parallel.
+REPO_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('fleet-repo:' || %s::text, 0))"
+
 
 @dataclass(frozen=True)
 class Repo:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from app import db, repositories, runtime
 from app.claim_actions import Effects, sync_labels
 from app.evidence import EvidenceRecorder
-from jobs.process import REPO_LOCK
+from app.repositories import REPO_LOCK
 
 # Open tasks, and closed ones still carrying a state label Fleet must take off.
 LABELLED_TASKS = """

@@ -22,8 +22,8 @@ from app import claim_store, claims, db, repositories, runtime, task_state
 from app.claim_actions import Effects, apply, sync_labels
 from app.evidence import EvidenceRecorder
 from app.github_gateway import GitHubRefused, RepoGateway, github_message
+from app.repositories import REPO_LOCK
 from jobs.deferral import deferral_time, run_at
-from jobs.process import REPO_LOCK
 
 log = logging.getLogger("fleet.leases")
 

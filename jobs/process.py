@@ -1,7 +1,7 @@
 """The RQ job that turns one stored delivery into task state.
 
 HTTP -> verify -> store (webhooks/ingest.py) -> enqueue -> **process_delivery** -> handler for
-``event.action`` (webhooks/routing.py) -> decision -> actions.
+``event.action`` (webhooks/routes.py) -> decision -> actions.
 """
 from __future__ import annotations
 
@@ -12,15 +12,13 @@ from rq import get_current_job
 
 from app import db, deliveries, runtime
 from app.metrics import PROCESSING_SECONDS
+from app.repositories import REPO_LOCK
 from jobs.deferral import DEFER_MARGIN, deferral_time
 from webhooks.context import EventContext, MalformedPayload, bind_logger
-from webhooks.routing import ignore_reason, route
+from webhooks.routes import ignore_reason, route
 
 log = logging.getLogger("fleet.process")
 
-# Handlers of one repository run one at a time (an advisory lock per repo), so two workers
-# never interleave decisions about the same tasks; different repositories run in parallel.
-REPO_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('fleet-repo:' || %s::text, 0))"
 LOCK_DELIVERY = "SELECT status FROM deliveries WHERE id = %s FOR UPDATE"
 
 

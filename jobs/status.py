@@ -16,9 +16,9 @@ import redis
 
 from app import db, repositories, runtime, status_service
 from app.evidence import EvidenceRecorder
+from app.repositories import REPO_LOCK
 from app.status_snapshot import take_progress_snapshot
 from jobs.deferral import deferral_time, run_at
-from jobs.process import REPO_LOCK
 
 log = logging.getLogger("fleet.status")
 

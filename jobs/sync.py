@@ -16,10 +16,10 @@ from app.evidence import EvidenceRecorder
 from app.github_gateway import RepoGateway
 from app.pull_state import upsert_check_run, upsert_pull, upsert_status
 from app.repo_config import CONFIG_PATH, ConfigError, parse_repo_config
+from app.repositories import REPO_LOCK
 from app.task_refs import TaskRef
 from app.task_state import set_dependency, upsert_milestone, upsert_task
 from jobs.deferral import deferral_time, run_at
-from jobs.process import REPO_LOCK
 from webhooks.models import CheckRun, Issue, Milestone, PullRequest
 
 log = logging.getLogger("fleet.sync")
@@ -128,7 +128,7 @@ def store_native_dependencies(conn, repo: repositories.Repo, number: int, blocke
 
 @contextmanager
 def _locked_write(database_url: str, repo_id: int) -> Iterator[Any]:
-    """One short transaction holding the repository lock (jobs/process.py REPO_LOCK)."""
+    """One short transaction holding the repository lock (repositories.REPO_LOCK)."""
     with db.transaction(database_url) as conn:
         conn.execute(REPO_LOCK, (repo_id,))
         yield conn

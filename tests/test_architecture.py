@@ -34,3 +34,19 @@ def test_a_new_upward_import_breaks_the_contract(tmp_path):
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "app.upward -> jobs.leases" in result.stdout, result.stdout[-3000:]
+
+
+def test_one_table_routes_every_handler_and_nothing_is_both_routed_and_ignored():
+    import inspect
+
+    from webhooks import handlers, routes
+
+    routed = {(fn.__module__, fn.__name__) for fn in routes.ROUTES.values()}
+    for module in (getattr(handlers, name) for name in ("checks", "comments", "git", "installation", "issues",
+                                                         "labels", "pulls", "repository")):
+        public = {(module.__name__, name) for name, fn in inspect.getmembers(module, inspect.isfunction)
+                  if fn.__module__ == module.__name__ and not name.startswith("_")}
+        assert public <= routed, f"handlers nobody routes to: {sorted(public - routed)}"
+    assert not set(routes.ROUTES) & set(routes.IGNORED)
+    assert routes.route("issues", "assigned") is routes.ROUTES["issues.assigned"]
+    assert routes.route("issues", "pinned") is None and routes.route("push", None) is routes.ROUTES["push"]

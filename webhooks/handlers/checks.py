@@ -5,14 +5,12 @@ from app import gate_service, pull_state
 from app.gates import OWN_CHECK_NAME
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import CheckRunEvent, CheckSuiteEvent, StatusEvent
-from webhooks.routing import on
 
 def _is_own(run_name: str) -> bool:
     # Fleet's own check run must not trigger evaluations of itself (an infinite loop otherwise).
     return run_name == OWN_CHECK_NAME
 
 
-@on("check_run.completed")
 def check_run_completed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     run = ctx.parse(CheckRunEvent).check_run
@@ -22,7 +20,6 @@ def check_run_completed(ctx: EventContext) -> None:
     gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha))
 
 
-@on("check_run.rerequested", "check_run.requested_action")
 def check_run_rerequested(ctx: EventContext) -> None:
     """The re-run button on ``fleet/gates`` re-evaluates the PR's gates."""
     repo = ensure_repo(ctx)
@@ -31,7 +28,6 @@ def check_run_rerequested(ctx: EventContext) -> None:
     gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha), force=True)
 
 
-@on("check_suite.completed", "check_suite.rerequested")
 def check_suite_changed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     suite = ctx.parse(CheckSuiteEvent).check_suite
@@ -39,7 +35,6 @@ def check_suite_changed(ctx: EventContext) -> None:
                           force=ctx.delivery.action == "rerequested")
 
 
-@on("status")
 def status_changed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     event = ctx.parse(StatusEvent)

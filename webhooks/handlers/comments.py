@@ -4,10 +4,8 @@ from __future__ import annotations
 from app import command_service
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import IssueCommentEvent
-from webhooks.routing import on
 
 
-@on("issue_comment.created")
 def comment_created(ctx: EventContext) -> None:
     """Comments renew the commenter's lease on the task and may carry commands."""
     repo = ensure_repo(ctx)

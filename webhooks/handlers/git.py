@@ -7,12 +7,10 @@ from app.task_refs import branch_task
 from jobs.merge_queue import enqueue_step
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import PushEvent, RefEvent
-from webhooks.routing import on
 
 ZERO_SHA = "0" * 40
 
 
-@on("create")
 def ref_created(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     event = ctx.parse(RefEvent)
@@ -20,7 +18,6 @@ def ref_created(ctx: EventContext) -> None:
         pull_state.upsert_branch(ctx.conn, repo.id, event.ref, None, repo.config, event.sender.login if event.sender else None)
 
 
-@on("delete")
 def ref_deleted(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     event = ctx.parse(RefEvent)
@@ -28,7 +25,6 @@ def ref_deleted(ctx: EventContext) -> None:
         pull_state.delete_branch(ctx.conn, repo.id, event.ref)
 
 
-@on("push")
 def pushed(ctx: EventContext) -> None:
     """A push moves a branch: record it, renew the pusher's lease on the linked task, and
     reload the config when it changed on the default branch."""

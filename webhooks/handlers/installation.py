@@ -10,7 +10,6 @@ from app import repositories
 from jobs.sync import enqueue_sync
 from webhooks.context import EventContext
 from webhooks.models import InstallationEvent, InstallationRepositoriesEvent, RepoRef
-from webhooks.routing import on
 
 
 def _each_repo(ctx: EventContext, repos: list[dict], action: Callable[[RepoRef], None]) -> None:
@@ -34,7 +33,6 @@ def _add_repos(ctx: EventContext, installation_id: int, repos: list[dict]) -> No
     _each_repo(ctx, repos, add)
 
 
-@on("installation.created", "installation.new_permissions_accepted", "installation.unsuspend")
 def installation_added(ctx: EventContext) -> None:
     event = ctx.parse(InstallationEvent)
     inst = event.installation
@@ -44,7 +42,6 @@ def installation_added(ctx: EventContext) -> None:
     _add_repos(ctx, inst.id, event.repositories or [])
 
 
-@on("installation.deleted")
 def installation_deleted(ctx: EventContext) -> None:
     from datetime import datetime, timezone
 
@@ -52,7 +49,6 @@ def installation_deleted(ctx: EventContext) -> None:
     repositories.set_installation_state(ctx.conn, inst.id, deleted_at=datetime.now(timezone.utc))
 
 
-@on("installation.suspend")
 def installation_suspended(ctx: EventContext) -> None:
     from datetime import datetime, timezone
 
@@ -60,7 +56,6 @@ def installation_suspended(ctx: EventContext) -> None:
     repositories.set_installation_state(ctx.conn, inst.id, suspended_at=inst.suspended_at or datetime.now(timezone.utc))
 
 
-@on("installation_repositories.added", "installation_repositories.removed")
 def installation_repositories(ctx: EventContext) -> None:
     event = ctx.parse(InstallationRepositoriesEvent)
     inst = event.installation
@@ -71,6 +66,5 @@ def installation_repositories(ctx: EventContext) -> None:
     _each_repo(ctx, event.repositories_removed, lambda ref: repositories.remove_repository(ctx.conn, ref.id))
 
 
-@on("ping")
 def ping(ctx: EventContext) -> None:
     ctx.log.info("ping received")

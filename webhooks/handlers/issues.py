@@ -5,14 +5,8 @@ from app import claim_service, task_state
 from app.task_refs import TaskRef
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import Issue, IssueDependenciesEvent, IssuesEvent, SubIssuesEvent
-from webhooks.routing import on
 
 
-@on(
-    "issues.opened", "issues.edited", "issues.closed", "issues.reopened", "issues.assigned",
-    "issues.unassigned", "issues.labeled", "issues.unlabeled", "issues.milestoned",
-    "issues.demilestoned", "issues.transferred",
-)
 def issue_changed(ctx: EventContext) -> None:
     """Record the issue as a task, then let the claim rules react to what changed."""
     repo = ensure_repo(ctx)
@@ -32,17 +26,12 @@ def issue_changed(ctx: EventContext) -> None:
     claim_service.on_issue_event(ctx, repo, event)
 
 
-@on("issues.deleted")
 def issue_deleted(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     event = ctx.parse(IssuesEvent)
     task_state.mark_deleted(ctx.conn, repo.id, event.issue.number)
 
 
-@on(
-    "issue_dependencies.blocked_by_added", "issue_dependencies.blocked_by_removed",
-    "issue_dependencies.blocking_added", "issue_dependencies.blocking_removed",
-)
 def dependency_changed(ctx: EventContext) -> None:
     """GitHub's native "blocked by" relation, recorded as a dependency edge."""
     repo = ensure_repo(ctx)
@@ -60,7 +49,6 @@ def dependency_changed(ctx: EventContext) -> None:
     claim_service.refresh_labels(ctx, repo, [event.blocked_issue.number])
 
 
-@on("sub_issues.sub_issue_added", "sub_issues.sub_issue_removed", "sub_issues.parent_issue_added", "sub_issues.parent_issue_removed")
 def sub_issue_changed(ctx: EventContext) -> None:
     """A parent issue is an epic for its sub-issues."""
     repo = ensure_repo(ctx)

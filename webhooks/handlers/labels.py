@@ -4,7 +4,6 @@ from __future__ import annotations
 from app import task_state
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import LabelEvent, MilestoneEvent
-from webhooks.routing import on
 
 RENAME_LABEL = """
 UPDATE tasks SET labels = array_replace(labels, %s, %s), updated_at = now()
@@ -13,12 +12,10 @@ WHERE repo_id = %s AND %s = ANY(labels)
 DROP_LABEL = "UPDATE tasks SET labels = array_remove(labels, %s), updated_at = now() WHERE repo_id = %s AND %s = ANY(labels)"
 
 
-@on("label.created")
 def label_created(ctx: EventContext) -> None:
     ensure_repo(ctx)
 
 
-@on("label.edited")
 def label_edited(ctx: EventContext) -> None:
     """A renamed label is renamed on every task that carries it."""
     repo = ensure_repo(ctx)
@@ -28,20 +25,17 @@ def label_edited(ctx: EventContext) -> None:
         ctx.conn.execute(RENAME_LABEL, (old, event.label.name, repo.id, old))
 
 
-@on("label.deleted")
 def label_deleted(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     event = ctx.parse(LabelEvent)
     ctx.conn.execute(DROP_LABEL, (event.label.name, repo.id, event.label.name))
 
 
-@on("milestone.created", "milestone.edited", "milestone.opened", "milestone.closed")
 def milestone_changed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     task_state.upsert_milestone(ctx.conn, repo.id, ctx.parse(MilestoneEvent).milestone)
 
 
-@on("milestone.deleted")
 def milestone_deleted(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     task_state.delete_milestone(ctx.conn, repo.id, ctx.parse(MilestoneEvent).milestone.number)

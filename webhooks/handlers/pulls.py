@@ -4,14 +4,8 @@ from __future__ import annotations
 from app import claim_service, gate_service, pull_state
 from webhooks.context import EventContext, ensure_repo
 from webhooks.models import PullRequestEvent, PullRequestReviewEvent
-from webhooks.routing import on
 
 
-@on(
-    "pull_request.opened", "pull_request.edited", "pull_request.synchronize", "pull_request.closed",
-    "pull_request.reopened", "pull_request.ready_for_review", "pull_request.converted_to_draft",
-    "pull_request.labeled", "pull_request.unlabeled",
-)
 def pull_changed(ctx: EventContext) -> None:
     """Record the PR, then let claims, gates and the merge queue react."""
     repo = ensure_repo(ctx)
@@ -21,7 +15,6 @@ def pull_changed(ctx: EventContext) -> None:
     gate_service.on_pull_event(ctx, repo, event)
 
 
-@on("pull_request_review.submitted", "pull_request_review.edited", "pull_request_review.dismissed")
 def review_changed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     event = ctx.parse(PullRequestReviewEvent)

@@ -15,7 +15,6 @@ from app import repositories
 from jobs.leases import end_repository_claims
 from webhooks.context import EventContext
 from webhooks.models import RepositoryEvent
-from webhooks.routing import on
 
 
 def _record(ctx: EventContext, event: RepositoryEvent) -> repositories.Repo:
@@ -36,15 +35,12 @@ def _end_claims(ctx: EventContext, repo: repositories.Repo, reason: str) -> None
         ctx.log.info("claims ended", extra={"repo": repo.full_name, "reason": reason, "claims": ended})
 
 
-@on("repository.renamed", "repository.privatized", "repository.publicized", "repository.archived",
-    "repository.unarchived")
 def repository_changed(ctx: EventContext) -> None:
     repo = _record(ctx, ctx.parse(RepositoryEvent))
     if repo.archived:
         _end_claims(ctx, repo, "repository-archived")
 
 
-@on("repository.transferred")
 def repository_transferred(ctx: EventContext) -> None:
     """Now another account's: claims made under the old owner end; references from the old
     installation stop resolving (the installation differs)."""
@@ -52,7 +48,6 @@ def repository_transferred(ctx: EventContext) -> None:
     _end_claims(ctx, repo, "repository-transferred")
 
 
-@on("repository.deleted")
 def repository_deleted(ctx: EventContext) -> None:
     event = ctx.parse(RepositoryEvent)
     repo = repositories.get(ctx.conn, event.repository.id)
