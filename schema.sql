@@ -384,7 +384,7 @@ ALTER TABLE repositories ADD COLUMN IF NOT EXISTS former_names text[] NOT NULL D
 CREATE INDEX IF NOT EXISTS repositories_former_names ON repositories USING gin (former_names);
 
 -- Dependencies resolve only inside the installation, never from a public repository into a
--- private one (app/claim_store.py DEP_REPO_JOIN is the rule; this view follows it).
+-- private one (app/claims/store.py DEP_REPO_JOIN is the rule; this view follows it).
 CREATE OR REPLACE VIEW task_dependencies AS
 SELECT d.repo_id, d.number, d.dep_full_name, d.dep_number, d.source,
        dt.state AS dep_state
@@ -410,7 +410,7 @@ CREATE INDEX IF NOT EXISTS progress_snapshots_taken ON progress_snapshots (taken
 -- migrate: 0007 outsider replies
 -- When Fleet last answered (replied or reacted) on an issue or PR to someone without triage
 -- permission: outsiders get at most one answer per issue per interval, so comments cannot
--- spend Fleet's write budget (app/command_service.py, OUTSIDER_REPLY_INTERVAL).
+-- spend Fleet's write budget (app/commands/handlers.py, OUTSIDER_REPLY_INTERVAL).
 CREATE TABLE IF NOT EXISTS outsider_replies (
     repo_id        bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
     number         integer NOT NULL,
@@ -432,11 +432,11 @@ CREATE INDEX IF NOT EXISTS deliveries_deferred ON deliveries (repo_id, received_
 
 -- migrate: 0010 claims under load
 -- Transient GitHub failures of a queue step's reads for the entry's current head
--- (app/merge_queue.py MAX_STEP_FAILURES): retried with backoff up to the limit, then the entry fails.
+-- (app/queue/rules.py MAX_STEP_FAILURES): retried with backoff up to the limit, then the entry fails.
 ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS step_failures integer NOT NULL DEFAULT 0;
 
 -- migrate: 0011 held writes
--- Replies, reactions and queue labels that can wait (app/held_writes.py): written in the same
+-- Replies, reactions and queue labels that can wait (app/github/held_writes.py): written in the same
 -- transaction as the state change that caused them when their write class found the
 -- installation's budget spent, and sent in order by jobs/outbox.py once it has a slot, so a
 -- comment never holds up the deliveries (and claim verdicts) behind it.

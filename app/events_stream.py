@@ -27,9 +27,9 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app
 
-from app import api_queries as q
+from app.api import queries as q
 from app import runtime
-from app.auth import authenticated, guard
+from app.api.auth import authenticated, guard
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Prometheus metrics that live in this process (GitHub calls, processing latency).
 
 Cluster-wide figures (deliveries, queue depth, claims) are computed from Postgres at scrape
-time by ``app/metrics_collector.py`` so every replica reports the same truth.
+time by ``app/api/metrics.py`` so every replica reports the same truth.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import threading
 import redis
 from rq import Queue
 
-from app.github_client import GitHubClients
+from app.github.client import GitHubClients
 from app.settings import Settings, load_settings
 
 _lock = threading.Lock()
@@ -66,14 +66,14 @@ def schedule_catch_up(func: str, arg: int, key: str, retry_at: float | None) -> 
 
 def repo_gateway(installation_id: int, full_name: str, evidence):
     """One repository's GitHub gateway, acting as its installation: how jobs and services get one."""
-    from app.github_gateway import RepoGateway
+    from app.github.gateway import RepoGateway
 
     return RepoGateway(github_clients().installation(installation_id), full_name, evidence)
 
 
 def etag_cache():
     """The shared ETag cache for conditional GETs (see conditional_reads.py)."""
-    from app.conditional_reads import EtagCache
+    from app.github.etags import EtagCache
 
     return EtagCache(redis_client(), settings().queue_name)
 

@@ -26,7 +26,7 @@ def make_app(secret: str):
 
 
 def main() -> None:
-    from app import serve
+    from app.cli import serve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", required=True)

@@ -82,7 +82,7 @@ def _fleet_calls(sim, start: int) -> list:
 def run(tasks: int = 6, updates: int = 5) -> dict:
     from app import db, runtime
     from app.settings import Settings
-    from app.web import create_app
+    from app.wsgi import create_app
     from jobs.status import update_status
     from tests.github_env import start_world
 

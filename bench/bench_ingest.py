@@ -138,7 +138,7 @@ def run(seconds: float = 8.0, concurrency: int = 16, workers: int = 2, threads: 
         finally:
             _stop(bare)
         port = free_port()
-        fleet = _serve([sys.executable, "-m", "app.cli", "web", "--bind", f"127.0.0.1:{port}", *server_args],
+        fleet = _serve([sys.executable, "-m", "app.cli.main", "web", "--bind", f"127.0.0.1:{port}", *server_args],
                        env, port, "/healthz")
         try:
             figures = load(f"http://127.0.0.1:{port}/webhooks/github", payloads, seconds, concurrency)

@@ -26,7 +26,7 @@ OTHER = "other/tools"
 def run(runs: int = 1) -> dict:
     from app import db, runtime
     from app.settings import Settings
-    from app.web import create_app
+    from app.wsgi import create_app
     from tests.conftest import drain
     from tests.github_env import start_world
 

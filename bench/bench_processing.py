@@ -101,7 +101,7 @@ def _redis_commands() -> int:
 
 def _run_worker(env: dict[str, str]) -> float:
     started = time.perf_counter()
-    cmd = os.environ.get("BENCH_WORKER_CMD", "").split() or [sys.executable, "-m", "app.cli", "worker", "--burst"]
+    cmd = os.environ.get("BENCH_WORKER_CMD", "").split() or [sys.executable, "-m", "app.cli.main", "worker", "--burst"]
     subprocess.run(cmd, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
@@ -110,7 +110,7 @@ def _run_worker(env: dict[str, str]) -> float:
 def run(tasks: int = 12, profile: bool = False) -> dict:
     from app import db, deliveries, runtime
     from app.settings import Settings
-    from app.simulator.simulator import Simulator
+    from app.sandbox.simulator.simulator import Simulator
     from jobs.dispatch import enqueue_delivery
     from tests.conftest import drain
 
@@ -127,7 +127,7 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
                                 private_key=sim.app_private_key_pem, log_format="console", log_level="WARNING",
                                 writes_per_minute=100_000, writes_per_hour=1_000_000)
             runtime.configure(settings)
-            from app import bot_identity
+            from app.github import identity as bot_identity
 
             bot_identity._login_for.cache_clear()
             # The installation first (it backfills the repository), in this process.

@@ -59,7 +59,7 @@ def _describe(label: str, values: list[float]) -> str:
 
 
 def run(prs: int = 10, ci_seconds: float = 0.0, timeout: float = 120.0) -> dict:
-    from app.web import create_app
+    from app.wsgi import create_app
     from tests.conftest import drain
     from tests.github_env import start_world
 

@@ -11,8 +11,8 @@ import statistics
 import time
 from datetime import datetime, timedelta, timezone
 
-from app.repo_config import StatusConfig
-from app.status_table import (
+from app.repos.config import StatusConfig
+from app.status.render import (
     BODY_LIMIT,
     AgentRow,
     ClaimRow,
@@ -23,7 +23,7 @@ from app.status_table import (
     TaskRow,
     render_status,
 )
-from app.velocity import ProgressPoint
+from app.status.velocity import ProgressPoint
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 STATES = ("ready", "blocked", "claimed", "review", "queued", "done")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from githubkit.exception import RateLimitExceeded
 
-from app.write_budget import BudgetSpent
+from app.github.write_budget import BudgetSpent
 
 # A deferred job runs this long after the slot frees, so jobs deferred to one window boundary
 # do not all start in the same instant and a later one lands behind an earlier one.

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from app import db, repositories, runtime
-from app.claim_actions import Effects, sync_labels
-from app.evidence import EvidenceRecorder
-from app.repositories import REPO_LOCK
+from app import db, runtime
+from app.repos import registry as repositories
+from app.claims.apply import Effects, sync_labels
+from app.github.evidence import EvidenceRecorder
+from app.repos.registry import REPO_LOCK
 
 # Open tasks, and closed ones still carrying a state label Fleet must take off.
 LABELLED_TASKS = """

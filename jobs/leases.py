@@ -18,11 +18,15 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from githubkit.exception import RateLimitExceeded, RequestFailed
 
-from app import claim_store, claims, db, repositories, runtime, task_state
-from app.claim_actions import Effects, apply, sync_labels
-from app.evidence import EvidenceRecorder
-from app.github_gateway import GitHubRefused, RepoGateway, github_message
-from app.repositories import REPO_LOCK
+from app import db, runtime
+from app.claims import store as claim_store
+from app.claims import rules as claims
+from app.repos import registry as repositories
+from app.tasks import store as task_state
+from app.claims.apply import Effects, apply, sync_labels
+from app.github.evidence import EvidenceRecorder
+from app.github.gateway import GitHubRefused, RepoGateway, github_message
+from app.repos.registry import REPO_LOCK
 from jobs.deferral import deferral_time, run_at
 
 log = logging.getLogger("fleet.leases")

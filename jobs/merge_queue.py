@@ -1,79 +1,28 @@
-"""RQ jobs for the gates and the merge queue, and how they are enqueued.
+"""RQ jobs for the gates and the merge queue.
 
-Job ids are deterministic per (repo, PR, head SHA) and per (repo, base): while one such job is
-still waiting in the queue, enqueueing it again does nothing (it will read the newest state when
-it runs), so a burst of 50 check-run webhooks costs one evaluation, not 50.
+Enqueueing them (one waiting job per key) lives in ``app/queue/enqueue.py``.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from datetime import datetime, timedelta, timezone
 
 from rq import get_current_job
-from rq.job import JobStatus
 
-from app import db, gate_service, queue_service, queue_store, repositories, runtime
-from app.evidence import EvidenceRecorder
-from app.gates import GateVerdict
-from app.github_gateway import RepoGateway
+from app import db, runtime
+from app.gates import service as gate_service
+from app.queue import service as queue_service
+from app.queue import store as queue_store
+from app.repos import registry as repositories
+from app.github.evidence import EvidenceRecorder
+from app.gates.rules import GateVerdict
+from app.github.gateway import RepoGateway
+from app.queue.enqueue import enqueue_evaluation, enqueue_step
 from jobs.deferral import deferral_time, run_at
 
 log = logging.getLogger("fleet.jobs.queue")
 
-SLOTS = 3  # ids per key: one waiting, the others may be running
-WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
-RUNNING = {JobStatus.STARTED}
 STALE_GATES_AFTER = 300.0  # seconds a "waiting" fleet/gates may sit before the poll re-evaluates it
-
-
-# --- enqueueing ------------------------------------------------------------------------------
-
-def _key(*parts: object) -> str:
-    # RQ ids allow letters, digits, "-" and "_" only; branch names may hold anything.
-    namespace = re.sub(r"[^A-Za-z0-9_-]", "_", runtime.settings().queue_name)
-    digest = hashlib.sha1("\x00".join(str(p) for p in parts).encode()).hexdigest()[:16]
-    return f"{namespace}-{parts[0]}-{digest}"
-
-
-def enqueue_unique(func: str, args: tuple, key: str, *, delay: timedelta | None = None,
-                   description: str = "") -> str | None:
-    """Enqueue ``func(*args)`` unless a job with this key is already waiting; returns the id used."""
-    queue = runtime.queue()
-    free = None
-    for slot in range(SLOTS):
-        job_id = f"{key}-{slot}"
-        job = queue.fetch_job(job_id)
-        status = job.get_status(refresh=False) if job is not None else None
-        if status in WAITING:
-            return None
-        if free is None and status not in RUNNING:
-            free = job_id
-    if free is None:
-        return None  # every slot is running; the last of them reads the newest state
-    options = dict(job_id=free, job_timeout=600, result_ttl=300, failure_ttl=86400, description=description)
-    if delay is not None and delay > timedelta(0):
-        queue.enqueue_in(delay, func, *args, **options)
-    else:
-        queue.enqueue(func, *args, **options)
-    return free
-
-
-def enqueue_evaluation(repo_id: int, pr_number: int, head_sha: str | None, force: bool = False,
-                       delay: timedelta | None = None) -> str | None:
-    return enqueue_unique(
-        "jobs.merge_queue.evaluate_gates", (repo_id, pr_number, force),
-        _key("gates", repo_id, pr_number, head_sha or "", force, delay is not None), delay=delay,
-        description=f"gates {repo_id}#{pr_number}",
-    )
-
-
-def enqueue_step(repo_id: int, base_ref: str, delay: timedelta | None = None) -> str | None:
-    return enqueue_unique(
-        "jobs.merge_queue.step_queue", (repo_id, base_ref), _key("step", repo_id, base_ref, delay is not None),
-        delay=delay, description=f"merge queue {repo_id}:{base_ref}",
-    )
 
 
 # --- jobs --------------------------------------------------------------------------------------

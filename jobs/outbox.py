@@ -1,4 +1,4 @@
-"""Sending held writes (``app/held_writes.py``): a repository's replies and reactions that found
+"""Sending held writes (``app/github/held_writes.py``): a repository's replies and reactions that found
 their write class's budget spent, in the order they were held, once the class has a slot again.
 
 One row at a time, each step in its own short transaction, under a per-repository lock of its
@@ -10,10 +10,12 @@ import logging
 
 import psycopg
 
-from app import db, held_writes, repositories, runtime
-from app.evidence import EvidenceRecorder
-from app.github_gateway import GitHubRefused, RepoGateway
-from app.write_budget import BudgetSpent
+from app import db, runtime
+from app.github import held_writes
+from app.repos import registry as repositories
+from app.github.evidence import EvidenceRecorder
+from app.github.gateway import GitHubRefused, RepoGateway
+from app.github.write_budget import BudgetSpent
 
 log = logging.getLogger("fleet.outbox")
 

@@ -12,7 +12,7 @@ from rq import get_current_job
 
 from app import db, deliveries, runtime
 from app.metrics import PROCESSING_SECONDS
-from app.repositories import REPO_LOCK
+from app.repos.registry import REPO_LOCK
 from jobs.deferral import DEFER_MARGIN, deferral_time
 from webhooks.context import EventContext, MalformedPayload, bind_logger
 from webhooks.routes import ignore_reason, route

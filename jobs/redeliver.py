@@ -9,7 +9,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from app import db, deliveries, runtime
-from app.evidence import EvidenceRecorder
+from app.github.evidence import EvidenceRecorder
 
 log = logging.getLogger("fleet.redeliver")
 WINDOW = timedelta(hours=72)

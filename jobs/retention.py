@@ -14,7 +14,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from app import db, runtime
-from app.status_snapshot import PROGRESS_HISTORY
+from app.status.snapshot import PROGRESS_HISTORY
 
 log = logging.getLogger("fleet.retention")
 

@@ -14,10 +14,12 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 
-from app import db, repositories, runtime, status_service
-from app.evidence import EvidenceRecorder
-from app.repositories import REPO_LOCK
-from app.status_snapshot import take_progress_snapshot
+from app import db, runtime
+from app.repos import registry as repositories
+from app.status import service as status_service
+from app.github.evidence import EvidenceRecorder
+from app.repos.registry import REPO_LOCK
+from app.status.snapshot import take_progress_snapshot
 from jobs.deferral import deferral_time, run_at
 
 log = logging.getLogger("fleet.status")

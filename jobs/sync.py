@@ -11,16 +11,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from app import db, repositories, runtime
-from app.evidence import EvidenceRecorder
-from app.github_gateway import RepoGateway
-from app.pull_state import upsert_check_run, upsert_pull, upsert_status
-from app.repo_config import CONFIG_PATH, ConfigError, parse_repo_config
-from app.repositories import REPO_LOCK
-from app.task_refs import TaskRef
-from app.task_state import set_dependency, upsert_milestone, upsert_task
+from app import db, runtime
+from app.repos import registry as repositories
+from app.github.evidence import EvidenceRecorder
+from app.github.gateway import RepoGateway
+from app.tasks.pulls import upsert_check_run, upsert_pull, upsert_status
+from app.repos.config import CONFIG_PATH, ConfigError, parse_repo_config
+from app.repos.registry import REPO_LOCK
+from app.tasks.refs import TaskRef
+from app.tasks.store import set_dependency, upsert_milestone, upsert_task
 from jobs.deferral import deferral_time, run_at
-from webhooks.models import CheckRun, Issue, Milestone, PullRequest
+from app.github.models import CheckRun, Issue, Milestone, PullRequest
 
 log = logging.getLogger("fleet.sync")
 

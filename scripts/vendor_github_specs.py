@@ -10,8 +10,8 @@ Reads three npm packages published by the Octokit project:
 and writes small, self-contained, JSON-Schema (Draft 2020-12) compatible
 subsets that the GitHub simulator validates against:
 
-* ``app/simulator/specs/github-rest-subset.json``
-* ``app/simulator/specs/github-webhooks-subset.json``
+* ``app/sandbox/simulator/specs/github-rest-subset.json``
+* ``app/sandbox/simulator/specs/github-webhooks-subset.json``
 * ``tests/fixtures/webhook_examples/<event>.json``
 
 Usage::
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SPECS_DIR = REPO_ROOT / "app" / "simulator" / "specs"
+SPECS_DIR = REPO_ROOT / "app" / "sandbox" / "simulator" / "specs"
 REST_OUT = SPECS_DIR / "github-rest-subset.json"
 WEBHOOKS_OUT = SPECS_DIR / "github-webhooks-subset.json"
 EXAMPLES_DIR = REPO_ROOT / "tests" / "fixtures" / "webhook_examples"

@@ -2,7 +2,7 @@
 every default gate. Each test module fixes its own head SHA (and whatever it is about) on top."""
 from __future__ import annotations
 
-from app.gates import CheckResult, PullSnapshot
+from app.gates.rules import CheckResult, PullSnapshot
 
 
 def check(name: str = "ci", conclusion: str | None = "success", *, sha: str, status: str = "completed",

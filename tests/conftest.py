@@ -127,7 +127,7 @@ def _empty_queue() -> None:
 
 @pytest.fixture
 def fleet_app(settings: Settings):
-    from app.web import create_app
+    from app.wsgi import create_app
 
     app = create_app(settings)
     yield app
@@ -183,7 +183,7 @@ __all__ = ["drain", "ServedApp", "replace"]
 @pytest.fixture
 def world(settings: Settings):
     """The simulator, Fleet over HTTP, the App installed on ``octo/widgets``, all settled."""
-    from app.web import create_app
+    from app.wsgi import create_app
     from tests.github_env import start_world
 
     built = []

@@ -9,7 +9,7 @@ from githubkit import GitHub
 
 from app import runtime
 from app.settings import Settings
-from app.simulator.simulator import Simulator
+from app.sandbox.simulator.simulator import Simulator
 from tests.conftest import ServedApp, drain
 
 
@@ -57,7 +57,7 @@ def start_world(settings: Settings, fleet_app_factory, repo: str = "octo/widgets
         writes_per_minute=100_000, writes_per_hour=1_000_000,
     )
     runtime.configure(world_settings)
-    from app import bot_identity
+    from app.github import identity as bot_identity
 
     bot_identity._login_for.cache_clear()
     fleet = ServedApp(fleet_app_factory(world_settings))

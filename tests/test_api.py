@@ -11,7 +11,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from app.web import create_app
+from app.wsgi import create_app
 from tests.seed import seed
 
 TOKEN = "test-api-token-0123456789"
@@ -56,7 +56,7 @@ def test_repos_lists_public_repositories_to_loopback_without_token(client, seede
 
 
 def test_tasks_carry_the_state_readiness_computes(client, seeded):
-    """States follow app/readiness.task_state: done, ready, blocked, claimed, review, queued."""
+    """States follow app/tasks/readiness.task_state: done, ready, blocked, claimed, review, queued."""
     items = client.get("/api/tasks").get_json()["items"]
     assert {t["number"]: t["state"] for t in items} == {
         1: "done", 2: "ready", 3: "blocked", 4: "claimed", 5: "review", 6: "queued", 7: "blocked",
@@ -352,7 +352,7 @@ def test_under_gunicorn_no_server_banner_and_the_stream_flows(settings, seeded):
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
            "FLEET_QUEUE": settings.queue_name, "GITHUB_WEBHOOK_SECRET": "x", "FLEET_LOG_FORMAT": "console"}
     env.pop("FLEET_API_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "web", "--bind", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "web", "--bind", f"127.0.0.1:{port}",
                              "--workers", "1", "--threads", "4"], env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     try:
         url = f"http://127.0.0.1:{port}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from app.claims import (
+from app.claims.rules import (
     ASSIGNED_KIND, COMMENT_KIND, assigners, assignment_order_keys, comment_order_key, github_earlier,
 )
 from tests.test_e2e_claims import agents, assignees, fleet_markers, holder, open_task  # noqa: F401
@@ -44,9 +44,9 @@ def test_comments_and_assignments_compare_on_one_scale() -> None:
 
 
 def test_a_same_second_assignment_does_not_displace_an_accepted_claim_command() -> None:
-    from app.claims import AgentId, Claim, ClaimRequest, ClaimState, decide_claim
-    from app.repo_config import ClaimsConfig
-    from app.task_refs import TaskRef
+    from app.claims.rules import AgentId, Claim, ClaimRequest, ClaimState, decide_claim
+    from app.repos.config import ClaimsConfig
+    from app.tasks.refs import TaskRef
 
     task = TaskRef.of("o/r", 3)
     at = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)

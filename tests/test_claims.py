@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.claims import (
+from app.claims.rules import (
     Activity,
     AgentId,
     AssigneeResolution,
@@ -36,9 +36,9 @@ from app.claims import (
     renew,
     warn_time,
 )
-from app.replies import parse_marker
-from app.repo_config import ClaimsConfig
-from app.task_refs import TaskRef
+from app.claims.replies import parse_marker
+from app.repos.config import ClaimsConfig
+from app.tasks.refs import TaskRef
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 TASK = TaskRef("acme", "widgets", 12)

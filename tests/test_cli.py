@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from app import db
-from app.cli import bind_address, build_parser
+from app.cli.main import bind_address, build_parser
 from app.settings import SettingsError, load_settings
 from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
 
@@ -21,7 +21,7 @@ COMMANDS = ["migrate", "web", "worker", "scheduler", "up", "replay", "sync", "do
 
 
 def run_fleet(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "app.cli.main", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
@@ -86,7 +86,7 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
            "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": "", "LOG_LEVEL": "WARNING"}
     log = tmp_path / "up.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "up", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 40

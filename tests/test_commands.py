@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.commands import (
+from app.commands.parse import (
     COMMANDS,
     MAX_LINES,
     Command,
@@ -281,7 +281,7 @@ HOSTILE_COMMENTS = "/help\n" + "<!--" * 16000
 def test_unclosed_html_comments_are_linear(monkeypatch: pytest.MonkeyPatch) -> None:
     """The review's input (2.8 s before) still finds /help; eight times as many openers, with the
     caps lifted, would take minutes with the old lazy ``<!--.*?-->``."""
-    from app import commands
+    from app.commands import parse as commands
 
     assert [c.name for c in parse_commands(HOSTILE_COMMENTS)] == ["help"]
     monkeypatch.setattr(commands, "MAX_BODY_CHARS", 10**7)

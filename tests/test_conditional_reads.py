@@ -3,8 +3,8 @@ limit) and still read correctly; a changed one is read afresh."""
 from __future__ import annotations
 
 from app import runtime
-from app.evidence import EvidenceRecorder
-from app.github_gateway import RepoGateway
+from app.github.evidence import EvidenceRecorder
+from app.github.gateway import RepoGateway
 
 
 def test_unchanged_reads_are_304s_and_changes_are_seen(world, db_conn):
@@ -28,7 +28,7 @@ def test_unchanged_reads_are_304s_and_changes_are_seen(world, db_conn):
 
 
 def test_without_redis_reads_are_plain(world):
-    from app.conditional_reads import conditional_get
+    from app.github.etags import conditional_get
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""docs/config.md stays true to app/repo_config.py: every key documented, every default right."""
+"""docs/config.md stays true to app/repos/config.py: every key documented, every default right."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from app.repo_config import DEFAULT_CONFIG, RepoConfig, parse_repo_config
+from app.repos.config import DEFAULT_CONFIG, RepoConfig, parse_repo_config
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 _KEY_HEADING = re.compile(r"^### `(?P<key>[a-z_]+\.[a-z_]+)`\s*$", re.MULTILINE)

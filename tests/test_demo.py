@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from app import db
-from app.demo import (ClaimRecord, Tally, busiest_minute, claim_figures, delivery_figures, fleet_yml, held_twice,
+from app.sandbox.demo import (ClaimRecord, Tally, busiest_minute, claim_figures, delivery_figures, fleet_yml, held_twice,
                       is_fleet_identity, parse_duration_seconds, percentile, tasks_merged_twice)
 from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
 from tests.test_cli import _free_port
@@ -32,7 +32,7 @@ tasks:
 
 def test_demo_config_and_helpers():
     text = fleet_yml("30s")
-    from app.repo_config import parse_repo_config
+    from app.repos.config import parse_repo_config
 
     config = parse_repo_config(text)
     assert config.claims.max_per_agent == 1 and list(config.gates.required_checks) == ["ci"]
@@ -102,8 +102,8 @@ def test_busiest_minute_counts_writes_per_clock_minute():
 
 
 def test_tasks_merged_twice_reads_closing_keywords_of_merged_prs():
-    from app.demo import DEMO_REPO
-    from app.simulator.simulator import Simulator
+    from app.sandbox.demo import DEMO_REPO
+    from app.sandbox.simulator.simulator import Simulator
 
     sim = Simulator()
     sim.create_repo(DEMO_REPO)
@@ -130,7 +130,7 @@ def test_demo_runs_a_small_fleet_to_completion(tmp_path):
            "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": ""}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "demo", "--agents", "3", "--plan", str(plan), "--ci-seconds", "0.5",
+            [sys.executable, "-m", "app.cli.main", "demo", "--agents", "3", "--plan", str(plan), "--ci-seconds", "0.5",
              "--failure-rate", "0.2", "--lease", "10s", "--timeout", "180", "--no-live", "--seed", "7",
              "--bind", f"127.0.0.1:{_free_port()}", "--database", database, "--json", str(out)],
             env=env, capture_output=True, text=True, timeout=230)

@@ -6,8 +6,8 @@ import secrets
 import pytest
 
 from app import db
-from app.doctor import Requirements, compare_grants, main, run_checks
-from app.simulator.simulator import Simulator
+from app.cli.doctor import Requirements, compare_grants, main, run_checks
+from app.sandbox.simulator.simulator import Simulator
 from tests.conftest import PG_BASE, REDIS_URL
 
 
@@ -102,7 +102,7 @@ def test_permission_levels_are_ordered():
 
 def test_fleet_doctor_command(database_url, sim, monkeypatch, capsys):
     """`fleet doctor` reads the environment and exits non-zero on problems."""
-    from app.cli import main as fleet
+    from app.cli.main import main as fleet
 
     for name, value in env_for(database_url, sim).items():
         monkeypatch.setenv(name, value)
@@ -115,8 +115,8 @@ def test_fleet_doctor_command(database_url, sim, monkeypatch, capsys):
 
 def test_repository_without_required_checks_gets_a_loud_warning(database_url, db_conn):
     """Per repository: no `gates.required_checks` means any green check merges, and doctor says so."""
-    from app import repositories
-    from app.repo_config import parse_repo_config
+    from app.repos import registry as repositories
+    from app.repos.config import parse_repo_config
 
     repositories.upsert_repository(db_conn, 1, "octo/open-door")
     repositories.upsert_repository(db_conn, 2, "octo/guarded")

@@ -42,7 +42,7 @@ def test_eight_agents_racing_under_a_spent_budget_never_share_a_task(tmp_path):
            "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": ""}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "demo", "--agents", "8", "--plan", str(plan), "--race", "--spent-budget",
+            [sys.executable, "-m", "app.cli.main", "demo", "--agents", "8", "--plan", str(plan), "--race", "--spent-budget",
              "--real-limits", "--writes-per-minute", "80", "--writes-per-hour", "500",
              "--ci-seconds", "0.5", "--failure-rate", "0", "--lease", "20s", "--verdict-timeout", "20",
              "--timeout", str(RACE_SECONDS), "--no-live", "--seed", "11", "--workers", "2",

@@ -12,10 +12,12 @@ from dataclasses import replace
 
 import pytest
 
-from app import queue_service, queue_store, runtime
-from app.github_gateway import RepoGateway
-from app.merge_queue import QueueEntry
-from app.simulator.state import Repo
+from app import runtime
+from app.queue import service as queue_service
+from app.queue import store as queue_store
+from app.github.gateway import RepoGateway
+from app.queue.rules import QueueEntry
+from app.sandbox.simulator.state import Repo
 from jobs import merge_queue as jobs
 
 

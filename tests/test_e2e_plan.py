@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.evidence import EvidenceRecorder
-from app.plan import parse_plan
-from app.plan_apply import apply_plan
+from app.github.evidence import EvidenceRecorder
+from app.tasks.plan import parse_plan
+from app.tasks.plan_apply import apply_plan
 from jobs.sync import gateway_for
 
-SAMPLE = Path(__file__).resolve().parent.parent / "app" / "sample" / "plan.yml"
+SAMPLE = Path(__file__).resolve().parent.parent / "app" / "sandbox" / "sample" / "plan.yml"
 
 
 def writes(world):

@@ -18,9 +18,10 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from app import claim_actions, db, runtime
-from app.github_client import GitHubClients, RetryPolicy
-from app.replies import parse_marker
+from app import db, runtime
+from app.claims import apply as claim_actions
+from app.github.client import GitHubClients, RetryPolicy
+from app.claims.replies import parse_marker
 from jobs.redeliver import redeliver_failed
 from jobs.sweeper import sweep_deliveries
 from tests.conftest import TABLES
@@ -132,7 +133,7 @@ def fresh_world(settings) -> GitHubWorld:
     runtime.configure(settings)
     runtime.queue().empty()
     claim_actions._labels_ready.clear()  # Fleet's labels exist in the previous simulator only
-    from app.web import create_app
+    from app.wsgi import create_app
 
     apps = []
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from app import repositories
-from app.repo_config import parse_repo_config
+from app.repos import registry as repositories
+from app.repos.config import parse_repo_config
 from tests.conftest import drain
 
 HOSTILE_REPO = "evil-corp/stall"

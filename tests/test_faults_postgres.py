@@ -129,7 +129,7 @@ def test_readyz_and_ingest_while_postgres_is_down(settings, own_pg):
     import json
     import uuid
 
-    from app.web import create_app
+    from app.wsgi import create_app
 
     app = create_app(settings)
     client = app.test_client()

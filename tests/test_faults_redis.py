@@ -115,7 +115,7 @@ def test_ingest_answers_fast_and_readyz_reports_redis_while_it_is_down(settings,
     import hmac
     import time
 
-    from app.web import create_app
+    from app.wsgi import create_app
 
     app = create_app(settings)
     try:

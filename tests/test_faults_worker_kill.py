@@ -1,6 +1,6 @@
 """Fault injection: a real ``fleet worker`` process is killed with SIGKILL in the middle of a job.
 
-The worker runs as a subprocess (``python -m app.cli worker``) against the test database, the
+The worker runs as a subprocess (``python -m app.cli.main worker``) against the test database, the
 test Redis namespace and the simulator over HTTP. The job is held inside a GitHub call by a
 simulator delay; the whole worker (the process running the job, and with ``--fork`` RQ's
 work-horse too) is then SIGKILLed while GitHub still completes the call, as happens when a machine
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from app.replies import parse_marker
+from app.claims.replies import parse_marker
 from jobs import merge_queue as mq_jobs
 from jobs.sweeper import sweep_deliveries
 from tests.fault_services import wait_until
@@ -50,7 +50,7 @@ class WorkerProcess:
             "LOG_LEVEL": "WARNING", "FLEET_LOG_FORMAT": "console",
         })
         self.log = tempfile.NamedTemporaryFile(prefix="fleet-worker-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "worker"], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self) -> None:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from app.repo_config import ConfigError, RepoConfig, parse_repo_config
+from app.repos.config import ConfigError, RepoConfig, parse_repo_config
 
 PURE = hsettings(max_examples=300, deadline=None, derandomize=True)
 E2E = hsettings(max_examples=25, deadline=None, derandomize=True,
@@ -228,7 +228,7 @@ def test_a_backtracking_pattern_is_accepted_because_re2_runs_it():
 
 def test_a_stored_config_todays_rules_refuse_loads_as_the_defaults():
     """A config stored before patterns were checked must not make every event fail."""
-    from app.repo_config import DEFAULT_CONFIG, load_stored_config
+    from app.repos.config import DEFAULT_CONFIG, load_stored_config
 
     stored = DEFAULT_CONFIG.model_dump(mode="json")
     stored["tasks"]["branch_patterns"] = [r"(?<=x)(?P<number>\d+)"]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.gates import (
+from app.gates.rules import (
     CheckResult,
     GateVerdict,
     GateResult,
@@ -16,7 +16,7 @@ from app.gates import (
     latest_checks,
     latest_reviews,
 )
-from app.repo_config import GatesConfig
+from app.repos.config import GatesConfig
 from tests import builders
 
 HEAD = "a" * 40
@@ -228,7 +228,7 @@ def test_reviews_gate_says_why_an_approval_did_not_count():
         ("not counted, approved an older commit", ("amy",)),
         ("not counted, no write access", ("@evil|`x`",)),
     ]
-    from app.gates_report import md_gate_reason
+    from app.gates.check_run import md_gate_reason
 
     rendered = md_gate_reason(result)
     assert "approved an older commit: `amy`" in rendered
@@ -390,7 +390,7 @@ def test_snapshot_is_frozen():
 
 def test_only_fleet_gates_required_still_warns():
     """Requiring only Fleet's own check is no requirement at all: any green check merges."""
-    from app.gates import NO_REQUIRED_CHECKS_WARNING
+    from app.gates.rules import NO_REQUIRED_CHECKS_WARNING
 
     assert evaluate_gates(make_pr(), make_config()).warnings == (NO_REQUIRED_CHECKS_WARNING,)
     assert evaluate_gates(make_pr(), make_config(required_checks=("fleet/gates",))).warnings == (

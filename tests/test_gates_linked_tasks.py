@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.gates import LinkedTask, evaluate_gates
-from app.gates_report import md_code, render_check_run
+from app.gates.rules import LinkedTask, evaluate_gates
+from app.gates.check_run import md_code, render_check_run
 from tests.test_gates import make_config, make_pr
 
 

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from app.gates import CheckResult, GateResult, GateVerdict, PullSnapshot, evaluate_gates
-from app.gates_report import (
+from app.gates.rules import CheckResult, GateResult, GateVerdict, PullSnapshot, evaluate_gates
+from app.gates.check_run import (
     OUTPUT_LIMIT,
     fit_lines,
     md_code,
@@ -17,7 +17,7 @@ from app.gates_report import (
     render_title,
     safe_url,
 )
-from app.repo_config import GatesConfig
+from app.repos.config import GatesConfig
 from tests import builders
 
 HEAD = "0123456789abcdef" * 2 + "01234567"

@@ -8,10 +8,10 @@ import httpx
 import pytest
 import redis
 
-from app.evidence import EvidenceRecorder
-from app.github_client import RetryPolicy, WritePacer
-from app.write_budget import BudgetSpent
-from app.github_gateway import GitHubRefused, RepoGateway
+from app.github.evidence import EvidenceRecorder
+from app.github.client import RetryPolicy, WritePacer
+from app.github.write_budget import BudgetSpent
+from app.github.gateway import GitHubRefused, RepoGateway
 from tests.conftest import REDIS_URL
 
 

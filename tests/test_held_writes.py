@@ -1,4 +1,4 @@
-"""Writes that can wait are held, not the deliveries behind them (app/held_writes.py, jobs/outbox.py).
+"""Writes that can wait are held, not the deliveries behind them (app/github/held_writes.py, jobs/outbox.py).
 
 With the installation's budget spent for replies (the QUEUE class's share of the minute), a
 command's reply or reaction is stored with the state change and sent later in order, and the
@@ -10,7 +10,7 @@ from __future__ import annotations
 from githubkit import GitHub
 
 from app import runtime
-from app.write_budget import WriteClass
+from app.github.write_budget import WriteClass
 from jobs.outbox import flush_held_writes, sweep_held_writes
 from tests.test_write_deferral import (  # noqa: F401  (two_installations is a fixture)
     assign, claim_of, fill_window, labels_of, run_scheduled_now, scheduled_functions, two_installations,
@@ -169,7 +169,7 @@ def test_verdicts_are_never_held(two_installations, db_conn):
 
 
 def test_doctor_counts_held_writes_and_warns_when_nothing_sends_them(two_installations, db_conn, database_url):
-    from app.doctor import run_checks
+    from app.cli.doctor import run_checks
     from tests.test_parked_deliveries import env_for
 
     w = two_installations

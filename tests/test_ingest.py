@@ -137,7 +137,7 @@ def test_redis_down_still_stores_and_sweeper_enqueues_later(client, db_conn, set
 
 def test_postgres_down_answers_503(client, fleet_app, db_conn):
     """When the delivery cannot be stored, GitHub must see a failure (and redeliver later)."""
-    from app.web import make_pool
+    from app.wsgi import make_pool
 
     broken = make_pool("postgresql://postgres@127.0.0.1:1/none")  # nothing listens on port 1
     broken.open(wait=False)
@@ -187,7 +187,7 @@ def test_security_headers_present(client):
 def test_unconfigured_secret_refuses(settings, db_conn):
     from dataclasses import replace
 
-    from app.web import create_app
+    from app.wsgi import create_app
 
     app = create_app(replace(settings, webhook_secret=None))
     try:

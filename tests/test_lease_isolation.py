@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.simulator.openapi import WebhookValidator
+from app.sandbox.simulator.openapi import WebhookValidator
 from jobs import leases
 from jobs.leases import backoff_delay, check_leases, refusal_reason
 

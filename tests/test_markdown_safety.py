@@ -6,7 +6,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.markdown_safety import ELLIPSIS, ZWJ, cell, code, link, login, plain, safe_url
+from app.markdown import ELLIPSIS, ZWJ, cell, code, link, login, plain, safe_url
 
 HOSTILE = st.one_of(
     st.text(),

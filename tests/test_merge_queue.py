@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.commands import COMMANDS, command_allowed
-from app.gates import CheckResult, GateResult, GateVerdict, PullSnapshot, evaluate_gates
-from app.merge_queue import (
+from app.commands.parse import COMMANDS, command_allowed
+from app.gates.rules import CheckResult, GateResult, GateVerdict, PullSnapshot, evaluate_gates
+from app.queue.rules import (
     MAX_MERGE_ATTEMPTS,
     MAX_UPDATE_ATTEMPTS,
     UPDATE_LANDING,
@@ -47,7 +47,7 @@ from app.merge_queue import (
     render_commit_template,
     transition,
 )
-from app.repo_config import GatesConfig, QueueConfig
+from app.repos.config import GatesConfig, QueueConfig
 from tests import builders
 
 HEAD = "h" * 40

@@ -6,7 +6,7 @@ from dataclasses import replace
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import runtime
-from app.web import create_app
+from app.wsgi import create_app
 from tests.seed import seed
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app import runtime
-from app.github_client import RetryPolicy
+from app.github.client import RetryPolicy
 from tests.conftest import drain
 from tests.test_ingest import post
 

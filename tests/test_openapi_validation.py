@@ -1,4 +1,4 @@
-"""Tests for the vendored GitHub OpenAPI subsets and app.simulator.openapi."""
+"""Tests for the vendored GitHub OpenAPI subsets and app.sandbox.simulator.openapi."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
     # Lets the tests run before the project is pip-installed into the venv.
     sys.path.insert(0, str(ROOT))
 
-from app.simulator.openapi import (  # noqa: E402
+from app.sandbox.simulator.openapi import (  # noqa: E402
     REST_SPEC_FILE,
     WEBHOOKS_SPEC_FILE,
     RequestValidator,

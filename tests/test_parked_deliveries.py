@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app import deliveries
-from app.doctor import run_checks
+from app.cli.doctor import run_checks
 from jobs import process
 from jobs.process import process_delivery
 from jobs.sweeper import sweep_deliveries
@@ -111,7 +111,7 @@ def park(db_conn, guid: str, repo: dict | None, reason: str) -> None:
 
 
 def test_the_api_lists_parked_deliveries(client, db_conn):
-    from app import repositories
+    from app.repos import registry as repositories
 
     repositories.upsert_repository(db_conn, REPO["id"], REPO["full_name"])
     park(db_conn, "p-1", REPO, "worker died 5 times")

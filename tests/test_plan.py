@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.plan import (
+from app.tasks.plan import (
     CreateIssue,
     CreateMilestone,
     ExistingIssue,
@@ -20,9 +20,9 @@ from app.plan import (
     parse_plan,
     plan_key,
 )
-from app.task_refs import parse_dependencies, parse_estimate, parse_priority
+from app.tasks.refs import parse_dependencies, parse_estimate, parse_priority
 
-SAMPLE = Path(__file__).resolve().parents[1] / "app" / "sample" / "plan.yml"
+SAMPLE = Path(__file__).resolve().parents[1] / "app" / "sandbox" / "sample" / "plan.yml"
 
 
 class FakeRepo:

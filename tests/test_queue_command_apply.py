@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from app import queue_service
-from app.merge_queue import AdvanceToNext, StartEntry
-from app.repo_config import RepoConfig
+from app.queue import service as queue_service
+from app.queue.rules import AdvanceToNext, StartEntry
+from app.repos.config import RepoConfig
 from tests.test_merge_queue import make_pr
 
 

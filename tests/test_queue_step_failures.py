@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from app.merge_queue import (
+from app.queue.rules import (
     MAX_STEP_FAILURES, AdvanceToNext, Dequeue, QueueEntry, QueueSnapshot, Retry, decide_step_failure, transition,
 )
 from tests.test_e2e_merge_queue import (  # noqa: F401  (the settings fixture lifts write pacing)
@@ -54,7 +54,7 @@ def test_rate_limit_waits_without_counting() -> None:
 
 
 def test_a_new_head_resets_the_count() -> None:
-    from app.merge_queue import AcceptHead
+    from app.queue.rules import AcceptHead
     assert transition(_entry(3), AcceptHead(7, "def", "abc", "pushed"), T0).step_failures == 0
 
 
@@ -78,7 +78,7 @@ def test_a_timeout_is_named_by_its_call_and_counts_as_transient() -> None:
     import httpx
     from githubkit.exception import RequestError, RequestTimeout
 
-    from app.queue_service import _failure
+    from app.queue.service import _failure
 
     request = httpx.Request("GET", "http://sim/repos/o/r/compare/main...abc")
     assert _failure(RequestTimeout(httpx.ReadTimeout("slow", request=request))) == (

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from app import queue_store
-from app.merge_queue import AcceptHead, Dequeue, QueueEntry, StartEntry, UpdateBranch, transition
+from app.queue import store as queue_store
+from app.queue.rules import AcceptHead, Dequeue, QueueEntry, StartEntry, UpdateBranch, transition
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 REPO = 7

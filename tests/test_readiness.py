@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.claims import AgentId
-from app.readiness import (
+from app.claims.rules import AgentId
+from app.tasks.readiness import (
     FLEET_LABELS,
     AddLabel,
     CreateLabel,
@@ -23,7 +23,7 @@ from app.readiness import (
     pick_next,
     task_state,
 )
-from app.task_refs import TaskRef
+from app.tasks.refs import TaskRef
 
 REPO = "acme/widgets"
 

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from app import replies
-from app.claims import AgentId, Claim
-from app.commands import parse_command_line
-from app.task_refs import TaskRef
+from app.claims import replies
+from app.claims.rules import AgentId, Claim
+from app.commands.parse import parse_command_line
+from app.tasks.refs import TaskRef
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 REPO = "acme/widgets"

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import repositories
-from app.simulator.openapi import WebhookValidator
+from app.repos import registry as repositories
+from app.sandbox.simulator.openapi import WebhookValidator
 from tests.conftest import drain
 from tests.test_ingest import post, sign
 
@@ -180,7 +180,7 @@ def test_one_bad_repository_does_not_fail_the_installation_repositories_event(se
 def test_a_name_taken_by_a_new_repository_resolves_to_it_not_the_renamed_one(settings, db_conn):
     """octo/lib renamed to octo/core, then a new octo/lib created: `octo/lib#1` means the new one,
     as on GitHub (the redirect ends when the name is taken)."""
-    from app import claim_store
+    from app.claims import store as claim_store
 
     db_conn.execute("INSERT INTO installations (id, account_login) VALUES (7, 'octo')")
     for repo_id, name in ((1, "octo/app"), (2, "octo/lib")):

@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from app import runtime
 from app.settings import SettingsError, load_settings
-from app.status_snapshot import PROGRESS_HISTORY
+from app.status.snapshot import PROGRESS_HISTORY
 from jobs.retention import purge_old_rows
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -93,7 +93,7 @@ def test_retention_setting_default_and_validation():
 
 
 def test_evidence_count_is_bounded_and_next_stays_exact(client, settings, db_conn, monkeypatch):
-    from app import api
+    from app.api import views as api
 
     monkeypatch.setattr(api, "EVIDENCE_COUNT_CAP", 5)
     evidence(db_conn, timedelta(hours=1), n=12)

@@ -10,8 +10,8 @@ from html import unescape
 import pytest
 from flask import Flask, jsonify
 
-from app.setup_flow import STATE_COOKIE, build_manifest, load_manifest
-from app.web import create_app
+from app.api.setup import STATE_COOKIE, build_manifest, load_manifest
+from app.wsgi import create_app
 from tests.conftest import ServedApp
 
 CREATED = {"id": 4242, "slug": "fleet-acme", "client_id": "Iv1.abc", "client_secret": "cs",

@@ -2,8 +2,8 @@
 import httpx
 import pytest
 
-from app.simulator import Simulator
-from app.simulator.receiver import WebhookReceiver
+from app.sandbox.simulator import Simulator
+from app.sandbox.simulator.receiver import WebhookReceiver
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Unit tests for the simulator's git model and small pure helpers (no HTTP)."""
 import pytest
 
-from app.simulator.git_model import GitStore, MergeConflict, apply_changes, blob_sha, diff
-from app.simulator.ops_issues import closing_refs
-from app.simulator.webhooks import signature_256
+from app.sandbox.simulator.git_model import GitStore, MergeConflict, apply_changes, blob_sha, diff
+from app.sandbox.simulator.ops_issues import closing_refs
+from app.sandbox.simulator.webhooks import signature_256
 
 
 def _repo():

@@ -4,8 +4,8 @@ import time
 import pytest
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
 
-from app.simulator import Simulator
-from app.simulator.receiver import WebhookReceiver
+from app.sandbox.simulator import Simulator
+from app.sandbox.simulator.receiver import WebhookReceiver
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import httpx
 import pytest
 
-from app.simulator import Simulator
+from app.sandbox.simulator import Simulator
 
 REPO = "/repos/octo/demo"
 

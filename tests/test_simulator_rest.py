@@ -5,7 +5,7 @@ import httpx
 import jwt
 import pytest
 
-from app.simulator import Simulator
+from app.sandbox.simulator import Simulator
 
 REPO = "/repos/octo/demo"
 

@@ -4,9 +4,9 @@ import time
 import httpx
 import pytest
 
-from app.simulator import Simulator
-from app.simulator.openapi import WebhookValidator
-from app.simulator.receiver import WebhookReceiver
+from app.sandbox.simulator import Simulator
+from app.sandbox.simulator.openapi import WebhookValidator
+from app.sandbox.simulator.receiver import WebhookReceiver
 
 REPO = "/repos/octo/demo"
 # Emitted, but not yet in the vendored webhook subset (checked against the full

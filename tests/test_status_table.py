@@ -16,8 +16,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.repo_config import StatusConfig
-from app.status_table import (
+from app.repos.config import StatusConfig
+from app.status.render import (
     BODY_LIMIT,
     MARKER,
     AgentRow,
@@ -34,7 +34,7 @@ from app.status_table import (
     render_status,
     should_edit,
 )
-from app.velocity import ProgressPoint
+from app.status.velocity import ProgressPoint
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=timezone.utc)
@@ -125,7 +125,7 @@ def test_golden_empty() -> None:
 
 def test_configuration_warning_is_shown_under_the_note() -> None:
     """No required checks configured: the status issue says loudly that any green check merges."""
-    from app.gates import NO_REQUIRED_CHECKS_WARNING
+    from app.gates.rules import NO_REQUIRED_CHECKS_WARNING
 
     body = render_status(StatusSnapshot("acme/empty", NOW, warnings=(NO_REQUIRED_CHECKS_WARNING,)), StatusConfig())
     lines = body.splitlines()

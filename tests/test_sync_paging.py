@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from app.github_gateway import RepoGateway
+from app.github.gateway import RepoGateway
 from jobs.process import process_delivery
 from jobs.sync import sync_repository
 

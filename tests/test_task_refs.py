@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.repo_config import TasksConfig
-from app.task_refs import (
+from app.repos.config import TasksConfig
+from app.tasks.refs import (
     BranchLink,
     TaskRef,
     branch_task,
@@ -230,7 +230,7 @@ HOSTILE_CLOSES = "Closes" + " " * 60000 + "x"
 @pytest.fixture
 def uncapped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Lift the input caps, so a test shows the patterns themselves are linear."""
-    from app import commands
+    from app.commands import parse as commands
 
     monkeypatch.setattr(commands, "MAX_BODY_CHARS", 10**7)
     monkeypatch.setattr(commands, "MAX_LINE_CHARS", 10**7)
@@ -301,6 +301,6 @@ def test_branch_names_over_the_cap_are_not_matched() -> None:
 
 def test_branch_patterns_are_compiled_once() -> None:
     """One cache for every caller (push and pull-request handlers): the same program each time."""
-    from app.branch_patterns import compile_branch_pattern
+    from app.repos.branch_patterns import compile_branch_pattern
 
     assert compile_branch_pattern(DEFAULT_PATTERNS[0]) is compile_branch_pattern(DEFAULT_PATTERNS[0])

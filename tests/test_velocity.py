@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.velocity import ProgressPoint, compute_velocity, forecast, forecasts_by_epic
+from app.status.velocity import ProgressPoint, compute_velocity, forecast, forecasts_by_epic
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

@@ -13,8 +13,8 @@ from githubkit.exception import RateLimitExceeded
 from rq.registry import ScheduledJobRegistry
 
 from app import deliveries, runtime
-from app.github_client import RetryPolicy, WritePacer
-from app.write_budget import BudgetSpent, WriteBudget, WriteClass, ceiling, writing
+from app.github.client import RetryPolicy, WritePacer
+from app.github.write_budget import BudgetSpent, WriteBudget, WriteClass, ceiling, writing
 from jobs.sweeper import sweep_deliveries
 from tests.conftest import REDIS_URL
 
@@ -112,7 +112,7 @@ def test_the_minute_is_a_rolling_window_as_github_counts_it(queue_namespace):
 
 
 def test_unmarked_writes_are_queue_writes():
-    from app.write_budget import current_class
+    from app.github.write_budget import current_class
 
     assert current_class() is WriteClass.QUEUE
     with writing(WriteClass.VERDICT):
@@ -376,7 +376,7 @@ def test_a_status_update_defers_itself_when_the_budget_is_spent(two_installation
 def test_a_merge_deferred_by_retry_after_uses_no_merge_attempt(world, db_conn):
     """GitHub answers the merge call 403 + Retry-After more often than MAX_MERGE_ATTEMPTS: each
     time the step defers (the entry as before, no attempt used), and the PR still merges."""
-    from app.merge_queue import MAX_MERGE_ATTEMPTS
+    from app.queue.rules import MAX_MERGE_ATTEMPTS
     from tests.test_e2e_merge_queue import drive, green_then_queue, merged, open_task_pr, queue_rows
 
     w = world
@@ -411,7 +411,7 @@ def test_a_rate_limited_sync_is_scheduled_again_not_failed(world, no_sleep):
 def test_fleet_worker_runs_rqs_scheduler_for_deferred_jobs(settings, monkeypatch):
     from rq import SimpleWorker
 
-    from app import worker
+    from app.cli import worker
 
     seen = {}
     monkeypatch.setattr(worker, "preload_job_modules", lambda: None)

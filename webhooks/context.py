@@ -10,8 +10,8 @@ import psycopg
 from pydantic import BaseModel
 
 from app.deliveries import Delivery
-from app.evidence import EvidenceRecorder
-from app.github_gateway import RepoGateway
+from app.github.evidence import EvidenceRecorder
+from app.github.gateway import RepoGateway
 from app.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,8 +89,8 @@ def bind_logger(base: logging.Logger, **fields: Any) -> logging.LoggerAdapter:
 
 def ensure_repo(ctx: EventContext):
     """The delivery's repository row, recorded first if this is the first event seen for it."""
-    from app import repositories
-    from webhooks.models import Envelope
+    from app.repos import registry as repositories
+    from app.github.models import Envelope
 
     envelope = ctx.parse(Envelope)
     if envelope.repository is None:

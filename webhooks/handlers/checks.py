@@ -1,10 +1,11 @@
 """check_run.*, check_suite.* and status: CI results per exact SHA."""
 from __future__ import annotations
 
-from app import gate_service, pull_state
-from app.gates import OWN_CHECK_NAME
+from app.gates import service as gate_service
+from app.tasks import pulls as pull_state
+from app.gates.rules import OWN_CHECK_NAME
 from webhooks.context import EventContext, ensure_repo
-from webhooks.models import CheckRunEvent, CheckSuiteEvent, StatusEvent
+from app.github.models import CheckRunEvent, CheckSuiteEvent, StatusEvent
 
 def _is_own(run_name: str) -> bool:
     # Fleet's own check run must not trigger evaluations of itself (an infinite loop otherwise).

@@ -1,9 +1,9 @@
 """issue_comment.created: slash commands and lease renewal."""
 from __future__ import annotations
 
-from app import command_service
+from app.commands import handlers as command_service
 from webhooks.context import EventContext, ensure_repo
-from webhooks.models import IssueCommentEvent
+from app.github.models import IssueCommentEvent
 
 
 def comment_created(ctx: EventContext) -> None:

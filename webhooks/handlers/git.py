@@ -1,12 +1,17 @@
 """create, delete and push: branches, their task links, lease renewal and config reloads."""
 from __future__ import annotations
 
-from app import claim_service, config_service, pull_state
-from app.repo_config import CONFIG_PATH
-from app.task_refs import branch_task
-from jobs.merge_queue import enqueue_step
+from datetime import datetime, timezone
+
+from app.claims import service as claim_service
+from app.status import service as status_service
+from app.repos import reload as config_service
+from app.tasks import pulls as pull_state
+from app.repos.config import CONFIG_PATH
+from app.tasks.refs import branch_task
+from app.queue.enqueue import enqueue_step
 from webhooks.context import EventContext, ensure_repo
-from webhooks.models import PushEvent, RefEvent
+from app.github.models import PushEvent, RefEvent
 
 ZERO_SHA = "0" * 40
 
@@ -44,8 +49,16 @@ def pushed(ctx: EventContext) -> None:
         name = link.agent if link and link.agent and link.agent.lower() != pusher.lower() else None
         claim_service.on_activity(ctx, repo, number, pusher, "push", sha=event.after, branch=branch, agent_name=name)
     if branch == repo.default_branch and _touches_config(event):
-        config_service.reload(ctx, repo)
+        _reload_config(ctx, repo)
     _step_queue_of_base(ctx, repo.id, branch)
+
+
+def _reload_config(ctx: EventContext, repo) -> None:
+    gh = ctx.github(repo.full_name)
+    broken = config_service.reload(ctx.conn, gh, repo)
+    if broken is not None:
+        status_service.report_config_error(ctx.conn, gh, repo, ctx.settings.github_api_url,
+                                           datetime.now(timezone.utc), *broken)
 
 
 ACTIVE_QUEUE = "SELECT 1 FROM queue_entries WHERE repo_id = %s AND base_ref = %s AND finished_at IS NULL LIMIT 1"

@@ -6,10 +6,10 @@ from collections.abc import Callable
 import psycopg
 from pydantic import ValidationError
 
-from app import repositories
+from app.repos import registry as repositories
 from jobs.sync import enqueue_sync
 from webhooks.context import EventContext
-from webhooks.models import InstallationEvent, InstallationRepositoriesEvent, RepoRef
+from app.github.models import InstallationEvent, InstallationRepositoriesEvent, RepoRef
 
 
 def _each_repo(ctx: EventContext, repos: list[dict], action: Callable[[RepoRef], None]) -> None:

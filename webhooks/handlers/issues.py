@@ -1,10 +1,11 @@
 """issues.* and the native relations (issue_dependencies, sub_issues): task state."""
 from __future__ import annotations
 
-from app import claim_service, task_state
-from app.task_refs import TaskRef
+from app.claims import service as claim_service
+from app.tasks import store as task_state
+from app.tasks.refs import TaskRef
 from webhooks.context import EventContext, ensure_repo
-from webhooks.models import Issue, IssueDependenciesEvent, IssuesEvent, SubIssuesEvent
+from app.github.models import Issue, IssueDependenciesEvent, IssuesEvent, SubIssuesEvent
 
 
 def issue_changed(ctx: EventContext) -> None:

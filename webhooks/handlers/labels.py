@@ -1,9 +1,9 @@
 """label.* and milestone.*: repository vocabulary (epics are milestones)."""
 from __future__ import annotations
 
-from app import task_state
+from app.tasks import store as task_state
 from webhooks.context import EventContext, ensure_repo
-from webhooks.models import LabelEvent, MilestoneEvent
+from app.github.models import LabelEvent, MilestoneEvent
 
 RENAME_LABEL = """
 UPDATE tasks SET labels = array_replace(labels, %s, %s), updated_at = now()

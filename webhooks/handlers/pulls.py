@@ -1,9 +1,11 @@
 """pull_request.* and pull_request_review.*: PR state, task links, gate evaluation."""
 from __future__ import annotations
 
-from app import claim_service, gate_service, pull_state
+from app.claims import service as claim_service
+from app.gates import service as gate_service
+from app.tasks import pulls as pull_state
 from webhooks.context import EventContext, ensure_repo
-from webhooks.models import PullRequestEvent, PullRequestReviewEvent
+from app.github.models import PullRequestEvent, PullRequestReviewEvent
 
 
 def pull_changed(ctx: EventContext) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from app import repositories
+from app.repos import registry as repositories
 from jobs.leases import end_repository_claims
 from webhooks.context import EventContext
-from webhooks.models import RepositoryEvent
+from app.github.models import RepositoryEvent
 
 
 def _record(ctx: EventContext, event: RepositoryEvent) -> repositories.Repo:

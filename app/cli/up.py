@@ -1,0 +1,154 @@
+"""``fleet up``: web + workers + scheduler on one machine, as child processes.
+
+Without App credentials Fleet runs in **sandbox mode**: this process also serves the bundled
+GitHub simulator with one demo repository, and the children talk to it instead of GitHub.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from app import db
+from app.settings import load_settings
+
+SANDBOX_REPO = "sandbox/demo"
+
+
+def _wait_http(url: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback only
+                if resp.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def start_simulator(env: dict[str, str]):
+    """Serve the GitHub simulator in this process (deliveries paused until Fleet's web server
+    is up) and point the children's environment ``env`` at it. Shared with ``fleet demo``."""
+    from app.sandbox.simulator.simulator import Simulator
+
+    secret = secrets.token_hex(16)
+    sim = Simulator(webhook_secret=secret, port=int(env.get("FLEET_SANDBOX_PORT", "0"))).start()
+    sim.pause_deliveries()
+    env.update({
+        "GITHUB_API_URL": sim.url,
+        "GITHUB_APP_ID": "1",
+        "GITHUB_APP_PRIVATE_KEY": sim.app_private_key_pem,
+        "GITHUB_WEBHOOK_SECRET": secret,
+        "FLEET_SANDBOX": "1",
+        # The simulator has no secondary limits worth pacing for.
+        "FLEET_WRITES_PER_MINUTE": env.get("FLEET_WRITES_PER_MINUTE", "100000"),
+        "FLEET_WRITES_PER_HOUR": env.get("FLEET_WRITES_PER_HOUR", "1000000"),
+    })
+    return sim
+
+
+def _start_sandbox(env: dict[str, str]):
+    """The simulator with the sandbox repository and its users."""
+    sim = start_simulator(env)
+    sim.create_repo(SANDBOX_REPO)
+    for login in ("agent-a", "agent-b", "maintainer"):
+        sim.add_user(login, "admin" if login == "maintainer" else "write")
+    return sim
+
+
+def _seed_sandbox(sim) -> None:
+    """A few tasks so a newcomer sees claims and readiness at once."""
+    first = sim.open_issue(SANDBOX_REPO, "Set up the project skeleton", body="Estimate: 2h", labels=["priority:high"])
+    sim.open_issue(SANDBOX_REPO, "Add the widget API", body=f"Estimate: 4h\n\nDepends on #{first}")
+    sim.open_issue(SANDBOX_REPO, "Write the user guide", body="Estimate: 3h", labels=["priority:low"])
+
+
+def run_up(bind: str, workers: int = 2) -> int:
+    try:
+        settings = load_settings()
+    except Exception as exc:  # SettingsError: one line naming the variable
+        print(f"fleet: configuration error: {exc}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    sim = None
+    if not settings.has_app_credentials:
+        sim = _start_sandbox(env)
+        print(f"Fleet is running in SANDBOX mode: no GitHub App credentials (GITHUB_APP_ID) are set, so it talks to "
+              f"the bundled GitHub simulator at {sim.url} with the demo repository {SANDBOX_REPO}.", flush=True)
+    else:
+        if not settings.webhook_secret:
+            print("fleet: configuration error: GITHUB_WEBHOOK_SECRET is not set", file=sys.stderr)
+            return 2
+        print(f"Fleet is running for GitHub App {settings.app_id} against {settings.github_api_url}.", flush=True)
+    created = db.ensure_database(settings.database_url)
+    with db.connect(settings.database_url) as conn:
+        applied = db.migrate(conn)
+    print(f"database {db.database_name(settings.database_url)}: {'created, ' if created else ''}"
+          f"{len(applied)} migration(s) applied", flush=True)
+    children = _spawn(bind, workers, env)
+    web_url = f"http://{bind.replace('0.0.0.0', '127.0.0.1')}"
+    if not _wait_http(web_url + "/healthz"):
+        print("fleet: the web server did not start; see the errors above", file=sys.stderr)
+        _stop(children)
+        return 1
+    print(f"web: {web_url} (webhooks at {web_url}/webhooks/github)", flush=True)
+    if sim is not None:
+        sim.webhook_url = web_url + "/webhooks/github"
+        sim.resume_deliveries()
+        sim.install([SANDBOX_REPO])
+        _seed_sandbox(sim)
+        print(f"sandbox: act as an agent with the token {sim.user_token('agent-a')!r} against {sim.url} "
+              f"(e.g. assign yourself an issue of {SANDBOX_REPO})", flush=True)
+    return _supervise(children, sim)
+
+
+def _spawn(bind: str, workers: int, env: dict[str, str], output=None) -> list[subprocess.Popen]:
+    """Start ``fleet web``, ``workers`` × ``fleet worker`` and ``fleet scheduler``; their output
+    goes to ``output`` (a file) when given, else to this process's stdout/stderr."""
+    fleet = [sys.executable, "-m", "app.cli.main"]
+    commands = [fleet + ["web", "--bind", bind]] + [fleet + ["worker"]] * workers + [fleet + ["scheduler"]]
+    streams = {} if output is None else {"stdout": output, "stderr": subprocess.STDOUT}
+    return [subprocess.Popen(cmd, env=env, **streams) for cmd in commands]
+
+
+def _stop(children: list[subprocess.Popen], grace: float = 25) -> None:
+    """SIGTERM everyone (gunicorn drains requests, RQ finishes its job), SIGKILL stragglers."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def _supervise(children: list[subprocess.Popen], sim) -> int:
+    stopping = False
+
+    def stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                print(f"fleet: a child process exited with {child.returncode}; stopping", file=sys.stderr)
+                code = child.returncode or 1
+                stopping = True
+        time.sleep(0.5)
+    _stop(children)
+    if sim is not None:
+        sim.stop()
+    return code
+
+

@@ -1,0 +1,406 @@
+"""The merge queue, I/O side: commands and PR events change ``queue_entries``; ``step`` moves a
+queue forward (one RQ job per (repo, base), serialised by a Postgres advisory lock).
+
+``step`` reads the in-flight PR from GitHub (head, mergeable, checks, merge base), evaluates
+its gates on exactly that head, asks ``merge_queue.decide_step`` what to do and applies the
+actions in order. Each intent (updating, merging) is committed *before* the GitHub call, so a
+worker killed at any point leaves a row the next step can resume from; before any merge the PR
+is re-read from GitHub, so a PR that already merged is recorded, never merged again.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+from githubkit.exception import RequestError, RequestFailed
+
+from app.event_scope import EventScope
+from app.queue import enqueue
+from app import db, runtime
+from app.gates import service as gate_service
+from app.github import held_writes
+from app.github import permissions
+from app.queue import store as queue_store
+from app.repos import registry as repositories
+from app.github.identity import bot_login, is_bot
+from app.github.evidence import EvidenceRecorder
+from app.gates.check_run import md_code
+from app.gates.rules import GateVerdict, PullSnapshot, evaluate_gates
+from app.github.gateway import GitHubRefused, RepoGateway, github_message
+from app.queue.rules import (
+    UPDATE_LANDING, AcceptHead, Action, AdvanceToNext, CloseLinkedTasks, Dequeue, EnqueueEntry, MarkMerged, Merge,
+    QueueCommand, QueueEntry, Reevaluate, Retry, SetPriority, StartEntry, UpdateBranch, WaitForChecks,
+    WaitForUpdate, current_entry, decide_merge_result, decide_queue_command, decide_step, decide_step_failure,
+    decide_update_result,
+    new_entry, observe_push, positions, transition,
+)
+from app.claims.replies import marker
+from app.repos.registry import Repo
+from app.github.write_budget import BudgetSpent, WriteClass, writing
+
+log = logging.getLogger("fleet.queue")
+
+MAX_ROUNDS = 12  # decisions per step job (each merge advances to the next PR in the same job)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- commands (inside a delivery, repo lock held) --------------------------------------------
+
+def on_command(run, command) -> None:
+    """/queue (/merge), /dequeue and /priority on a pull request (/gates: command_service)."""
+    ctx, repo = run.ctx, run.repo
+    pr = _recorded_pull(ctx, repo, run.number)
+    if pr is None:
+        run.replies.append("Refused: Fleet cannot read this pull request right now; try again in a minute.")
+        return
+    cmd = QueueCommand(command.name, command.args[0] if command.args else None)
+    decision = _decide(ctx.conn, repo, cmd, run.login, lambda: run.permission, pr)
+    _apply_command(ctx, repo, pr, decision.actions, run.login)
+    data = {"command": command.name, "pr": run.number, "result": "accepted" if decision.accepted else "refused"}
+    if decision.position is not None:
+        data["position"] = decision.position
+    run.replies.append(f"{decision.reply}\n\n{marker(data)}")
+    if decision.accepted:
+        run.succeeded += 1
+
+
+def _recorded_pull(ctx: EventScope, repo: Repo, number: int) -> PullSnapshot | None:
+    pr = queue_store.pull_snapshot(ctx.conn, repo.id, repo.full_name, number, checks=())
+    if pr is None:  # never seen by a webhook: read it once
+        from app.tasks import pulls as pull_state
+        from app.github.models import PullRequest
+
+        raw = gate_service.read_pull(ctx.github(repo.full_name), number)
+        if raw is None:
+            return None
+        pull_state.upsert_pull(ctx.conn, repo.id, repo.full_name, PullRequest.model_validate(raw), repo.config)
+        pr = queue_store.pull_snapshot(ctx.conn, repo.id, repo.full_name, number, checks=())
+    return pr
+
+
+def _decide(conn, repo: Repo, cmd: QueueCommand, actor: str, permission: Callable[[], str], pr: PullSnapshot):
+    found = queue_store.active_entry(conn, repo.id, pr.number)
+    base = found[0] if found else pr.base_ref
+    queue = queue_store.load_queue(conn, repo.id, repo.full_name, base)
+    config = repo.config.queue
+    is_author = actor.lower() == pr.author.lower()
+    # Queueing always needs write; only an author's /dequeue is settled without asking GitHub.
+    needs_permission = not (is_author and cmd.name == "dequeue")
+    return decide_queue_command(cmd, actor, permission() if needs_permission else None, pr, queue, config)
+
+
+def _apply_command(ctx: EventScope, repo: Repo, pr: PullSnapshot, actions, actor: str) -> None:
+    """Apply a queue command's actions; an action without an executor here raises (a new
+    action must never be dropped silently)."""
+
+    now = _now()
+    found = queue_store.active_entry(ctx.conn, repo.id, pr.number)
+    for action in actions:
+        if isinstance(action, EnqueueEntry):
+            queue_store.insert_entry(ctx.conn, repo.id, pr.base_ref, new_entry(action, now))
+            found = queue_store.active_entry(ctx.conn, repo.id, pr.number)
+        elif isinstance(action, SetPriority):
+            if found:
+                queue_store.save_entry(ctx.conn, repo.id, transition(found[1], action, now))
+        elif isinstance(action, Dequeue):
+            if found:
+                queue_store.finish_entry(ctx.conn, repo.id, transition(found[1], action, now), now,
+                                         action.reason_code, action.message)
+            label = repo.config.queue.label
+            if found and label and label.lower() in (name.lower() for name in pr.labels):
+                ctx.github(repo.full_name).remove_label(pr.number, label)
+        elif isinstance(action, AdvanceToNext):
+            pass  # the step enqueued below, after every command, is the advance
+        else:
+            raise TypeError(f"no executor for queue command action {action!r}")
+    base = found[0] if found else pr.base_ref
+    # Whatever the command changed, the queue's next step decides from the new rows.
+    ctx.defer(lambda: enqueue.enqueue_step(repo.id, base))
+
+
+# --- pull request events (inside a delivery) ------------------------------------------------
+
+def on_pull_event(ctx: EventScope, repo: Repo, event) -> None:
+    """The ``fleet:queue`` label queues and dequeues; a push to the in-flight PR is recorded
+    (Fleet's own update is accepted); anything that may unblock or end the in-flight entry
+    steps its queue."""
+
+    action = ctx.delivery.action or ""
+    pr = event.pull_request
+    sender = event.sender.login if event.sender else ""
+    label = repo.config.queue.label
+    if action in ("labeled", "unlabeled") and label and event.label and event.label.name.lower() == label.lower() \
+            and sender and not is_bot(sender):
+        _label_command(ctx, repo, pr.number, "queue" if action == "labeled" else "dequeue", sender)
+    found = queue_store.active_entry(ctx.conn, repo.id, pr.number)
+    if found is None:
+        return
+    base, entry = found
+    if action == "synchronize" and entry.in_flight and event.before and event.after:
+        seen = observe_push(entry, before=event.before, after=event.after, by_fleet=is_bot(sender), now=_now())
+        if seen != entry:
+            queue_store.save_entry(ctx.conn, repo.id, seen)
+    if action in ("synchronize", "closed", "converted_to_draft", "edited", "reopened", "ready_for_review"):
+        ctx.defer(lambda: enqueue.enqueue_step(repo.id, base))
+
+
+def _label_command(ctx: EventScope, repo: Repo, number: int, name: str, sender: str) -> None:
+    from app.claims import service as claim_service
+
+    pr = _recorded_pull(ctx, repo, number)
+    if pr is None:
+        return
+    if name == "dequeue" and queue_store.active_entry(ctx.conn, repo.id, number) is None:
+        return  # removing the label from a PR that is not queued says nothing
+    decision = _decide(ctx.conn, repo, QueueCommand(name), sender, lambda: permissions.permission(ctx.conn, ctx.github(repo.full_name), repo, sender), pr)
+    _apply_command(ctx, repo, pr, decision.actions, sender)
+    data = {"command": f"label:{name}", "pr": number, "result": "accepted" if decision.accepted else "refused"}
+    claim_service.effects_for(ctx, repo).comment(number, f"{decision.reply}\n\n{marker(data)}")
+
+
+# --- automatic queueing (in the gates job) --------------------------------------------------
+
+def auto_queue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot) -> bool:
+    """``queue.auto``: queue a PR whose gates are green on its head, unless it already left the
+    queue on that head (a failure must not loop) or its author lacks write permission (an
+    outsider's PR waits for someone with write to ``/queue`` it; said once per PR).
+    Returns True when it was queued."""
+    if queue_store.active_entry(conn, repo.id, pr.number) is not None:
+        return False
+    if queue_store.left_queue_on_head(conn, repo.id, pr.number, pr.head_sha):
+        return False
+    author_permission = permissions.permission(conn, gh, repo, pr.author)
+    if not permissions.has_write(author_permission):
+        log.info("not auto-queued: author lacks write", extra={"repo": repo.full_name, "pr": pr.number})
+        key = marker({"command": "auto", "pr": pr.number, "result": "refused"})
+        held_writes.comment(conn, gh, repo.id, pr.number,
+                            f"Gates are green, but the pull request was not queued automatically: its author "
+                            f"{md_code(pr.author, in_table=False)} has no write permission. Someone with write "
+                            f"permission can `/queue` it.\n\n{key}", marker=key, look_first=True)
+        return False
+    if not queue_store.insert_entry(conn, repo.id, pr.base_ref, new_entry(EnqueueEntry(pr.number, "normal", bot_login()), _now())):
+        return False
+    queue = queue_store.load_queue(conn, repo.id, repo.full_name, pr.base_ref)
+    pos, length = positions(queue)[pr.number], len(queue.ordered())
+    where = "in flight (merging next)" if pos == 1 else f"position {pos} of {length}"
+    data = {"command": "auto", "pr": pr.number, "result": "accepted", "position": pos}
+    key = marker(data)
+    held_writes.comment(conn, gh, repo.id, pr.number,
+                        f"Gates are green: queued automatically for `{pr.base_ref}`, {where}.\n\n{key}", marker=key)
+    return True
+
+
+# --- the step --------------------------------------------------------------------------------
+
+def step(repo_id: int, base_ref: str, *, now: Callable[[], datetime] = _now, job_id: str | None = None,
+         gateway: RepoGateway | None = None) -> list[str]:
+    """Move one queue forward as far as it can go now; returns the names of the actions applied.
+
+    Holds the queue's advisory lock throughout, so workers on any machine step a queue one at a
+    time; each decision is committed before the GitHub call it leads to.
+    """
+    settings = runtime.settings()
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        repo = repositories.get(conn, repo_id)
+        if repo is None or repo.installation_id is None:
+            return []
+        evidence = EvidenceRecorder(settings.database_url, repo_id=repo.id, repo_full_name=repo.full_name, job_id=job_id)
+        gh = gateway or runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
+        try:
+            with queue_store.advisory_lock(settings.database_url, queue_store.queue_lock_key(repo.id, base_ref)):
+                return _Stepper(conn, gh, repo, base_ref, now).run()
+        finally:
+            evidence.close()
+
+
+class _Stepper:
+    def __init__(self, conn: psycopg.Connection, gh: RepoGateway, repo: Repo, base_ref: str,
+                 now: Callable[[], datetime]):
+        self.conn, self.gh, self.repo, self.base_ref, self.now = conn, gh, repo, base_ref, now
+        self.applied: list[str] = []
+
+    def run(self) -> list[str]:
+        for _ in range(MAX_ROUNDS):
+            queue = queue_store.load_queue(self.conn, self.repo.id, self.repo.full_name, self.base_ref)
+            entry = current_entry(queue)
+            if entry is None:
+                return self.applied
+            try:
+                pr, base_tip, verdict = self._read(entry)
+            except (RequestError, GitHubRefused) as exc:
+                # Never a silent retry-forever: a 4xx fails the entry naming the call, 5xx and
+                # timeouts back off up to MAX_STEP_FAILURES (merge_queue.decide_step_failure).
+                call, status, message, retry_after = _failure(exc)
+                log.warning("queue step call failed", extra={"repo": self.repo.full_name, "pr": entry.pr_number,
+                                                               "call": call, "status": status})
+                now = self.now()
+                actions = decide_step_failure(entry, queue, call, status, message, retry_after=retry_after)
+                if not self._apply(entry, None, actions, now):
+                    return self.applied
+                continue
+            now = self.now()
+            actions = decide_step(queue, pr, verdict, base_tip, self.repo.config.queue, now)
+            log.info("queue step", extra={"repo": self.repo.full_name, "base": self.base_ref, "pr": entry.pr_number,
+                                          "actions": [type(a).__name__ for a in actions]})
+            if not self._apply(entry, pr, actions, now):
+                return self.applied
+
+        enqueue.enqueue_step(self.repo.id, self.base_ref)  # more to do: another job continues
+        return self.applied
+
+    def _read(self, entry: QueueEntry) -> tuple[PullSnapshot | None, str | None, GateVerdict | None]:
+        """The in-flight PR as GitHub has it now, its base tip and its gates on exactly that head."""
+        pr, base_tip = gate_service.read_snapshot(self.conn, self.gh, self.repo, entry.pr_number, merge_base=True)
+        verdict = None
+        if pr is not None and pr.state == "open" and not pr.merged:
+            # Evaluated (and published, so a branch protection requiring fleet/gates agrees)
+            # on exactly the head just read: this is the re-check right before a merge.
+            verdict = evaluate_gates(pr, self.repo.config.gates)
+            gate_service.publish(self.conn, self.gh, self.repo, pr, verdict)
+        return pr, base_tip, verdict
+
+    # Returns True when the queue should be decided again at once.
+    def _apply(self, entry: QueueEntry, pr: PullSnapshot | None, actions: list[Action], now: datetime) -> bool:
+        pending = list(actions)
+        again = False
+        while pending:
+            action = pending.pop(0)
+            self.applied.append(type(action).__name__)
+            if isinstance(action, (StartEntry, AcceptHead, WaitForChecks, WaitForUpdate)):
+                entry = transition(entry, action, now)
+                if not self._save(entry, getattr(action, "deadline", None)):
+                    return False
+            elif isinstance(action, UpdateBranch):
+                before, entry = entry, transition(entry, action, now)
+                if not self._save(entry, now + UPDATE_LANDING):
+                    return False
+                code, message, retry_after, _ = self._verdict_call(
+                    before, lambda: self.gh.update_branch(action.pr, action.expected_head_sha))
+                assert pr is not None
+                pending[:0] = decide_update_result(action, code, message, entry=entry, pr=pr, retry_after=retry_after)
+            elif isinstance(action, Merge):
+                before, entry = entry, transition(entry, action, now)
+                if not self._save(entry, None):
+                    return False  # a person dequeued it a moment ago: never merge it now
+                code, message, retry_after, body = self._verdict_call(before, lambda: self.gh.merge_pull(
+                    action.pr, action.sha, action.method, action.title, action.message))
+                assert pr is not None
+                pending[:0] = decide_merge_result(action, code, message, entry=entry, pr=pr,
+                                                  merge_commit_sha=body.get("sha"), retry_after=retry_after)
+            elif isinstance(action, MarkMerged):
+                entry = transition(entry, action, now)
+                queue_store.finish_entry(self.conn, self.repo.id, entry, now, "merged", f"merged {action.sha}",
+                                         action.merge_commit_sha)
+                self.gh.evidence.record("queue_merged", f"#{action.pr}", "ok", None, sha=action.sha,
+                                        merge_commit_sha=action.merge_commit_sha, base_ref=self.base_ref)
+            elif isinstance(action, CloseLinkedTasks):
+                self._close_tasks(action)
+            elif isinstance(action, Dequeue):
+                entry = transition(entry, action, now)
+                if queue_store.finish_entry(self.conn, self.repo.id, entry, now, action.reason_code, action.message):
+                    self._announce(action, entry, pr)
+            elif isinstance(action, Reevaluate):
+                entry = transition(entry, action, now)
+                self._save(entry, None)
+                again = True
+            elif isinstance(action, AdvanceToNext):
+                again = True
+            elif isinstance(action, Retry):
+                entry = transition(entry, action, now)
+                self._save(entry, now + action.delay)
+
+                enqueue.enqueue_step(self.repo.id, self.base_ref, delay=action.delay)
+            else:  # pragma: no cover - a new action without an executor is a programming error
+                raise TypeError(f"no executor for {action!r}")
+        return again
+
+    def _verdict_call(self, before: QueueEntry, call: Callable[[], object]) -> tuple[int, str, timedelta | None, dict]:
+        """A merge or update-branch call, first in the write budget. When the budget is spent the
+        call was never made: the entry goes back to how it was (no attempt used) and the job defers."""
+        try:
+            with writing(WriteClass.VERDICT):
+                return _answer(call)
+        except BudgetSpent:
+            self._save(before, None)
+            raise
+
+    def _save(self, entry: QueueEntry, wake_at: datetime | None) -> bool:
+        return queue_store.save_entry(self.conn, self.repo.id, entry, wake_at)
+
+    def _close_tasks(self, action: CloseLinkedTasks) -> None:
+        """GitHub closes issues named by closing keywords when merging into the default branch;
+        close only what is still open (branch-name links, other bases)."""
+        for number in action.tasks:
+            try:
+                issue = self.gh.issue(number)
+            except RequestFailed as exc:
+                if exc.response.status_code in (404, 410):
+                    continue
+                raise
+            if issue.get("pull_request") is not None:
+                continue
+            if issue.get("state") == "open":
+                self.gh.update_issue(number, state="closed", state_reason="completed")
+            else:
+                self.gh.evidence.record("close_linked_task", f"#{number}", "already-closed", None, pr=action.pr)
+
+    def _announce(self, action: Dequeue, entry: QueueEntry, pr: PullSnapshot | None) -> None:
+        """One comment per dequeued entry (a retried job finds it and does not post again), the
+        failure label, and the queue label taken off so adding it again re-queues."""
+        if action.reason_code == "user_request":
+            return
+        key = marker({"queue": "dequeued", "pr": action.pr, "reason": action.reason_code,
+                      "entry": int(entry.queued_at.timestamp() * 1000)})
+        held_writes.comment(self.conn, self.gh, self.repo.id, action.pr, f"{action.message}\n\n{key}", marker=key,
+                            look_first=True)
+        if pr is None or pr.state != "open":
+            return
+        if action.label:
+            held_writes.add_label(self.conn, self.gh, self.repo.id, action.pr, action.label)
+        label = self.repo.config.queue.label
+        if label and label.lower() in (name.lower() for name in pr.labels):
+            held_writes.remove_label(self.conn, self.gh, self.repo.id, action.pr, label)
+
+
+def _answer(call: Callable[[], object]) -> tuple[int, str, timedelta | None, dict]:
+    """(status, GitHub's message, retry-after, body) of a merge or update-branch call."""
+    try:
+        result = call()
+    except GitHubRefused as exc:
+        response = getattr(exc.__cause__, "response", None)
+        return exc.status, exc.message, _retry_after(response), {}
+    except RequestFailed as exc:
+        return exc.response.status_code, github_message(exc), _retry_after(exc.response), {}
+    if isinstance(result, dict):
+        return 200, "", None, result
+    return int(result), "", None, {}  # type: ignore[call-overload]
+
+
+def _failure(exc: RequestError | GitHubRefused) -> tuple[str, int | None, str, timedelta | None]:
+    """(the call as ``METHOD /path``, status or None for a timeout, GitHub's message, retry-after)."""
+    if isinstance(exc, GitHubRefused):
+        response = getattr(exc.__cause__, "response", None)
+        return exc.action, exc.status, exc.message, _retry_after(response)
+    if isinstance(exc, RequestFailed):
+        request = exc.response.raw_request
+        return (f"{request.method} {request.url.path}", exc.response.status_code, github_message(exc),
+                _retry_after(exc.response))
+    try:  # httpx raises when a transport error carries no request
+        request = exc.exc.request
+        call = f"{request.method} {request.url.path}"
+    except (AttributeError, RuntimeError):
+        call = "a GitHub request"
+    return call, None, type(exc).__name__, None
+
+
+def _retry_after(response) -> timedelta | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return timedelta(seconds=float(value)) if value else None
+    except ValueError:
+        return None
