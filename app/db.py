@@ -130,3 +130,21 @@ def migrate(conn: psycopg.Connection, migrations: list[Migration] | None = None)
             )
             applied.append(migration)
     return applied
+
+
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+
+
+@contextmanager
+def advisory_lock(database_url: str, key: str, lock_timeout_s: float = 120) -> Iterator[None]:
+    """Hold ``pg_advisory_xact_lock(key)`` for the block, in a transaction on a connection of its
+    own, so the block may commit its work in several steps while keeping the lock. A worker
+    that dies drops its connection and Postgres releases the lock at once."""
+    conn = connect(database_url)
+    try:
+        with conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+            conn.execute(LOCK, (key,))
+            yield
+    finally:
+        conn.close()

@@ -9,20 +9,11 @@ from flask import Flask, Response, jsonify, request
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from app.api.headers import SECURITY_HEADERS
 from app import runtime
 from app.settings import Settings
 
 log = logging.getLogger("fleet.web")
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
 
 def make_pool(database_url: str) -> ConnectionPool:
     """A small pool that checks connections on checkout, so a Postgres restart heals itself."""

@@ -1,6 +1,6 @@
 """RQ jobs for the gates and the merge queue.
 
-Enqueueing them (one waiting job per key) lives in ``app/queue/enqueue.py``.
+Enqueueing them (one waiting job per key) lives in ``app/enqueue.py``.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from rq import get_current_job
 
+from app.gates import store as gate_store
 from app import db, runtime
 from app.gates import service as gate_service
 from app.queue import service as queue_service
@@ -17,7 +18,7 @@ from app.repos import registry as repositories
 from app.github.evidence import EvidenceRecorder
 from app.gates.rules import GateVerdict
 from app.github.gateway import RepoGateway
-from app.queue.enqueue import enqueue_evaluation, enqueue_step
+from app.enqueue import enqueue_evaluation, enqueue_step
 from jobs.deferral import deferral_time, run_at
 
 log = logging.getLogger("fleet.jobs.queue")
@@ -60,7 +61,8 @@ def _evaluate_gates(repo_id: int, pr_number: int, force: bool) -> str | None:
                                     job_id=_job_id())
         try:
             gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
-            pr, verdict = gate_service.evaluate(conn, gh, repo, pr_number, force=force)
+            place = queue_store.queue_place(conn, repo.id, repo.full_name, pr_number)
+            pr, verdict = gate_service.evaluate(conn, gh, repo, pr_number, force=force, queue_place=place)
             if pr is None or verdict is None:
                 return None
             _after_verdict(conn, gh, repo, pr, verdict)
@@ -102,7 +104,7 @@ def poll_queues() -> dict[str, int]:
     settings = runtime.settings()
     with db.connect(settings.database_url, autocommit=True) as conn:
         queues = queue_store.active_queues(conn)
-        stale = queue_store.stale_gates(conn, STALE_GATES_AFTER)
+        stale = gate_store.stale_gates(conn, STALE_GATES_AFTER)
     for repo_id, base_ref in queues:
         enqueue_step(repo_id, base_ref)
     for repo_id, number, sha in stale:

@@ -1,6 +1,6 @@
-"""The dependency rule, enforced: ``webhooks/`` and ``jobs/`` depend on ``app/``, never the reverse
-(import-linter contracts in pyproject.toml; the composition roots and today's known upward
-imports are listed there by name)."""
+"""The dependency rule, enforced by import-linter contracts in pyproject.toml: ``webhooks/`` and
+``jobs/`` depend on ``app/``, never the reverse (only the composition roots may import them), and
+inside ``app/`` the capability packages depend downward only."""
 from __future__ import annotations
 
 import os
@@ -22,18 +22,33 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
 def test_app_never_imports_webhooks_or_jobs():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "1 kept, 0 broken" in result.stdout
+    assert "2 kept, 0 broken" in result.stdout
 
 
-def test_a_new_upward_import_breaks_the_contract(tmp_path):
+def copy_of_the_tree(tmp_path: Path) -> Path:
     for package in ("app", "webhooks", "jobs"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "app" / "upward.py").write_text("from jobs import leases\n")
+    return tmp_path
 
-    result = lint_imports(tmp_path)
+
+def test_a_new_upward_import_breaks_the_contract(tmp_path):
+    tree = copy_of_the_tree(tmp_path)
+    (tree / "app" / "upward.py").write_text("from jobs import leases\n")
+
+    result = lint_imports(tree)
     assert result.returncode != 0
     assert "app.upward -> jobs.leases" in result.stdout, result.stdout[-3000:]
+
+
+def test_a_lower_package_importing_a_higher_one_breaks_the_layers(tmp_path):
+    tree = copy_of_the_tree(tmp_path)
+    (tree / "app" / "github" / "upward.py").write_text("from app.claims import rules\n")
+
+    result = lint_imports(tree)
+    assert result.returncode != 0
+    assert "app.github is not allowed to import app.claims" in result.stdout, result.stdout[-3000:]
+    assert "app.github.upward -> app.claims.rules" in result.stdout
 
 
 def test_one_table_routes_every_handler_and_nothing_is_both_routed_and_ignored():

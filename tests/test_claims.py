@@ -36,7 +36,7 @@ from app.claims.rules import (
     renew,
     warn_time,
 )
-from app.claims.replies import parse_marker
+from app.replies import parse_marker
 from app.repos.config import ClaimsConfig
 from app.tasks.refs import TaskRef
 

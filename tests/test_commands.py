@@ -7,15 +7,15 @@ from hypothesis import strategies as st
 
 from app.commands.parse import (
     COMMANDS,
-    MAX_LINES,
     Command,
     command_allowed,
-    has_permission,
     parse_command_line,
     parse_commands,
     render_help,
     suggest,
 )
+from app.github.permissions import has_permission
+from app.input_limits import MAX_LINES
 
 
 def names(body: str) -> list[str]:
@@ -281,11 +281,11 @@ HOSTILE_COMMENTS = "/help\n" + "<!--" * 16000
 def test_unclosed_html_comments_are_linear(monkeypatch: pytest.MonkeyPatch) -> None:
     """The review's input (2.8 s before) still finds /help; eight times as many openers, with the
     caps lifted, would take minutes with the old lazy ``<!--.*?-->``."""
-    from app.commands import parse as commands
+    from app import prose
 
     assert [c.name for c in parse_commands(HOSTILE_COMMENTS)] == ["help"]
-    monkeypatch.setattr(commands, "MAX_BODY_CHARS", 10**7)
-    monkeypatch.setattr(commands, "MAX_LINE_CHARS", 10**7)
+    monkeypatch.setattr(prose, "MAX_BODY_CHARS", 10**7)
+    monkeypatch.setattr(prose, "MAX_LINE_CHARS", 10**7)
     assert [c.name for c in parse_commands("/help\n" + "<!--" * 128000)] == ["help"]
     assert [c.name for c in parse_commands("/help\n" + "<!---->\n" * 20000 + "/gates")] == ["help"]
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.claims.replies import parse_marker
+from app.replies import parse_marker
 from jobs.leases import check_leases
 
 

@@ -100,7 +100,7 @@ def test_progress_snapshots_feed_velocity(world, db_conn):
 
 def test_next_and_help_work_in_the_status_issue(world, db_conn):
     """An agent reading the status issue comments `/next` there and is given the top ready task."""
-    from app.claims.replies import parse_marker
+    from app.replies import parse_marker
 
     sim, repo = world.sim, world.repo
     sim.add_user("dora", "write")

@@ -21,7 +21,7 @@ import pytest
 from app import db, runtime
 from app.claims import apply as claim_actions
 from app.github.client import GitHubClients, RetryPolicy
-from app.claims.replies import parse_marker
+from app.replies import parse_marker
 from jobs.redeliver import redeliver_failed
 from jobs.sweeper import sweep_deliveries
 from tests.conftest import TABLES

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from app.claims.replies import parse_marker
+from app.replies import parse_marker
 from jobs import merge_queue as mq_jobs
 from jobs.sweeper import sweep_deliveries
 from tests.fault_services import wait_until

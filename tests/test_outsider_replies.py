@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app.commands.handlers import OUTSIDER_REPLY_INTERVAL, decide_answer
-from app.claims.replies import parse_marker
+from app.replies import parse_marker
 from tests.test_e2e_gates import gate_writes, head_of
 from tests.test_e2e_merge_queue import open_task_pr, sim_repo
 

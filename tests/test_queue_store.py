@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
+from app.gates import store as gate_store
 from app.queue import store as queue_store
 from app.queue.rules import AcceptHead, Dequeue, QueueEntry, StartEntry, UpdateBranch, transition
 
@@ -80,21 +81,21 @@ def test_pull_snapshot_reads_the_pr_its_reviews_and_the_checks_on_its_head(conn)
     conn.execute("INSERT INTO check_runs (id, repo_id, head_sha, name, status, conclusion) VALUES (6, %s, %s, 'tests', 'completed', 'failure')",
                  (REPO, "9" * 40))
     conn.execute("INSERT INTO commit_statuses (repo_id, sha, context, state) VALUES (%s, %s, 'ci/legacy', 'pending')", (REPO, head))
-    pr = queue_store.pull_snapshot(conn, REPO, "octo/widgets", 1)
+    pr = gate_store.pull_snapshot(conn, REPO, "octo/widgets", 1)
     assert (pr.head_sha, pr.base_ref, pr.labels, pr.linked_tasks, pr.mergeable) == (head, "main", ("wip",), (11,), True)
     assert [(r.reviewer, r.state) for r in pr.reviews] == [("bob", "APPROVED")]
     assert sorted((c.name, c.kind, c.state) for c in pr.checks) == [
         ("ci/legacy", "status", "waiting"), ("tests", "check_run", "passed")]
-    assert queue_store.pull_snapshot(conn, REPO, "octo/widgets", 99) is None
+    assert gate_store.pull_snapshot(conn, REPO, "octo/widgets", 99) is None
 
 
 def test_gate_runs_remember_the_check_run_and_its_digest(conn):
-    assert queue_store.gate_run(conn, REPO, "a" * 40) is None
-    queue_store.store_gate_run(conn, REPO, "a" * 40, 1, 77, "d1", "waiting")
-    queue_store.store_gate_run(conn, REPO, "a" * 40, 1, None, "d2", "success")
-    assert queue_store.gate_run(conn, REPO, "a" * 40) == queue_store.GateRun(77, "d2", "success", 1)
+    assert gate_store.gate_run(conn, REPO, "a" * 40) is None
+    gate_store.store_gate_run(conn, REPO, "a" * 40, 1, 77, "d1", "waiting")
+    gate_store.store_gate_run(conn, REPO, "a" * 40, 1, None, "d2", "success")
+    assert gate_store.gate_run(conn, REPO, "a" * 40) == gate_store.GateRun(77, "d2", "success", 1)
     conn.execute("UPDATE gate_runs SET evaluated_at = now() - interval '1 hour'")
-    queue_store.store_gate_run(conn, REPO, "b" * 40, 2, 78, "d3", "waiting")
+    gate_store.store_gate_run(conn, REPO, "b" * 40, 2, 78, "d3", "waiting")
     conn.execute("UPDATE gate_runs SET evaluated_at = now() - interval '1 hour' WHERE head_sha = %s", ("b" * 40,))
     # PR 1's head (1…1) never published, PR 2's head (2…2) neither: both are stale.
-    assert {n for _, n, _ in queue_store.stale_gates(conn, 60)} == {1, 2}
+    assert {n for _, n, _ in gate_store.stale_gates(conn, 60)} == {1, 2}

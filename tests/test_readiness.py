@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.claims.rules import AgentId
+from app.tasks.agents import AgentId
 from app.tasks.readiness import (
     FLEET_LABELS,
     AddLabel,

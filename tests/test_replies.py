@@ -9,8 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from app.claims import replies
-from app.claims.rules import AgentId, Claim
+from app import replies
+from app.commands import replies as command_replies
+from app.claims.rules import Claim
+from app.tasks.agents import AgentId
 from app.commands.parse import parse_command_line
 from app.tasks.refs import TaskRef
 
@@ -152,11 +154,11 @@ def every_reply(text: str, login: str) -> list[str]:
         replies.lease_warning(claim=held, repo=REPO, now=NOW - timedelta(minutes=5)),
         replies.lease_expired(claim=held, repo=REPO),
         replies.lease_expired(claim=claim(), repo=REPO),
-        replies.unknown_command(line),
-        replies.command_error(error),
-        replies.command_not_allowed(line, "write", login),
-        replies.command_not_here(line, "pr"),
-        replies.help_reply("issue"),
+        command_replies.unknown_command(line),
+        command_replies.command_error(error),
+        command_replies.command_not_allowed(line, "write", login),
+        command_replies.command_not_here(line, "pr"),
+        command_replies.help_reply("issue"),
         replies.cycle_found(cycle=[TASK, TaskRef("o", "r", 3)], repo=REPO),
         replies.pr_task_held(pr_number=4, task=TASK, repo=REPO, holder=other, author=agent),
         replies.config_invalid(message=text, key=text, line=3),

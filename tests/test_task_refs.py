@@ -230,10 +230,10 @@ HOSTILE_CLOSES = "Closes" + " " * 60000 + "x"
 @pytest.fixture
 def uncapped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Lift the input caps, so a test shows the patterns themselves are linear."""
-    from app.commands import parse as commands
+    from app import prose
 
-    monkeypatch.setattr(commands, "MAX_BODY_CHARS", 10**7)
-    monkeypatch.setattr(commands, "MAX_LINE_CHARS", 10**7)
+    monkeypatch.setattr(prose, "MAX_BODY_CHARS", 10**7)
+    monkeypatch.setattr(prose, "MAX_LINE_CHARS", 10**7)
 
 
 def test_closing_keyword_then_60000_spaces_finds_nothing() -> None:

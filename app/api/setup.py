@@ -27,6 +27,7 @@ import yaml
 from flask import Blueprint, Response, current_app, render_template, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from app.api.headers import SECURITY_HEADERS
 from app.api.auth import guard
 from app.github.client import github_web_url
 
@@ -122,8 +123,6 @@ def _page(template: str, status: int = 200, form_target: str | None = None, **co
     response = Response(render_template(template, **context), status=status, mimetype="text/html")
     if form_target:
         # The form posts to GitHub: allow exactly that origin besides our own.
-        from app.wsgi import SECURITY_HEADERS
-
         csp = SECURITY_HEADERS["Content-Security-Policy"]
         response.headers["Content-Security-Policy"] = csp.replace("form-action 'self'", f"form-action 'self' {form_target}")
     return response

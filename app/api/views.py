@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 from app.api import queries as q
 from app import deliveries
 from app.api.auth import authenticated, guard
-from app.claims.rules import AgentId
+from app.tasks.agents import AgentId
 from app.github.client import github_web_url
 from app.tasks.readiness import Dependency, TaskSnapshot, task_state
 from app.status.render import burndown_series

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, Union
 
-from app.claims import replies
-from app.commands.parse import AGENT_NAME_RE
+from app import replies
+from app.tasks.agents import AGENT_NAME_RE, AgentId
 from app.github.permissions import has_permission
 from app.repos.config import ClaimsConfig
 from app.tasks.refs import TaskRef
@@ -67,39 +67,6 @@ def assigners(events: Iterable[Mapping]) -> dict[str, str]:
 # A claim accepted by one delivery can be undone by an *earlier* claim (by GitHub's ordering)
 # whose delivery arrived late, but only this soon after: later the holder has started work.
 DISPLACE_WINDOW = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, eq=False)
-class AgentId:
-    """An agent identity: ``login``, or ``login:name`` for a named agent on a shared account.
-
-    Compared case-insensitively, like GitHub logins.
-    """
-
-    login: str
-    name: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.login.lower(), (self.name or "").lower())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AgentId) and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __str__(self) -> str:
-        return f"{self.login}:{self.name}" if self.name else self.login
-
-    def same_account(self, login: str) -> bool:
-        return self.login.lower() == login.lower()
-
-    @classmethod
-    def parse(cls, text: str) -> AgentId:
-        """Inverse of ``str()``: ``login`` or ``login:name``."""
-        login, _, name = text.partition(":")
-        return cls(login, name or None)
 
 
 @dataclass(frozen=True)

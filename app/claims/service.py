@@ -13,8 +13,7 @@ from app.claims import rules as claims
 from app.github import held_writes
 from app.github import permissions
 from app.tasks import readiness
-from app.claims import replies
-from app.status import service as status_service
+from app import replies
 from app.github.identity import is_bot
 from app.claims.apply import Effects, apply, sync_labels
 from app.repos.registry import Repo
@@ -55,7 +54,7 @@ def build_request(ctx: EventScope, repo: Repo, effects: Effects, *, task: TaskRe
     teams = claims.allowed_teams(config)
     return claims.ClaimRequest(
         task=task, claimant=claimant, assigner=assigner, source=source, order_key=order_key,
-        assigner_permission=permissions.permission(ctx.conn, effects.gh, repo, assigner) if someone_else else None,
+        assigner_permission=permissions.permission(ctx.conn, effects.gh, repo.id, assigner) if someone_else else None,
         claimant_assignable=True if source == "assign" else effects.gh.can_be_assigned(claimant.login),
         claimant_teams=permissions.teams_of(effects.gh, claimant.login, teams) if teams else None,
     )
@@ -78,14 +77,15 @@ def request_claim(ctx: EventScope, repo: Repo, effects: Effects, request: claims
     return decision
 
 
-def on_issue_event(ctx: EventScope, repo: Repo, event: IssuesEvent) -> None:
-    """issues.*: assignment is a claim, unassignment a release, closing completes the claim."""
+def on_issue_event(ctx: EventScope, repo: Repo, event: IssuesEvent, *, status_issue: bool) -> None:
+    """issues.*: assignment is a claim, unassignment a release, closing completes the claim.
+    ``status_issue``: the issue is the repository's status issue, never a task."""
     action = ctx.delivery.action or ""
     number = event.issue.number
     effects = effects_for(ctx, repo)
     affected = {number}
     sender = event.sender.login if event.sender else ""
-    if _is_status_issue(ctx, repo, event):
+    if status_issue:
         _protect_status_issue(effects, event, sender)
     elif action == "assigned" and event.assignee and not is_bot(sender):
         _assigned(ctx, repo, effects, event, sender)
@@ -101,12 +101,6 @@ def on_issue_event(ctx: EventScope, repo: Repo, event: IssuesEvent) -> None:
         report_cycles(ctx, repo, effects, number)
     if action in STATE_CHANGING and event.issue.state == "open" or action == "closed":
         sync_labels(effects, affected)
-
-
-def _is_status_issue(ctx: EventScope, repo: Repo, event: IssuesEvent) -> bool:
-    issue = event.issue
-    return status_service.is_status_issue(ctx.conn, repo.id, issue.number, issue.user.login if issue.user else None,
-                                          (label.name for label in issue.labels), issue.body)
 
 
 def _protect_status_issue(effects: Effects, event: IssuesEvent, sender: str) -> None:

@@ -10,7 +10,8 @@ from datetime import datetime
 
 import psycopg
 
-from app.claims.rules import AgentId, Claim
+from app.claims.rules import Claim
+from app.tasks.agents import AgentId
 from app.tasks.readiness import Dependency, TaskSnapshot
 from app.tasks.refs import TaskRef
 

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from app.queue import scheduling
 from app.claims import service as claim_service
 from app.claims import store as claim_store
 from app.claims import rules as claims
 from app.commands import parse as commands
-from app.gates import service as gate_service
 from app.github import permissions
 from app.tasks import readiness
-from app.claims import replies
+from app import replies
+from app.commands import replies as command_replies
 from app.status import service as status_service
 from app.tasks import store as task_state
 from app.github.identity import is_bot
@@ -73,7 +74,7 @@ class CommandRun:
     @property
     def permission(self) -> str:
         if self._permission is None:
-            self._permission = permissions.permission(self.ctx.conn, self.ctx.github(self.repo.full_name), self.repo, self.login)
+            self._permission = permissions.permission(self.ctx.conn, self.ctx.github(self.repo.full_name), self.repo.id, self.login)
         return self._permission
 
     @property
@@ -167,17 +168,17 @@ def _renew_on_comment(run: CommandRun) -> None:
 
 def _run_one(run: CommandRun, command: commands.Command) -> None:
     if command.unknown:
-        run.replies.append(replies.unknown_command(command))
+        run.replies.append(command_replies.unknown_command(command))
         return
     if command.error:
-        run.replies.append(replies.command_error(command))
+        run.replies.append(command_replies.command_error(command))
         return
     spec = commands.COMMANDS[command.name]
     if run.where not in spec.where:
-        run.replies.append(replies.command_not_here(command, run.where))
+        run.replies.append(command_replies.command_not_here(command, run.where))
         return
     if spec.who in ("write", "maintain") and not commands.command_allowed(spec, run.permission):
-        run.replies.append(replies.command_not_allowed(command, spec.who, run.login))
+        run.replies.append(command_replies.command_not_allowed(command, spec.who, run.login))
         return
     HANDLERS[command.name](run, command)
 
@@ -282,14 +283,14 @@ def cmd_unblock(run: CommandRun, command: commands.Command) -> None:
 
 def cmd_help(run: CommandRun, command: commands.Command) -> None:
     """/help: the commands usable here, with who may use them."""
-    run.replies.append(replies.help_reply(run.where))
+    run.replies.append(command_replies.help_reply(run.where))
 
 
 def cmd_gates(run: CommandRun, command: commands.Command) -> None:
     """/gates: re-evaluate the PR's gates. A writer's re-publishes even when nothing changed;
     anyone else's publishes only a change (else any commenter could make Fleet write at will)."""
     force = permissions.has_permission(run.permission, "write")
-    gate_service.schedule(run.ctx, run.repo, [run.number], force=force)
+    scheduling.schedule_gates(run.ctx, run.repo, [run.number], force=force)
     run.succeeded += 1
 
 

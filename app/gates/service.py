@@ -1,30 +1,25 @@
 """Gates, I/O side: read a PR's exact state from GitHub, evaluate the gates, publish ``fleet/gates``.
 
-Webhook handlers only *schedule* an evaluation (an RQ job, enqueued after the delivery commits,
-at most one waiting per (repo, PR, head SHA)); ``evaluate`` runs in that job. The merge queue
-reads the same snapshot through ``read_snapshot`` right before it merges.
+Webhook handlers only *schedule* an evaluation (``app/queue/scheduling.py``: an RQ job, enqueued
+after the delivery commits, at most one waiting per (repo, PR, head SHA)); ``evaluate`` runs in
+that job. The merge queue reads the same snapshot through ``read_snapshot`` right before it merges.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 
 import psycopg
 from githubkit.exception import RequestFailed
 
-from app.event_scope import EventScope
-from app.queue import enqueue
-from app import runtime
+from app.gates import store as gate_store
+from app import db, runtime
 from app.github import permissions
 from app.tasks import pulls as pull_state
-from app.queue import store as queue_store
-from app.github.identity import bot_login
-from app.claims.rules import AgentId
+from app.tasks.agents import AgentId
 from app.gates.rules import CheckResult, GateVerdict, LinkedTask, PullSnapshot, evaluate_gates, latest_reviews
 from app.gates.check_run import render_check_run
 from app.github.gateway import RepoGateway
-from app.queue.rules import positions
 from app.repos.registry import Repo
 from app.tasks.refs import branch_task
 from app.github.write_budget import WriteClass, writing
@@ -33,58 +28,6 @@ from app.github.models import CheckRun, PullRequest
 # GitHub answers ``mergeable: null`` while it computes mergeability in the background: ask again
 # after these pauses before treating the conflict gate as still waiting.
 MERGEABLE_PAUSES = (0.1, 0.3, 1.0)
-# Actions after which the gates (or the PR's place in the queue) may have changed.
-RE_EVALUATE = {"opened", "edited", "synchronize", "reopened", "ready_for_review", "converted_to_draft",
-               "labeled", "unlabeled"}
-
-
-# --- scheduling (inside a delivery) ----------------------------------------------------------
-
-def on_pull_event(ctx: EventScope, repo: Repo, event) -> None:
-    """pull_request.*: let the merge queue react, then re-evaluate the gates on the new state."""
-    from app.queue import service as queue_service
-
-    queue_service.on_pull_event(ctx, repo, event)
-    if ctx.delivery.action in RE_EVALUATE and event.pull_request.state == "open":
-        schedule(ctx, repo, [event.pull_request.number])
-
-
-def schedule(ctx: EventScope, repo: Repo, numbers: Iterable[int], force: bool = False) -> None:
-    """Evaluate the gates of these PRs in a job once this delivery has committed; step the queue
-    of any of them that is queued (a check finishing may let it merge)."""
-
-    wanted = sorted(set(numbers))
-    if not wanted or _own_suite(ctx):
-        return
-    rows = ctx.conn.execute(
-        "SELECT number, head_sha FROM pull_requests WHERE repo_id = %s AND number = ANY(%s) AND state = 'open'",
-        (repo.id, wanted),
-    ).fetchall()
-    heads = {r["number"]: r["head_sha"] for r in rows}
-    queues, in_flight = set(), set()
-    for number in wanted:
-        found = queue_store.active_entry(ctx.conn, repo.id, number)
-        if found is not None:
-            queues.add(found[0])
-            if found[1].in_flight and not force:
-                in_flight.add(number)  # its queue step evaluates and publishes it anyway
-    for number, sha in heads.items():
-        if number not in in_flight:
-            ctx.defer(lambda n=number, s=sha: enqueue.enqueue_evaluation(repo.id, n, s, force=force))
-    for base in sorted(queues):
-        ctx.defer(lambda b=base: enqueue.enqueue_step(repo.id, b))
-
-
-def _own_suite(ctx) -> bool:
-    # Completing fleet/gates completes Fleet's own check suite: evaluating again would only
-    # find what was just published.
-    if ctx.delivery.event != "check_suite":
-        return False
-    suite = ctx.delivery.payload.get("check_suite") or {}
-    slug = (suite.get("app") or {}).get("slug")
-    return bool(slug) and f"{slug}[bot]".lower() == bot_login().lower()
-
-
 # --- reading a snapshot from GitHub ----------------------------------------------------------
 
 def read_pull(gh: RepoGateway, number: int) -> dict | None:
@@ -129,7 +72,7 @@ def reviewer_permissions(conn: psycopg.Connection, gh: RepoGateway, repo: Repo,
                          pr: PullSnapshot) -> tuple[tuple[str, str], ...]:
     """(login, permission) of every reviewer whose standing review the gates weigh: one cached
     lookup per distinct reviewer, none without reviews."""
-    return tuple((login, permissions.permission(conn, gh, repo, login)) for login in sorted(latest_reviews(pr)))
+    return tuple((login, permissions.permission(conn, gh, repo.id, login)) for login in sorted(latest_reviews(pr)))
 
 
 # The linked tasks' state and open claim, from Fleet's own rows (no GitHub call).
@@ -174,7 +117,7 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
         mergeable_state=model.mergeable_state or "unknown", labels=tuple(label.name for label in model.labels),
         linked_tasks=tuple(pull_state.linked_tasks(model, repo.full_name, repo.config)),
         changed_files=model.changed_files or 0, additions=model.additions or 0, deletions=model.deletions or 0,
-        reviews=queue_store.reviews(conn, repo.id, number), merge_commit_sha=model.merge_commit_sha,
+        reviews=gate_store.reviews(conn, repo.id, number), merge_commit_sha=model.merge_commit_sha,
     )
     if snapshot.state != "open" or snapshot.merged:
         return snapshot, None
@@ -193,35 +136,33 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
 
 @writing(WriteClass.QUEUE)
 def publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot, verdict: GateVerdict, *,
-            force: bool = False) -> None:
+            force: bool = False, queue_place: tuple[int | None, int] | None = None) -> None:
     """Create or update ``fleet/gates`` on the head; no request at all when nothing changed.
+    ``queue_place``: the PR's (position, queue length) when it is queued, shown in the summary.
 
     Serialised per (repo, head SHA) so two evaluations never create two runs.
     """
-    position = length = None
-    found = queue_store.active_entry(conn, repo.id, pr.number)
-    if found is not None:
-        queue = queue_store.load_queue(conn, repo.id, repo.full_name, found[0])
-        position, length = positions(queue).get(pr.number), len(queue.ordered())
+    position, length = queue_place or (None, None)
     fields = render_check_run(verdict, queue_position=position, queue_length=length)
-    with queue_store.advisory_lock(runtime.settings().database_url, f"fleet-gates:{repo.id}:{verdict.head_sha}"):
-        known = queue_store.gate_run(conn, repo.id, verdict.head_sha)
+    with db.advisory_lock(runtime.settings().database_url, f"fleet-gates:{repo.id}:{verdict.head_sha}"):
+        known = gate_store.gate_run(conn, repo.id, verdict.head_sha)
         if known is not None and known.check_run_id is not None:
             if known.digest != fields.digest or force:
                 gh.update_check_run(known.check_run_id, fields.update_payload())
             run_id = known.check_run_id
         else:
             run_id = gh.create_check_run(fields.create_payload())
-        queue_store.store_gate_run(conn, repo.id, verdict.head_sha, pr.number, run_id, fields.digest,
+        gate_store.store_gate_run(conn, repo.id, verdict.head_sha, pr.number, run_id, fields.digest,
                                    verdict.conclusion)
 
 
 def evaluate(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
-             force: bool = False) -> tuple[PullSnapshot | None, GateVerdict | None]:
+             force: bool = False, queue_place: tuple[int | None, int] | None = None,
+             ) -> tuple[PullSnapshot | None, GateVerdict | None]:
     """Read the PR, evaluate its gates on exactly its head and publish them."""
     pr, _ = read_snapshot(conn, gh, repo, number)
     if pr is None or pr.state != "open" or pr.merged:
         return pr, None
     verdict = evaluate_gates(pr, repo.config.gates)
-    publish(conn, gh, repo, pr, verdict, force=force)
+    publish(conn, gh, repo, pr, verdict, force=force, queue_place=queue_place)
     return pr, verdict

@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING, Literal
 
 import psycopg
 
-from app.repos.registry import Repo
 
 if TYPE_CHECKING:
     from app.github.gateway import RepoGateway
@@ -37,16 +36,16 @@ ON CONFLICT (repo_id, login) DO UPDATE SET permission = EXCLUDED.permission, fet
 """
 
 
-def permission(conn: psycopg.Connection, gh: "RepoGateway", repo: Repo, login: str) -> str:
+def permission(conn: psycopg.Connection, gh: "RepoGateway", repo_id: int, login: str) -> str:
     """admin / maintain / write / triage / read / none for ``login`` on the repository: the
     cached answer, else GitHub's."""
     if not login:
         return "none"
-    row = conn.execute(CACHED, (repo.id, login, CACHE_SECONDS)).fetchone()
+    row = conn.execute(CACHED, (repo_id, login, CACHE_SECONDS)).fetchone()
     if row is not None:
         return row["permission"]
     value = gh.permission(login)
-    conn.execute(STORE, (repo.id, login.lower(), value))
+    conn.execute(STORE, (repo_id, login.lower(), value))
     return value
 
 

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from githubkit.exception import RequestError, RequestFailed
 
+from app.gates import store as gate_store
 from app.event_scope import EventScope
-from app.queue import enqueue
+from app import enqueue
 from app import db, runtime
 from app.gates import service as gate_service
 from app.github import held_writes
@@ -36,7 +37,7 @@ from app.queue.rules import (
     decide_update_result,
     new_entry, observe_push, positions, transition,
 )
-from app.claims.replies import marker
+from app.replies import marker
 from app.repos.registry import Repo
 from app.github.write_budget import BudgetSpent, WriteClass, writing
 
@@ -70,7 +71,7 @@ def on_command(run, command) -> None:
 
 
 def _recorded_pull(ctx: EventScope, repo: Repo, number: int) -> PullSnapshot | None:
-    pr = queue_store.pull_snapshot(ctx.conn, repo.id, repo.full_name, number, checks=())
+    pr = gate_store.pull_snapshot(ctx.conn, repo.id, repo.full_name, number, checks=())
     if pr is None:  # never seen by a webhook: read it once
         from app.tasks import pulls as pull_state
         from app.github.models import PullRequest
@@ -79,7 +80,7 @@ def _recorded_pull(ctx: EventScope, repo: Repo, number: int) -> PullSnapshot | N
         if raw is None:
             return None
         pull_state.upsert_pull(ctx.conn, repo.id, repo.full_name, PullRequest.model_validate(raw), repo.config)
-        pr = queue_store.pull_snapshot(ctx.conn, repo.id, repo.full_name, number, checks=())
+        pr = gate_store.pull_snapshot(ctx.conn, repo.id, repo.full_name, number, checks=())
     return pr
 
 
@@ -157,7 +158,7 @@ def _label_command(ctx: EventScope, repo: Repo, number: int, name: str, sender: 
         return
     if name == "dequeue" and queue_store.active_entry(ctx.conn, repo.id, number) is None:
         return  # removing the label from a PR that is not queued says nothing
-    decision = _decide(ctx.conn, repo, QueueCommand(name), sender, lambda: permissions.permission(ctx.conn, ctx.github(repo.full_name), repo, sender), pr)
+    decision = _decide(ctx.conn, repo, QueueCommand(name), sender, lambda: permissions.permission(ctx.conn, ctx.github(repo.full_name), repo.id, sender), pr)
     _apply_command(ctx, repo, pr, decision.actions, sender)
     data = {"command": f"label:{name}", "pr": number, "result": "accepted" if decision.accepted else "refused"}
     claim_service.effects_for(ctx, repo).comment(number, f"{decision.reply}\n\n{marker(data)}")
@@ -174,7 +175,7 @@ def auto_queue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSn
         return False
     if queue_store.left_queue_on_head(conn, repo.id, pr.number, pr.head_sha):
         return False
-    author_permission = permissions.permission(conn, gh, repo, pr.author)
+    author_permission = permissions.permission(conn, gh, repo.id, pr.author)
     if not permissions.has_write(author_permission):
         log.info("not auto-queued: author lacks write", extra={"repo": repo.full_name, "pr": pr.number})
         key = marker({"command": "auto", "pr": pr.number, "result": "refused"})
@@ -212,7 +213,7 @@ def step(repo_id: int, base_ref: str, *, now: Callable[[], datetime] = _now, job
         evidence = EvidenceRecorder(settings.database_url, repo_id=repo.id, repo_full_name=repo.full_name, job_id=job_id)
         gh = gateway or runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
         try:
-            with queue_store.advisory_lock(settings.database_url, queue_store.queue_lock_key(repo.id, base_ref)):
+            with db.advisory_lock(settings.database_url, queue_store.queue_lock_key(repo.id, base_ref)):
                 return _Stepper(conn, gh, repo, base_ref, now).run()
         finally:
             evidence.close()
@@ -261,7 +262,8 @@ class _Stepper:
             # Evaluated (and published, so a branch protection requiring fleet/gates agrees)
             # on exactly the head just read: this is the re-check right before a merge.
             verdict = evaluate_gates(pr, self.repo.config.gates)
-            gate_service.publish(self.conn, self.gh, self.repo, pr, verdict)
+            gate_service.publish(self.conn, self.gh, self.repo, pr, verdict,
+                                 queue_place=queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number))
         return pr, base_tip, verdict
 
     # Returns True when the queue should be decided again at once.

@@ -117,7 +117,7 @@ def _slug(title: str) -> str:
 
 
 def _marker(body: str | None) -> dict | None:
-    from app.claims.replies import parse_marker
+    from app.replies import parse_marker
 
     return parse_marker(body)
 

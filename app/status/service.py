@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from app.claims import replies
+from app import replies
 from app.repos import registry as repositories
 from app.repos.config import ConfigError
 from app.status import snapshot as status_snapshot

@@ -9,7 +9,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from app.claims.rules import AgentId
+from app.tasks.agents import AgentId
 from app.tasks.refs import PRIORITY_NORMAL, TaskRef
 
 TaskState = Literal["blocked", "ready", "claimed", "review", "queued", "done"]

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from app.repos.branch_patterns import match_branch
-from app.commands.parse import AGENT_NAME_RE, prose_lines
+from app.prose import prose_lines
+from app.tasks.agents import AGENT_NAME_RE
 from app.repos.config import TasksConfig
 
 # One day of estimated work is a working day, not 24 hours.

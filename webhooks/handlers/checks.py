@@ -1,7 +1,7 @@
 """check_run.*, check_suite.* and status: CI results per exact SHA."""
 from __future__ import annotations
 
-from app.gates import service as gate_service
+from app.queue import scheduling
 from app.tasks import pulls as pull_state
 from app.gates.rules import OWN_CHECK_NAME
 from webhooks.context import EventContext, ensure_repo
@@ -18,7 +18,7 @@ def check_run_completed(ctx: EventContext) -> None:
     pull_state.upsert_check_run(ctx.conn, repo.id, run)
     if _is_own(run.name):
         return
-    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha))
+    scheduling.schedule_gates(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha))
 
 
 def check_run_rerequested(ctx: EventContext) -> None:
@@ -26,13 +26,13 @@ def check_run_rerequested(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     run = ctx.parse(CheckRunEvent).check_run
     pull_state.upsert_check_run(ctx.conn, repo.id, run)
-    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha), force=True)
+    scheduling.schedule_gates(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha), force=True)
 
 
 def check_suite_changed(ctx: EventContext) -> None:
     repo = ensure_repo(ctx)
     suite = ctx.parse(CheckSuiteEvent).check_suite
-    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, suite.head_sha),
+    scheduling.schedule_gates(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, suite.head_sha),
                           force=ctx.delivery.action == "rerequested")
 
 
@@ -41,4 +41,4 @@ def status_changed(ctx: EventContext) -> None:
     event = ctx.parse(StatusEvent)
     pull_state.upsert_status(ctx.conn, repo.id, event.sha, event.context, event.state, event.target_url,
                              event.id, event.updated_at)
-    gate_service.schedule(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, event.sha))
+    scheduling.schedule_gates(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, event.sha))

@@ -9,7 +9,7 @@ from app.repos import reload as config_service
 from app.tasks import pulls as pull_state
 from app.repos.config import CONFIG_PATH
 from app.tasks.refs import branch_task
-from app.queue.enqueue import enqueue_step
+from app.enqueue import enqueue_step
 from webhooks.context import EventContext, ensure_repo
 from app.github.models import PushEvent, RefEvent
 

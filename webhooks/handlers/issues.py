@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from app.claims import service as claim_service
+from app.status import service as status_service
 from app.tasks import store as task_state
 from app.tasks.refs import TaskRef
 from webhooks.context import EventContext, ensure_repo
@@ -24,7 +25,11 @@ def issue_changed(ctx: EventContext) -> None:
         task_state.upsert_task(ctx.conn, repo.id, repo.full_name, current, repo.config, force=True)
     elif not applied:
         ctx.log.info("older issue event ignored", extra={"number": event.issue.number})
-    claim_service.on_issue_event(ctx, repo, event)
+    issue = event.issue
+    status_issue = status_service.is_status_issue(ctx.conn, repo.id, issue.number,
+                                                  issue.user.login if issue.user else None,
+                                                  (label.name for label in issue.labels), issue.body)
+    claim_service.on_issue_event(ctx, repo, event, status_issue=status_issue)
 
 
 def issue_deleted(ctx: EventContext) -> None:

@@ -1,4 +1,4 @@
-"""Enqueueing the gates and merge-queue jobs, by name, at most one waiting per key.
+"""Enqueueing jobs by name (never by importing ``jobs``), at most one waiting per key.
 
 Job ids are deterministic per (repo, PR, head SHA) and per (repo, base): while one such job is
 still waiting in the queue, enqueueing it again does nothing (it will read the newest state when
