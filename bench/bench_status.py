@@ -12,16 +12,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from app.repos.config import StatusConfig
-from app.status.render import (
-    BODY_LIMIT,
-    AgentRow,
-    ClaimRow,
-    EpicRow,
-    MergeQueue,
-    QueueEntry,
-    StatusSnapshot,
-    TaskRow,
-    render_status,
+from app.status.render import render_status
+from app.status.rows import (
+    AgentRow, BODY_LIMIT, ClaimRow, EpicRow, MergeQueue, QueueEntry, StatusSnapshot, TaskRow,
 )
 from app.status.velocity import ProgressPoint
 

@@ -21,6 +21,7 @@ from githubkit.exception import RateLimitExceeded, RequestFailed
 from app import db, runtime
 from app.claims import store as claim_store
 from app.claims import rules as claims
+from app.claims import leases as claims_leases
 from app.repos import registry as repositories
 from app.tasks import store as task_state
 from app.claims.apply import Effects, apply, sync_labels
@@ -242,7 +243,7 @@ def _check_claim(conn: psycopg.Connection, repo: repositories.Repo, gh: RepoGate
     claim = claim_store.open_claim(conn, repo.id, number)  # fresh: activity may have renewed it
     if claim is None:
         return None, None
-    actions = claims.decide_lease(claim, now, repo.config.claims)
+    actions = claims_leases.decide_lease(claim, now, repo.config.claims)
     if not actions:
         return None, None
     releasing = any(isinstance(a, claims.ReleaseClaim) for a in actions)

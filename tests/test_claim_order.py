@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from app.claims.rules import (
-    ASSIGNED_KIND, COMMENT_KIND, assigners, assignment_order_keys, comment_order_key, github_earlier,
+    ASSIGNED_KIND, COMMENT_KIND, assigners, assignment_order_keys, comment_order_key,
+    github_earlier,
 )
 from tests.test_e2e_claims import agents, assignees, fleet_markers, holder, open_task  # noqa: F401
 

@@ -8,33 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.claims.leases import (
+    Activity, decide_activity, decide_closed, decide_lease, decide_progress, decide_release,
+    decide_unassigned, renew, warn_time,
+)
 from app.claims.rules import (
-    Activity,
-    AgentId,
-    AssigneeResolution,
-    Assign,
-    Claim,
-    ClaimRequest,
-    ClaimState,
-    Comment,
-    GrantVerdict,
-    CompleteClaim,
-    CreateClaim,
-    ReleaseClaim,
-    RenewClaim,
-    Unassign,
-    WarnLease,
-    decide_activity,
-    decide_assignees,
-    decide_claim,
-    decide_closed,
-    decide_lease,
-    decide_progress,
-    decide_release,
-    decide_unassigned,
-    resolve_assignees,
-    renew,
-    warn_time,
+    AgentId, Assign, AssigneeResolution, Claim, ClaimRequest, ClaimState, Comment, CompleteClaim,
+    CreateClaim, GrantVerdict, ReleaseClaim, RenewClaim, Unassign, WarnLease, decide_assignees,
+    decide_claim, resolve_assignees,
 )
 from app.replies import parse_marker
 from app.repos.config import ClaimsConfig

@@ -16,7 +16,7 @@ from app import runtime
 from app.queue import service as queue_service
 from app.queue import store as queue_store
 from app.github.gateway import RepoGateway
-from app.queue.rules import QueueEntry
+from app.queue.state import QueueEntry
 from app.sandbox.simulator.state import Repo
 from jobs import merge_queue as jobs
 

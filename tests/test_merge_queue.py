@@ -10,42 +10,14 @@ from hypothesis import strategies as st
 
 from app.commands.parse import COMMANDS, command_allowed
 from app.gates.rules import CheckResult, GateResult, GateVerdict, PullSnapshot, evaluate_gates
-from app.queue.rules import (
-    MAX_MERGE_ATTEMPTS,
-    MAX_UPDATE_ATTEMPTS,
-    UPDATE_LANDING,
-    AcceptHead,
-    AdvanceToNext,
-    CloseLinkedTasks,
-    Dequeue,
-    EnqueueEntry,
-    MarkMerged,
-    Merge,
-    QueueCommand,
-    QueueEntry,
-    QueueSnapshot,
-    Reevaluate,
-    Retry,
-    SetPriority,
-    StartEntry,
-    UpdateBranch,
-    WaitForChecks,
-    WaitForUpdate,
-    commit_message,
-    commit_title,
-    current_entry,
-    decide_merge_result,
-    decide_queue_command,
-    decide_step,
-    decide_update_result,
-    is_behind,
-    new_entry,
-    observe_push,
-    order_queue,
-    parse_queue_command,
-    positions,
-    render_commit_template,
-    transition,
+from app.queue.commands import QueueCommand, decide_queue_command, parse_queue_command
+from app.queue.messages import commit_message, commit_title, render_commit_template
+from app.queue.rules import decide_merge_result, decide_step, decide_update_result, is_behind
+from app.queue.state import (
+    AcceptHead, AdvanceToNext, CloseLinkedTasks, Dequeue, EnqueueEntry, MAX_MERGE_ATTEMPTS,
+    MAX_UPDATE_ATTEMPTS, MarkMerged, Merge, QueueEntry, QueueSnapshot, Reevaluate, Retry,
+    SetPriority, StartEntry, UPDATE_LANDING, UpdateBranch, WaitForChecks, WaitForUpdate,
+    current_entry, new_entry, observe_push, order_queue, positions, transition,
 )
 from app.repos.config import GatesConfig, QueueConfig
 from tests import builders

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from app.queue import service as queue_service
-from app.queue.rules import AdvanceToNext, StartEntry
+from app.queue.state import AdvanceToNext, StartEntry
 from app.repos.config import RepoConfig
 from tests.test_merge_queue import make_pr
 

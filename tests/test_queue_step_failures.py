@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from app.queue.rules import (
-    MAX_STEP_FAILURES, AdvanceToNext, Dequeue, QueueEntry, QueueSnapshot, Retry, decide_step_failure, transition,
+from app.queue.rules import decide_step_failure
+from app.queue.state import (
+    AdvanceToNext, Dequeue, MAX_STEP_FAILURES, QueueEntry, QueueSnapshot, Retry, transition,
 )
 from tests.test_e2e_merge_queue import (  # noqa: F401  (the settings fixture lifts write pacing)
     comments_text, merge_calls, open_task_pr, queue_rows, run_ci, settings,
@@ -54,7 +55,7 @@ def test_rate_limit_waits_without_counting() -> None:
 
 
 def test_a_new_head_resets_the_count() -> None:
-    from app.queue.rules import AcceptHead
+    from app.queue.state import AcceptHead
     assert transition(_entry(3), AcceptHead(7, "def", "abc", "pushed"), T0).step_failures == 0
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from app.gates import store as gate_store
 from app.queue import store as queue_store
-from app.queue.rules import AcceptHead, Dequeue, QueueEntry, StartEntry, UpdateBranch, transition
+from app.queue.state import AcceptHead, Dequeue, QueueEntry, StartEntry, UpdateBranch, transition
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 REPO = 7

@@ -93,14 +93,14 @@ def test_retention_setting_default_and_validation():
 
 
 def test_evidence_count_is_bounded_and_next_stays_exact(client, settings, db_conn, monkeypatch):
-    from app.api import views as api
+    from app.api import readers
 
-    monkeypatch.setattr(api, "EVIDENCE_COUNT_CAP", 5)
+    monkeypatch.setattr(readers, "EVIDENCE_COUNT_CAP", 5)
     evidence(db_conn, timedelta(hours=1), n=12)
     first = client.get("/api/evidence?per_page=4").get_json()
     assert first["total"] == 5 and first["next"].endswith("page=2")
     third = client.get("/api/evidence?per_page=4&page=3").get_json()
     assert len(third["items"]) == 4 and third["total"] == 12 and third["next"] is None
     assert client.get("/api/evidence?per_page=4&page=9").get_json()["total"] == 5
-    monkeypatch.setattr(api, "EVIDENCE_COUNT_CAP", 100)
+    monkeypatch.setattr(readers, "EVIDENCE_COUNT_CAP", 100)
     assert client.get("/api/evidence?per_page=4&page=9").get_json()["total"] == 12

@@ -17,23 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.repos.config import StatusConfig
-from app.status.render import (
-    BODY_LIMIT,
-    MARKER,
-    AgentRow,
-    ClaimRow,
-    EpicRow,
-    MergeQueue,
-    QueueEntry,
-    StatusSnapshot,
+from app.status.render import body_changed, content_digest, render_status, should_edit
+from app.status.rows import (
+    AgentRow, BODY_LIMIT, ClaimRow, EpicRow, MARKER, MergeQueue, QueueEntry, StatusSnapshot,
     TaskRow,
-    body_changed,
-    burndown_series,
-    content_digest,
-    progress_bar,
-    render_status,
-    should_edit,
 )
+from app.status.sections import burndown_series, progress_bar
 from app.status.velocity import ProgressPoint
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request
 from markupsafe import Markup, escape
 
-from app.api import views as api
+from app.api import readers as api_readers
 from app.api.auth import COOKIE_NAME, authenticated, check_access, deny, login_cookie_value, token_matches
 
 bp = Blueprint("dashboard", __name__)
@@ -77,16 +77,16 @@ def burndown_svg(points: list[dict[str, Any]]) -> Markup:
 def _panels_context() -> dict[str, Any]:
     auth = authenticated()
     with current_app.config["FLEET_POOL"].connection(timeout=5) as conn:
-        summary = api.read_progress_summary(conn, auth)
-        ready = api.ready_order(api.load_tasks(conn, auth, state="ready"))
+        summary = api_readers.read_progress_summary(conn, auth)
+        ready = api_readers.ready_order(api_readers.load_tasks(conn, auth, state="ready"))
         return {
             "summary": summary,
-            "agents": api.read_agents(conn, auth),
-            "agent_progress": {a["agent"]: a for a in api.read_progress_agents(conn, auth)["agents"]},
+            "agents": api_readers.read_agents(conn, auth),
+            "agent_progress": {a["agent"]: a for a in api_readers.read_progress_agents(conn, auth)["agents"]},
             "ready": ready[:READY_LIMIT],
             "ready_total": len(ready),
-            "queues": api.read_merge_queue(conn, auth),
-            "evidence": api.read_evidence(conn, auth, {"per_page": EVIDENCE_LIMIT})["items"],
+            "queues": api_readers.read_merge_queue(conn, auth),
+            "evidence": api_readers.read_evidence(conn, auth, {"per_page": EVIDENCE_LIMIT})["items"],
             "burndown_svg": burndown_svg,
             "percent": _percent,
             "authenticated": auth,

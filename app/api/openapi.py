@@ -8,7 +8,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from app.api.views import EVIDENCE_COUNT_CAP, MAX_PAGE, MAX_PER_PAGE, PG_INT_MAX, REPO_RE, TASK_STATES
+from app.api.params import MAX_PAGE, MAX_PER_PAGE, PG_INT_MAX, REPO_RE, TASK_STATES
+from app.api.readers import EVIDENCE_COUNT_CAP
 from app.deliveries import STATUSES as DELIVERY_STATUSES
 
 Schema = dict[str, Any]

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from app.claims import store as claim_store
 from app.claims import rules as claims
+from app.claims import leases as claims_leases
 from app.github import held_writes
 from app.github import permissions
 from app.tasks import readiness
@@ -91,9 +92,9 @@ def on_issue_event(ctx: EventScope, repo: Repo, event: IssuesEvent, *, status_is
         _assigned(ctx, repo, effects, event, sender)
     elif action == "unassigned" and event.assignee:
         holder = claim_store.open_claim(ctx.conn, repo.id, number)
-        apply(effects, claims.decide_unassigned(holder, event.assignee.login))
+        apply(effects, claims_leases.decide_unassigned(holder, event.assignee.login))
     elif action == "closed":
-        apply(effects, claims.decide_closed(claim_store.open_claim(ctx.conn, repo.id, number)))
+        apply(effects, claims_leases.decide_closed(claim_store.open_claim(ctx.conn, repo.id, number)))
         affected |= set(claim_store.dependents(ctx.conn, repo.id, repo.full_name, number))
     elif action == "reopened":
         affected |= set(claim_store.dependents(ctx.conn, repo.id, repo.full_name, number))
@@ -162,15 +163,15 @@ def _contested(ctx: EventScope, repo: Repo, effects: Effects, task: TaskRef, hol
                                               "reason": decision.reason})
 
 
-def on_activity(ctx: EventScope, repo: Repo, number: int, login: str, kind: claims.ActivityKind, *,
+def on_activity(ctx: EventScope, repo: Repo, number: int, login: str, kind: claims_leases.ActivityKind, *,
                 sha: str | None = None, branch: str | None = None, agent_name: str | None = None,
                 pr_number: int | None = None) -> None:
     """Pushes, PR updates and comments by the holder renew the lease and record where work stands."""
     holder = claim_store.open_claim(ctx.conn, repo.id, number)
     if holder is None:
         return
-    activity = claims.Activity(kind, login, agent_name=agent_name, branch=branch, sha=sha, pr_number=pr_number)
-    apply(effects_for(ctx, repo), claims.decide_activity(holder, activity, datetime.now(timezone.utc), repo.config.claims))
+    activity = claims_leases.Activity(kind, login, agent_name=agent_name, branch=branch, sha=sha, pr_number=pr_number)
+    apply(effects_for(ctx, repo), claims_leases.decide_activity(holder, activity, datetime.now(timezone.utc), repo.config.claims))
 
 
 def on_pull_event(ctx: EventScope, repo: Repo, event: PullRequestEvent) -> None:
@@ -186,10 +187,10 @@ def on_pull_event(ctx: EventScope, repo: Repo, event: PullRequestEvent) -> None:
         holder = claim_store.open_claim(ctx.conn, repo.id, number)
         if holder is None:
             continue
-        if claims.is_holder_activity(holder, author):
+        if claims_leases.is_holder_activity(holder, author):
             kind = "commit" if ctx.delivery.action == "synchronize" else "pr"
-            activity = claims.Activity(kind, author, branch=pr.head.ref, sha=pr.head.sha, pr_number=pr.number)
-            apply(effects, claims.decide_activity(holder, activity, effects.now, repo.config.claims))
+            activity = claims_leases.Activity(kind, author, branch=pr.head.ref, sha=pr.head.sha, pr_number=pr.number)
+            apply(effects, claims_leases.decide_activity(holder, activity, effects.now, repo.config.claims))
         elif ctx.delivery.action == "opened" and not is_bot(author):
             body = replies.pr_task_held(pr_number=pr.number, task=holder.task, repo=repo.full_name,
                                         holder=holder.agent, author=claims.AgentId(author))

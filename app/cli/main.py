@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds (default 600)")
     demo.add_argument("--bind", help=f"HOST:PORT for Fleet's web server (default {DEFAULT_BIND})")
     demo.add_argument("--no-live", action="store_true", help="plain log lines instead of the live table")
-    demo.add_argument("--plan", metavar="PLAN.yml", help="plan to import (default app/sample/plan.yml)")
+    demo.add_argument("--plan", metavar="PLAN.yml", help="plan to import (default app/sandbox/sample/plan.yml)")
     demo.add_argument("--database", default="fleet_demo",
                       help="database name on DATABASE_URL's server, dropped and re-created (default fleet_demo)")
     demo.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")

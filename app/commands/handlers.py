@@ -20,6 +20,7 @@ from app.queue import scheduling
 from app.claims import service as claim_service
 from app.claims import store as claim_store
 from app.claims import rules as claims
+from app.claims import leases as claims_leases
 from app.commands import parse as commands
 from app.github import permissions
 from app.tasks import readiness
@@ -222,7 +223,7 @@ def cmd_release(run: CommandRun, command: commands.Command) -> None:
     agent = claims.AgentId(run.login, command.agent_name)
     holder = claim_store.open_claim(run.ctx.conn, run.repo.id, run.number)
     perm = run.permission if holder is not None and not holder.agent.same_account(run.login) else None
-    ok = _apply_claim_actions(run, claims.decide_release(holder, run.task, agent, perm))
+    ok = _apply_claim_actions(run, claims_leases.decide_release(holder, run.task, agent, perm))
     _record(run, ok)
     sync_labels(run.effects, [run.number])
 
@@ -249,8 +250,8 @@ def cmd_progress(run: CommandRun, command: commands.Command) -> None:
     """/progress N [note]: recorded on the claim and the task; renews the lease."""
     agent = claims.AgentId(run.login)
     holder = claim_store.open_claim(run.ctx.conn, run.repo.id, run.number)
-    perm = None if holder is not None and claims.is_holder_activity(holder, run.login) else run.permission
-    actions = claims.decide_progress(holder, run.task, agent, perm, command.percent or 0, command.note,
+    perm = None if holder is not None and claims_leases.is_holder_activity(holder, run.login) else run.permission
+    actions = claims_leases.decide_progress(holder, run.task, agent, perm, command.percent or 0, command.note,
                                      run.effects.now, run.repo.config.claims)
     ok = _apply_claim_actions(run, actions)
     if ok:

@@ -30,12 +30,12 @@ from app.github.evidence import EvidenceRecorder
 from app.gates.check_run import md_code
 from app.gates.rules import GateVerdict, PullSnapshot, evaluate_gates
 from app.github.gateway import GitHubRefused, RepoGateway, github_message
-from app.queue.rules import (
-    UPDATE_LANDING, AcceptHead, Action, AdvanceToNext, CloseLinkedTasks, Dequeue, EnqueueEntry, MarkMerged, Merge,
-    QueueCommand, QueueEntry, Reevaluate, Retry, SetPriority, StartEntry, UpdateBranch, WaitForChecks,
-    WaitForUpdate, current_entry, decide_merge_result, decide_queue_command, decide_step, decide_step_failure,
-    decide_update_result,
-    new_entry, observe_push, positions, transition,
+from app.queue.commands import QueueCommand, decide_queue_command
+from app.queue.rules import decide_merge_result, decide_step, decide_step_failure, decide_update_result
+from app.queue.state import (
+    AcceptHead, Action, AdvanceToNext, CloseLinkedTasks, Dequeue, EnqueueEntry, MarkMerged, Merge,
+    QueueEntry, Reevaluate, Retry, SetPriority, StartEntry, UPDATE_LANDING, UpdateBranch,
+    WaitForChecks, WaitForUpdate, current_entry, new_entry, observe_push, positions, transition,
 )
 from app.replies import marker
 from app.repos.registry import Repo

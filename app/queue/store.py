@@ -8,7 +8,7 @@ from datetime import datetime
 
 import psycopg
 
-from app.queue.rules import PRIORITY_RANK, QueueEntry, QueueSnapshot, positions
+from app.queue.state import PRIORITY_RANK, QueueEntry, QueueSnapshot, positions
 
 PRIORITY_NAME = {rank: name for name, rank in PRIORITY_RANK.items()}
 

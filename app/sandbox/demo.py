@@ -5,7 +5,7 @@ as child processes, Postgres and Redis from the environment) but with a database
 namespace of its own, against the GitHub simulator served in this process. Then:
 
 - a demo repository gets a ``.github/fleet.yml`` (short lease, required check ``ci``, WIP limit 1)
-  and the sample plan (``app/sample/plan.yml``: epics, tasks, dependencies) is imported;
+  and the sample plan (``app/sandbox/sample/plan.yml``: epics, tasks, dependencies) is imported;
 - N agents (threads) work the way an agent with ``gh`` would, over the simulator's REST API with
   their own user tokens: self-assign a ready issue (or comment ``/claim`` on it, or ``/next`` on
   the status issue), wait for Fleet's verdict (the only assignee, ``fleet:claimed``; or a refusal

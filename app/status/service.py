@@ -13,6 +13,7 @@ from app.repos import registry as repositories
 from app.repos.config import ConfigError
 from app.status import snapshot as status_snapshot
 from app.status import render as status_table
+from app.status import rows as status_rows
 from app.github.identity import is_bot
 from app.github.gateway import GitHubRefused, RepoGateway
 from app.repos.config import STATUS_LABEL_NAME
@@ -99,7 +100,7 @@ def made_by_fleet(author: str | None, labels: Iterable[str], body: str | None) -
     """An issue Fleet opened as a status issue: its author is Fleet's own login, it carries the
     ``fleet:status`` label and the status marker. Anyone with triage can label an issue, and
     anyone can paste the marker, so neither alone makes an issue Fleet's."""
-    return is_bot(author) and STATUS_LABEL[0] in set(labels) and status_table.MARKER in (body or "")
+    return is_bot(author) and STATUS_LABEL[0] in set(labels) and status_rows.MARKER in (body or "")
 
 
 def is_status_issue(conn: psycopg.Connection, repo_id: int, number: int, author: str | None,

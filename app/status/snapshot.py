@@ -10,15 +10,7 @@ from app.tasks import readiness
 from app.gates.rules import config_warnings
 from app.github.client import github_web_url
 from app.repos.registry import Repo
-from app.status.render import (
-    AgentRow,
-    ClaimRow,
-    EpicRow,
-    MergeQueue,
-    QueueEntry,
-    StatusSnapshot,
-    TaskRow,
-)
+from app.status.rows import AgentRow, ClaimRow, EpicRow, MergeQueue, QueueEntry, StatusSnapshot, TaskRow
 from app.status.velocity import ProgressPoint
 
 TASK_DETAILS = """
