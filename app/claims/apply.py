@@ -12,6 +12,7 @@ from datetime import datetime
 
 import psycopg
 
+from app import runtime
 from app.claims import store as claim_store
 from app.claims import rules as claims
 from app.github import held_writes
@@ -164,8 +165,6 @@ def _write_labels(effects: Effects, task: readiness.TaskSnapshot, changes) -> No
 
 def defer_label_sync(repo_id: int, retry_at: float) -> None:
     """Bring the repository's labels up to date once the label class has budget again."""
-    from app import runtime
-
     runtime.schedule_catch_up("jobs.labels.sync_repo_labels", repo_id, "labels", retry_at)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 
+from app.tasks.pulls import linked_tasks
 from app.claims import store as claim_store
 from app.claims import rules as claims
 from app.claims import leases as claims_leases
@@ -177,8 +178,6 @@ def on_activity(ctx: EventScope, repo: Repo, number: int, login: str, kind: clai
 def on_pull_event(ctx: EventScope, repo: Repo, event: PullRequestEvent) -> None:
     """A PR linked to a task: renew its holder's lease, warn when someone else holds the task,
     and move the task's label to review (or back when the PR closes)."""
-    from app.tasks.pulls import linked_tasks
-
     pr = event.pull_request
     author = pr.user.login if pr.user else ""
     numbers = linked_tasks(pr, repo.full_name, repo.config)

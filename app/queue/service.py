@@ -16,6 +16,9 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from githubkit.exception import RequestError, RequestFailed
 
+from app.claims import service as claim_service
+from app.github.models import PullRequest
+from app.tasks import pulls as pull_state
 from app.gates import store as gate_store
 from app.event_scope import EventScope
 from app import enqueue
@@ -73,9 +76,6 @@ def on_command(run, command) -> None:
 def _recorded_pull(ctx: EventScope, repo: Repo, number: int) -> PullSnapshot | None:
     pr = gate_store.pull_snapshot(ctx.conn, repo.id, repo.full_name, number, checks=())
     if pr is None:  # never seen by a webhook: read it once
-        from app.tasks import pulls as pull_state
-        from app.github.models import PullRequest
-
         raw = gate_service.read_pull(ctx.github(repo.full_name), number)
         if raw is None:
             return None
@@ -151,8 +151,6 @@ def on_pull_event(ctx: EventScope, repo: Repo, event) -> None:
 
 
 def _label_command(ctx: EventScope, repo: Repo, number: int, name: str, sender: str) -> None:
-    from app.claims import service as claim_service
-
     pr = _recorded_pull(ctx, repo, number)
     if pr is None:
         return
