@@ -1,4 +1,4 @@
-"""``python -m bench``: run every benchmark and print its figures (about 2-3 minutes).
+"""``python -m bench``: run every benchmark and print its figures (about 6-7 minutes).
 
 Each benchmark also runs alone (``python -m bench.bench_ingest --help`` etc.):
 
@@ -6,7 +6,9 @@ Each benchmark also runs alone (``python -m bench.bench_ingest --help`` etc.):
 - ``bench_processing``: deliveries/s one ``fleet worker`` turns into state vs no-op jobs;
 - ``bench_queue``: merge-queue throughput per CI duration and overhead between steps;
 - ``bench_api``: GitHub calls per claim, merged PR and status update; conditional-request savings;
-- ``bench_status``: rendering the status issue for 10,000 tasks.
+- ``bench_status``: rendering the status issue for 10,000 tasks;
+- ``bench_economy``: GitHub calls and writes per merged task, by category, in ``fleet demo`` with 8
+  and 16 agents (about 4 minutes).
 
 Postgres and Redis as for the tests (``FLEET_TEST_PG``, ``FLEET_TEST_REDIS``); every benchmark
 uses a scratch database and Redis namespace and removes them. Figures are recorded in
@@ -20,7 +22,7 @@ import io
 import sys
 import time
 
-NAMES = ("ingest", "processing", "queue", "api", "status")
+NAMES = ("ingest", "processing", "queue", "api", "status", "economy")
 
 
 def _queue(ci_seconds: float, prs: int) -> list[str]:
@@ -47,6 +49,12 @@ def _status() -> list[str]:
     return ["status rendering:"] + ["  " + line for line in out.getvalue().splitlines()]
 
 
+def _economy() -> list[str]:
+    from bench import bench_economy
+
+    return [line for n, f in bench_economy.run().items() for line in bench_economy.report(n, f)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      epilog="Each benchmark also runs alone: python -m bench.bench_NAME --help")
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "queue": lambda: _queue(args.ci_seconds, args.prs),
         "api": lambda: bench_api.report(bench_api.run()),
         "status": _status,
+        "economy": _economy,
     }
     failed = 0
     for name in args.only or NAMES:
