@@ -1,11 +1,12 @@
 """GitHub calls and writes per merged task, by category, for the demo plan (issue 13's measure).
 
-Runs ``fleet demo`` (the sample plan, 27 tasks) with Fleet's pacer lifted, once per agent count,
-and sorts every call Fleet made by what it was for. The plan import is counted apart: it is a
-one-off per plan, not a cost of merging a task. Goal (issue 13): at most 6 writes and 20 calls
-per merged task.
+Runs ``fleet demo`` (the sample plan, 27 tasks) at GitHub's limits (its default: Fleet's pacer at
+80 writes a minute and 500 an hour, the simulator enforcing them), once per agent count, on the
+happy path (no CI failures unless ``--failure-rate``), and sorts every call Fleet made by what it
+was for. The plan import is counted apart: it is a one-off per plan, not a cost of merging a
+task. Goal (issue 13): at most 6 writes and 20 calls per merged task.
 
-    python -m bench.bench_economy [--agents 8 --agents 16] [--ci-seconds 1]
+    python -m bench.bench_economy [--agents 8 --agents 16] [--ci-seconds 1] [--failure-rate 0]
 """
 from __future__ import annotations
 
@@ -42,14 +43,15 @@ def write_category(endpoint: str) -> str:
     return "other"
 
 
-def run_demo(agents: int, ci_seconds: float, timeout: float) -> dict:
-    """One pacer-lifted demo run; its JSON summary."""
+def run_demo(agents: int, ci_seconds: float, timeout: float, failure_rate: float = 0.0) -> dict:
+    """One demo run at GitHub's limits; its JSON summary."""
     database = f"fleet_bench_economy_{run_id()}"
     env = {**os.environ, "DATABASE_URL": f"{PG_BASE}/postgres", "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "demo.json"
         cmd = [sys.executable, "-m", "app.cli.main", "demo", "--no-live", "--seed", "11", "--agents", str(agents),
-               "--ci-seconds", str(ci_seconds), "--timeout", str(timeout), "--database", database,
+               "--ci-seconds", str(ci_seconds), "--failure-rate", str(failure_rate), "--timeout", str(timeout),
+               "--database", database,
                "--bind", f"127.0.0.1:{free_port()}", "--json", str(out)]
         try:
             subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout + 120, check=False)
@@ -79,6 +81,8 @@ def per_task(summary: dict) -> dict:
     return {
         "merged": summary["prs_merged"], "tasks_done": summary["tasks_done"], "tasks": summary["tasks_total"],
         "elapsed_s": summary["elapsed_s"],
+        "pacer_said_no": summary.get("writes_without_budget", 0), "limit_hits": summary.get("secondary_limit_hits", 0),
+        "claims_without_verdict": summary.get("claims_without_verdict", 0),
         "calls": summary["fleet_api_calls_during_run"] / merged,
         "writes": summary.get("fleet_api_writes_during_run", summary["fleet_api_writes"]) / merged,
         "plan_import_calls": summary["fleet_api_calls_plan_import"],
@@ -91,7 +95,9 @@ def per_task(summary: dict) -> dict:
 def report(agents: int, f: dict) -> list[str]:
     lines = [
         f"economy, {agents} agents: {f['merged']} PRs merged, {f['tasks_done']}/{f['tasks']} tasks done in "
-        f"{f['elapsed_s']:.0f} s; {f['plan_import_calls']} calls importing the plan (not counted below)",
+        f"{f['elapsed_s']:.0f} s; {f['plan_import_calls']} calls importing the plan (not counted below); "
+        f"pacer said no {f['pacer_said_no']} times, {f['limit_hits']} secondary-limit hits, "
+        f"{f['claims_without_verdict']} claims without a verdict",
         f"  per merged task: {f['calls']:.1f} calls, {f['writes']:.1f} writes (goal: 20 and 6); "
         f"{f['status_edits']:.2f} status-issue edits",
         "  writes by category (whole run, per merged task): "
@@ -102,8 +108,9 @@ def report(agents: int, f: dict) -> list[str]:
     return lines
 
 
-def run(agent_counts: tuple[int, ...] = (8, 16), ci_seconds: float = 1.0, timeout: float = 600) -> dict[int, dict]:
-    return {n: per_task(run_demo(n, ci_seconds, timeout)) for n in agent_counts}
+def run(agent_counts: tuple[int, ...] = (8, 16), ci_seconds: float = 1.0, timeout: float = 600,
+        failure_rate: float = 0.0) -> dict[int, dict]:
+    return {n: per_task(run_demo(n, ci_seconds, timeout, failure_rate)) for n in agent_counts}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, action="append", help="agent counts (default 8 and 16)")
     parser.add_argument("--ci-seconds", type=float, default=1.0, help="simulated CI duration per head")
     parser.add_argument("--timeout", type=float, default=600, help="give a demo run up after this many seconds")
+    parser.add_argument("--failure-rate", type=float, default=0.0, help="share of CI runs that fail (default 0: the happy path)")
     args = parser.parse_args(argv)
-    for n, figures in run(tuple(args.agents or (8, 16)), args.ci_seconds, args.timeout).items():
+    for n, figures in run(tuple(args.agents or (8, 16)), args.ci_seconds, args.timeout, args.failure_rate).items():
         print("\n".join(report(n, figures)), flush=True)
     return 0
 

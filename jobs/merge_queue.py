@@ -33,16 +33,16 @@ def _job_id() -> str | None:
     return job.id if job else None
 
 
-def evaluate_gates(repo_id: int, pr_number: int, force: bool = False) -> str | None:
+def evaluate_gates(repo_id: int, pr_number: int, force: bool = False, fresh: bool = False) -> str | None:
     """Evaluate and publish a PR's gates; step its queue when it is queued (or auto-queue it).
     Returns the conclusion, "deferred" when the write budget is spent (the evaluation runs again
-    once a slot frees), or None when the PR is not open."""
+    once a slot frees), or None when the PR is not open or still waits by its recorded state."""
     try:
-        return _evaluate_gates(repo_id, pr_number, force)
+        return _evaluate_gates(repo_id, pr_number, force, fresh)
     except Exception as exc:
         if (retry_at := deferral_time(exc)) is None:
             raise
-        enqueue_evaluation(repo_id, pr_number, None, force, delay=_delay_until(retry_at))
+        enqueue_evaluation(repo_id, pr_number, None, force, delay=_delay_until(retry_at), fresh=fresh)
         log.info("gate evaluation deferred: %s", exc)
         return "deferred"
 
@@ -51,7 +51,7 @@ def _delay_until(retry_at: float) -> timedelta:
     return run_at(retry_at) - datetime.now(timezone.utc)
 
 
-def _evaluate_gates(repo_id: int, pr_number: int, force: bool) -> str | None:
+def _evaluate_gates(repo_id: int, pr_number: int, force: bool, fresh: bool) -> str | None:
     settings = runtime.settings()
     with db.connect(settings.database_url, autocommit=True) as conn:
         repo = repositories.get(conn, repo_id)
@@ -62,7 +62,7 @@ def _evaluate_gates(repo_id: int, pr_number: int, force: bool) -> str | None:
         try:
             gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
             place = queue_store.queue_place(conn, repo.id, repo.full_name, pr_number)
-            pr, verdict = gate_service.evaluate(conn, gh, repo, pr_number, force=force, queue_place=place)
+            pr, verdict = gate_service.evaluate(conn, gh, repo, pr_number, force=force, fresh=fresh, queue_place=place)
             if pr is None or verdict is None:
                 return None
             _after_verdict(conn, gh, repo, pr, verdict)
@@ -107,6 +107,6 @@ def poll_queues() -> dict[str, int]:
         stale = gate_store.stale_gates(conn, STALE_GATES_AFTER)
     for repo_id, base_ref in queues:
         enqueue_step(repo_id, base_ref)
-    for repo_id, number, sha in stale:
-        enqueue_evaluation(repo_id, number, sha)
+    for repo_id, number, sha in stale:  # silent past STALE_GATES_AFTER: ask GitHub, not the record
+        enqueue_evaluation(repo_id, number, sha, fresh=True)
     return {"queues": len(queues), "gates": len(stale)}

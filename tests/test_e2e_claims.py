@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.github_env import STATE_LABELS_YML
+
 from app.replies import parse_marker
 from jobs.leases import check_leases
 
@@ -35,6 +37,7 @@ def agents(world):
     for login in ("alice", "bob", "carol"):
         world.sim.add_user(login, "write")
     world.sim.add_user("reader", "read")
+    world.use_state_labels()  # these tests follow the state labels too (tasks.manage_labels)
     return world
 
 
@@ -52,7 +55,7 @@ def assign(world, login, number, assignee=None):
 
 
 def configure(world, text):
-    world.sim.set_file(world.repo, ".github/fleet.yml", text)
+    world.sim.set_file(world.repo, ".github/fleet.yml", STATE_LABELS_YML + text)
     world.settle()
 
 
@@ -215,8 +218,12 @@ def test_next_claims_the_most_urgent_ready_task_and_links_it(agents, db_conn):
     w.settle()
     assert holder(db_conn, high) == "carol"
     assert assignees(w, high) == ["carol"]
+    assert "fleet:claimed" in labels(w, high)  # the verdict is the answer: no reply
+    assert [m for m in fleet_markers(w, low) if m and m.get("command") == "next"] == []
+    w.sim.comment(w.repo, low, "/next as scout", author="alice")
+    w.settle()
     reply = [m for m in fleet_markers(w, low) if m and m.get("command") == "next"]
-    assert reply and reply[0]["result"] == "accepted"
+    assert reply and reply[0]["result"] == "accepted" and reply[0]["agent"] == "alice:scout"
 
 
 def test_claim_and_release_commands(agents, db_conn):
@@ -301,7 +308,7 @@ def test_broken_config_keeps_last_good_and_is_reported_once(agents, db_conn):
     assert "claims.max_per_agent" in row["config_error"]
     number = db_conn.execute("SELECT issue_number FROM status_issues").fetchone()["issue_number"]
     reports = [m for m in fleet_markers(w, number) if m and m.get("command") == "config"]
-    assert len(reports) == 1 and reports[0]["key"] == "claims.max_per_agent" and reports[0]["line"] == 2
+    assert len(reports) == 1 and reports[0]["key"] == "claims.max_per_agent" and reports[0]["line"] == 2 + STATE_LABELS_YML.count("\n")
 
 
 def test_push_to_a_named_agents_branch_renews_that_agents_claim(agents, db_conn):

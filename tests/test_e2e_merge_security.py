@@ -189,6 +189,8 @@ def test_no_required_checks_is_said_loudly_in_fleet_gates(world, db_conn):
     sim.add_user("alice", "write")
     pr = open_task_pr(world, "loud")
     world.settle()
+    sim.ci(world.repo, head_of(world, pr), "tests")
+    world.settle()
     [run] = gate_runs(world, head_of(world, pr))
     assert ("> No required checks are configured: any green check lets a PR merge. "
             "Set `gates.required_checks` in .github/fleet.yml.") in run.output["summary"]

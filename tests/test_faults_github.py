@@ -25,7 +25,7 @@ from app.replies import parse_marker
 from jobs.redeliver import redeliver_failed
 from jobs.sweeper import sweep_deliveries
 from tests.conftest import TABLES
-from tests.github_env import GitHubWorld, start_world
+from tests.github_env import STATE_LABELS_YML, GitHubWorld, start_world
 
 Fault = Callable[[GitHubWorld, dict], None]
 NO_FAULT: Fault = lambda world, n: None
@@ -70,7 +70,7 @@ def scenario(world: GitHubWorld, faults: dict[str, tuple[Fault, Fault]]) -> dict
     f = lambda name: faults.get(name, NONE)
     for login in ("alice", "bob", "carol"):
         sim.add_user(login, "write")
-    sim.set_file(repo, ".github/fleet.yml", "status:\n  enabled: false\n")
+    sim.set_file(repo, ".github/fleet.yml", STATE_LABELS_YML + "status:\n  enabled: false\n")
     world.settle()
     n: dict[str, int] = {}
 

@@ -47,6 +47,7 @@ def accepted_guids(sim) -> set[str]:
 def test_webhooks_during_a_redis_outage_are_stored_then_processed_once(world, db_conn, own_redis):
     sim, repo = world.sim, world.repo
     sim.add_user("alice", "write")
+    world.use_state_labels()  # the tasks' labels show that each delivery was processed
     before = sim.open_issue(repo, "Opened while Redis is up")
     world.settle()
 
@@ -87,6 +88,7 @@ def test_jobs_lost_with_a_redis_restart_are_recovered_once(world, db_conn, own_r
     ``queued`` in Postgres and the sweeper's stuck threshold brings them back, each processed
     once even when a job for it survived as well."""
     sim, repo = world.sim, world.repo
+    world.use_state_labels()  # the tasks' labels show that each delivery was processed
     first = sim.open_issue(repo, "Queued, then Redis restarts")
     second = sim.open_issue(repo, "Queued too")
     assert sim.wait_idle(timeout=10)

@@ -78,7 +78,7 @@ def test_held_writes_keep_their_order_and_a_reaction_waits_with_them(two_install
     assign(w, w.repo, "alice", n)
     fill_window(w.installation_id, WriteClass.QUEUE)
     w.sim.comment(w.repo, n, "/help", author="alice")
-    progress = w.sim.comment(w.repo, n, "/progress 50 halfway", author="alice")
+    progress = w.sim.comment(w.repo, n, "/unblock #99", author="alice")  # acknowledged by a reaction
     w.sim.comment(w.repo, n, "/frobnicate", author="alice")
     w.settle()
     assert [h["kind"] for h in held(db_conn)] == ["comment", "reaction", "comment"]

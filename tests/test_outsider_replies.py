@@ -11,7 +11,7 @@ import pytest
 from app.commands.handlers import OUTSIDER_REPLY_INTERVAL, decide_answer
 from app.replies import parse_marker
 from tests.test_e2e_gates import gate_writes, head_of
-from tests.test_e2e_merge_queue import open_task_pr, sim_repo
+from tests.test_e2e_merge_queue import open_task_pr, run_ci, sim_repo
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -137,8 +137,11 @@ def test_gates_from_a_non_writer_never_forces_a_republish(people, db_conn):
     w = people
     pr = open_task_pr(w, "gated")
     w.settle()
+    run_ci(w)  # a conclusive verdict: fleet/gates exists on the head
+    w.settle()
     head = head_of(w, pr)
     writes = gate_writes(w)
+    assert writes[0] == 1
     comments = [w.sim.comment(w.repo, pr, "/gates", author="mallory") for _ in range(5)]
     w.settle()
     assert gate_writes(w) == writes  # nothing changed: no PATCH

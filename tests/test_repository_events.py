@@ -46,6 +46,8 @@ def lib(world):
     w.sim.add_user("alice", "write")
     w.sim.create_repo("octo/lib")
     w.sim.install(["octo/lib"])
+    w.settle()
+    w.use_state_labels()  # these tests follow the state labels (tasks.manage_labels)
     w.sim.open_issue("octo/lib", "Library work")
     w.settle()
     return w, w.sim.world.repo("octo/lib").id
@@ -200,6 +202,7 @@ def test_a_name_taken_by_a_new_repository_resolves_to_it_not_the_renamed_one(set
 
 def test_closing_a_task_unblocks_dependents_that_name_the_repository_by_its_old_name(lib, db_conn):
     w, _ = lib
+    w.use_state_labels("octo/lib")
     n = w.sim.open_issue("octo/lib", "Same repository, written in full", body="Depends on octo/lib#1")
     w.settle()
     assert labels(w, "octo/lib", n) == ["fleet:blocked"]

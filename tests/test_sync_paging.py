@@ -16,6 +16,7 @@ def task_row(db_conn, number):
 
 def test_a_delivery_is_processed_while_a_sync_is_paging(world, db_conn, monkeypatch):
     w = world
+    w.use_state_labels()  # the task's label shows that the delivery was processed
     for i in range(3):
         w.sim.open_issue(w.repo, f"Existing {i}")
     w.settle()

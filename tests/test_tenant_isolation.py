@@ -36,6 +36,7 @@ def tenants(world):
     for repo in ("octo/secret", "other/private"):
         assert w.sim.open_issue(repo, "Secret plan") == 1
     w.settle()
+    w.use_state_labels()  # these tests read readiness off the state labels (tasks.manage_labels)
     return w
 
 
@@ -72,6 +73,7 @@ def test_references_inside_the_tenant_still_resolve(tenants, db_conn):
     w.sim.create_repo("octo/lib")
     w.sim.install(["octo/lib"])
     w.settle()
+    w.use_state_labels("octo/secret")
     lib = w.sim.open_issue("octo/lib", "Library")
     w.settle()
     private_dep = w.sim.open_issue("octo/secret", "Uses the library", body=f"Depends on octo/lib#{lib}")

@@ -89,10 +89,10 @@ def test_the_hourly_ceiling_of_a_class_holds_across_minutes(queue_namespace):
     clock = FakeClock()
     b = budget(queue_namespace, 535353, per_minute=100, per_hour=10, clock=clock)
     first = clock.now
-    assert take_all(b, WriteClass.STATUS) == 4
+    assert take_all(b, WriteClass.LABELS) == 7  # 70 % of the hour (HOUR_SHARE)
     clock.now += 60
     with pytest.raises(BudgetSpent) as info:
-        b.take(WriteClass.STATUS)
+        b.take(WriteClass.LABELS)
     assert info.value.reason == "hour ceiling reached"
     assert info.value.retry_at == first + 3600  # the hour rolls: an hour after the oldest write
     b.take(WriteClass.VERDICT)  # the hour's reserve is still there for verdicts
@@ -120,6 +120,7 @@ def test_unmarked_writes_are_queue_writes():
         assert current_class() is WriteClass.VERDICT
     assert current_class() is WriteClass.QUEUE
     assert ceiling(WriteClass.STATUS, 80) == 32 and ceiling(WriteClass.VERDICT, 500) == 500
+    assert ceiling(WriteClass.STATUS, 500, hourly=True) == 425
 
 
 def test_concurrent_workers_never_overcommit_a_window(queue_namespace):
@@ -486,6 +487,7 @@ def test_labels_over_their_share_catch_up_later_and_the_verdict_is_not_held_up(t
     """State labels rank below verdicts: with the label share of the minute spent, a claim is still
     decided and its verdict written at once, and the label change waits in a per-repository job."""
     w = two_installations
+    w.use_state_labels()
     n = w.sim.open_issue(w.repo, "Labels later")
     w.settle()
     assert "fleet:ready" in labels_of(w, n)

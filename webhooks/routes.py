@@ -19,6 +19,7 @@ Handler = Callable[["EventContext"], None]
 
 ROUTES: dict[str, Handler] = {
     "check_run.completed": checks.check_run_completed,
+    "check_run.created": checks.check_run_created,
     "check_run.requested_action": checks.check_run_rerequested,
     "check_run.rerequested": checks.check_run_rerequested,
     "check_suite.completed": checks.check_suite_changed,
@@ -88,7 +89,6 @@ ROUTES: dict[str, Handler] = {
 IGNORED: dict[str, str] = {
     "issue_comment.edited": "commands count only in new comments",
     "issue_comment.deleted": "a deleted command has already been acted on",
-    "check_run.created": "state is recorded from the completed run",
     "check_suite.requested": "Fleet reacts to check runs, not suites being requested",
     "pull_request.assigned": "claims are made on issues, not pull requests",
     "pull_request.unassigned": "claims are made on issues, not pull requests",

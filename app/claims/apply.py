@@ -96,7 +96,7 @@ def write_verdict(effects: Effects, number: int) -> None:
     ``fleet:claimed`` (``sync_labels`` then only takes ``fleet:ready`` off, a lower-class write).
     Written whether or not ``tasks.manage_labels`` is on: it is the signal agents wait for.
     The one call site of the verdict write (the write pacer's class wraps it here)."""
-    ensure_fleet_labels(effects.gh, effects.repo.id)
+    ensure_fleet_labels(effects.gh, effects.repo)
     effects.gh.add_labels(number, [VERDICT_LABEL])
     effects.conn.execute(RECORD_LABEL, {"label": VERDICT_LABEL, "repo_id": effects.repo.id, "number": number})
 
@@ -104,8 +104,8 @@ def write_verdict(effects: Effects, number: int) -> None:
 def withdraw_verdict(effects: Effects, number: int) -> None:
     """A released task loses the verdict. With ``tasks.manage_labels`` on, ``sync_labels`` moves
     the state label anyway; with it off the verdict label is the only one Fleet set, so it goes."""
-    if effects.repo.config.tasks.manage_labels:
-        return
+    if effects.repo.config.tasks.manage_labels or effects.gh is None:
+        return  # no gateway: the repository is gone or archived, nothing on GitHub can change
     row = effects.conn.execute("SELECT labels FROM tasks WHERE repo_id = %s AND number = %s",
                                (effects.repo.id, number)).fetchone()
     if row and VERDICT_LABEL in (label.lower() for label in row["labels"]):
@@ -116,13 +116,15 @@ def withdraw_verdict(effects: Effects, number: int) -> None:
 _labels_ready: set[int] = set()
 
 
-def ensure_fleet_labels(gh: RepoGateway, repo_id: int) -> None:
-    """Create Fleet's labels (with colours and descriptions) once per repository and process."""
-    if repo_id in _labels_ready:
+def ensure_fleet_labels(gh: RepoGateway, repo: Repo) -> None:
+    """Create the labels Fleet writes (with colours and descriptions) once per repository and
+    process: all state labels with ``tasks.manage_labels``, else only the verdict."""
+    if repo.id in _labels_ready:
         return
-    for action in readiness.missing_label_actions(gh.labels()):
+    only = None if repo.config.tasks.manage_labels else {VERDICT_LABEL}
+    for action in readiness.missing_label_actions(gh.labels(), only=only):
         gh.create_label(action.name, action.color, action.description)
-    _labels_ready.add(repo_id)
+    _labels_ready.add(repo.id)
 
 
 @writing(WriteClass.LABELS)
@@ -150,7 +152,7 @@ def sync_labels(effects: Effects, numbers: Iterable[int]) -> None:
 
 
 def _write_labels(effects: Effects, task: readiness.TaskSnapshot, changes) -> None:
-    ensure_fleet_labels(effects.gh, effects.repo.id)
+    ensure_fleet_labels(effects.gh, effects.repo)
     done = []
     try:
         for change in changes:

@@ -209,14 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
     demo.add_argument("--seed", type=int, help="random seed for CI failures and agents' choices")
     demo.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH")
-    demo.add_argument("--real-limits", action="store_true",
-                      help="run Fleet's write pacer at GitHub's limits and have the simulator enforce its secondary "
-                           "limits (403 over budget) instead of lifting the pacer; the summary adds claim verdict "
-                           "latency, duplicate work, tasks merged twice, calls per task and worker stalls")
+    limits = demo.add_mutually_exclusive_group()
+    limits.add_argument("--real-limits", dest="real_limits", action="store_true", default=True,
+                        help="the default: Fleet's write pacer runs at GitHub's limits and the simulator enforces its "
+                             "secondary limits (403 over budget); the summary adds claim verdict latency, duplicate "
+                             "work, tasks merged twice, calls per task and worker stalls")
+    limits.add_argument("--no-limits", dest="real_limits", action="store_false",
+                        help="lift Fleet's pacer and the simulator's secondary limits (faster on a slow machine)")
     demo.add_argument("--writes-per-minute", type=_positive_int, default=80, metavar="N",
-                      help="with --real-limits: writes per minute per installation (default 80, GitHub's)")
+                      help="writes per minute per installation (default 80, GitHub's; ignored with --no-limits)")
     demo.add_argument("--writes-per-hour", type=_positive_int, default=500, metavar="N",
-                      help="with --real-limits: writes per hour per installation (default 500, GitHub's)")
+                      help="writes per hour per installation (default 500, GitHub's; ignored with --no-limits)")
     demo.add_argument("--race", action="store_true",
                       help="agents make their first claim together and always go for the most urgent ready task "
                            "(with --real-limits the race starts with the whole write budget)")

@@ -214,7 +214,9 @@ def cmd_claim(run: CommandRun, command: commands.Command) -> None:
                                           assigner=run.login, source="command", order_key=run.order_key)
     decision = claim_service.decide_request(run.ctx, run.repo, run.effects, request)
     ok = _apply_claim_actions(run, decision.actions)
-    _record(run, ok)
+    # The verdict (assignment + fleet:claimed) is the answer; only a named agent sharing an account
+    # also needs the reaction, which says the claim is this comment's name.
+    _record(run, ok and agent.name is not None)
     sync_labels(run.effects, [run.number])
 
 
@@ -239,7 +241,9 @@ def cmd_next(run: CommandRun, command: commands.Command) -> None:
     request = claim_service.build_request(run.ctx, run.repo, run.effects, task=picked.ref, claimant=agent,
                                           assigner=run.login, source="next", order_key=run.order_key)
     decision = claim_service.decide_request(run.ctx, run.repo, run.effects, request)
-    if _apply_claim_actions(run, decision.actions) and decision.claim is not None:
+    # The verdict is the answer (the agent looks for the task assigned to it carrying fleet:claimed);
+    # only a named agent sharing an account gets a reply naming it and the task.
+    if _apply_claim_actions(run, decision.actions) and decision.claim is not None and agent.name is not None:
         run.replies.append(replies.claim_accepted(
             task=picked.ref, repo=run.repo.full_name, agent=agent, expires_at=decision.claim.expires_at,
             now=run.effects.now, title=picked.title, command="next"))
@@ -259,7 +263,9 @@ def cmd_progress(run: CommandRun, command: commands.Command) -> None:
             "UPDATE tasks SET progress = %s, progress_note = %s WHERE repo_id = %s AND number = %s",
             (command.percent, command.note or None, run.repo.id, run.number),
         )
-    _record(run, ok)
+    # Recorded and shown in the status issue; a reaction to every lease renewal would spend the
+    # write budget on nothing an agent waits for. A refusal still replies.
+    _record(run, False)
 
 
 def _set_blockers(run: CommandRun, command: commands.Command, present: bool) -> None:

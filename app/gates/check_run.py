@@ -128,6 +128,7 @@ class CheckRunFields:
     summary: str
     text: str
     details_url: str | None = None
+    seen: str = ""  # the summary without what may change unseen (the queue position)
 
     def output(self) -> dict:
         return {"title": self.title, "summary": self.summary, "text": self.text}
@@ -147,8 +148,12 @@ class CheckRunFields:
 
     @property
     def digest(self) -> str:
-        """Stable fingerprint: skip the PATCH when it equals the last one written."""
-        blob = json.dumps(self.create_payload(), sort_keys=True, ensure_ascii=False)
+        """Fingerprint of what a reader sees change: status, conclusion, title and the gates'
+        summary. Not the per-check detail (``text``), which moves with every check event, nor the
+        queue position: both are brought up to date whenever the run is written anyway."""
+        seen = {"name": self.name, "head_sha": self.head_sha, "status": self.status, "conclusion": self.conclusion,
+                "title": self.title, "summary": self.seen or self.summary, "details_url": self.details_url}
+        blob = json.dumps(seen, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -227,4 +232,5 @@ def render_check_run(
         summary=render_summary(verdict, queue_position=queue_position, queue_length=queue_length),
         text=render_text(verdict),
         details_url=safe_url(details_url),
+        seen=render_summary(verdict),
     )

@@ -18,7 +18,7 @@ from app.github import permissions
 from app.tasks import pulls as pull_state
 from app.tasks.agents import AgentId
 from app.gates.rules import CheckResult, GateVerdict, LinkedTask, PullSnapshot, evaluate_gates, latest_reviews
-from app.gates.check_run import render_check_run
+from app.gates.check_run import CheckRunFields, render_check_run
 from app.github.gateway import RepoGateway
 from app.repos.registry import Repo
 from app.tasks.refs import branch_task
@@ -134,11 +134,26 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
 
 # --- publishing fleet/gates ------------------------------------------------------------------
 
+def needs_writing(known: gate_store.GateRun | None, verdict: GateVerdict, fields: CheckRunFields, *,
+                  force: bool = False) -> bool:
+    """Whether ``fleet/gates`` must be written: one run per head, created once the verdict is
+    conclusive, or once every check on the head has finished and the gates still wait (a required
+    check that never came says so); while CI runs the PR already shows it. Updated only when
+    what a reader sees changes (``CheckRunFields.digest``); a writer's ``/gates`` always writes."""
+    if force:
+        return True
+    if known is None or known.check_run_id is None:
+        ci_finished = bool(verdict.checks) and all(c.state != "waiting" for c in verdict.checks)
+        return fields.status == "completed" or ci_finished
+    return known.digest != fields.digest
+
+
 @writing(WriteClass.QUEUE)
 def publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot, verdict: GateVerdict, *,
             force: bool = False, queue_place: tuple[int | None, int] | None = None) -> None:
-    """Create or update ``fleet/gates`` on the head; no request at all when nothing changed.
-    ``queue_place``: the PR's (position, queue length) when it is queued, shown in the summary.
+    """Create or update ``fleet/gates`` on the head as ``needs_writing`` says; no request at all
+    otherwise. ``queue_place``: the PR's (position, queue length) when it is queued, shown in the
+    summary whenever the run is written (a move in the queue alone is not worth a write).
 
     Serialised per (repo, head SHA) so two evaluations never create two runs.
     """
@@ -146,20 +161,49 @@ def publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnaps
     fields = render_check_run(verdict, queue_position=position, queue_length=length)
     with db.advisory_lock(runtime.settings().database_url, f"fleet-gates:{repo.id}:{verdict.head_sha}"):
         known = gate_store.gate_run(conn, repo.id, verdict.head_sha)
-        if known is not None and known.check_run_id is not None:
-            if known.digest != fields.digest or force:
-                gh.update_check_run(known.check_run_id, fields.update_payload())
-            run_id = known.check_run_id
-        else:
-            run_id = gh.create_check_run(fields.create_payload())
-        gate_store.store_gate_run(conn, repo.id, verdict.head_sha, pr.number, run_id, fields.digest,
-                                   verdict.conclusion)
+        run_id, digest = (known.check_run_id, known.digest) if known is not None else (None, None)
+        if needs_writing(known, verdict, fields, force=force):
+            if run_id is not None:
+                gh.update_check_run(run_id, fields.update_payload())
+            else:
+                run_id = gh.create_check_run(fields.create_payload())
+            digest = fields.digest
+        gate_store.store_gate_run(conn, repo.id, verdict.head_sha, pr.number, run_id, digest, verdict.conclusion)
+
+
+def recorded_verdict(conn: psycopg.Connection, gh: RepoGateway, repo: Repo,
+                     number: int) -> tuple[PullSnapshot | None, GateVerdict | None]:
+    """The gates evaluated on what webhooks recorded, without reading the PR from GitHub.
+
+    Optimistic where the record can lag: ``mergeable`` (null in most payloads) counts as no
+    conflict, and a check run still in progress is not recorded at all. So a waiting verdict
+    here is certain to be waiting, and anything else is only a reason to read GitHub."""
+    pr = gate_store.pull_snapshot(conn, repo.id, repo.full_name, number)
+    if pr is None or pr.state != "open" or pr.merged:
+        return pr, None
+    pr = with_linked_tasks(conn, repo, replace(pr, mergeable=True if pr.mergeable is None else pr.mergeable))
+    pr = replace(pr, reviewer_permissions=reviewer_permissions(conn, gh, repo, pr))
+    return pr, evaluate_gates(pr, repo.config.gates)
+
+
+def _worth_reading(conn: psycopg.Connection, repo: Repo, verdict: GateVerdict) -> bool:
+    """A recorded verdict is worth confirming on GitHub only when it could lead to a write."""
+    known = gate_store.gate_run(conn, repo.id, verdict.head_sha)
+    return needs_writing(known, verdict, render_check_run(verdict))
 
 
 def evaluate(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
-             force: bool = False, queue_place: tuple[int | None, int] | None = None,
+             force: bool = False, fresh: bool = False, queue_place: tuple[int | None, int] | None = None,
              ) -> tuple[PullSnapshot | None, GateVerdict | None]:
-    """Read the PR, evaluate its gates on exactly its head and publish them."""
+    """Evaluate the PR's gates and publish them. Decided first on what webhooks recorded (no
+    GitHub call): when that is still waiting, or would publish nothing new, it ends there.
+    Otherwise (and always when ``force`` or ``fresh``) the PR is read from GitHub and the gates
+    evaluated and published on exactly the head just read."""
+    if not (force or fresh):
+        recorded, verdict = recorded_verdict(conn, gh, repo, number)
+        if recorded is not None and verdict is not None and not _worth_reading(conn, repo, verdict):
+            gate_store.note_waiting(conn, repo.id, verdict.head_sha, number)
+            return recorded, None
     pr, _ = read_snapshot(conn, gh, repo, number)
     if pr is None or pr.state != "open" or pr.merged:
         return pr, None

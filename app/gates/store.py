@@ -6,6 +6,7 @@ Plain SQL in named functions; no GitHub calls and no decisions here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -19,13 +20,18 @@ WHERE repo_id = %s AND head_sha = %s ORDER BY id
 """
 STATUSES = "SELECT context, state, sha, target_url, status_id, gh_updated_at FROM commit_statuses WHERE repo_id = %s AND sha = %s"
 
-GATE_RUN = "SELECT check_run_id, digest, conclusion, pr_number FROM gate_runs WHERE repo_id = %s AND head_sha = %s"
+GATE_RUN = "SELECT check_run_id, digest, conclusion, pr_number, evaluated_at FROM gate_runs WHERE repo_id = %s AND head_sha = %s"
 UPSERT_GATE_RUN = """
 INSERT INTO gate_runs (repo_id, head_sha, pr_number, check_run_id, digest, conclusion, evaluated_at)
 VALUES (%s, %s, %s, %s, %s, %s, now())
 ON CONFLICT (repo_id, head_sha) DO UPDATE SET pr_number = EXCLUDED.pr_number,
     check_run_id = coalesce(EXCLUDED.check_run_id, gate_runs.check_run_id),
     digest = EXCLUDED.digest, conclusion = EXCLUDED.conclusion, evaluated_at = now()
+"""
+# The first evaluation of a head that is still waiting: the safety poll re-reads it after a silence.
+NOTE_WAITING = """
+INSERT INTO gate_runs (repo_id, head_sha, pr_number, conclusion, evaluated_at) VALUES (%s, %s, %s, 'waiting', now())
+ON CONFLICT (repo_id, head_sha) DO NOTHING
 """
 # Open PRs whose gates were never published on their head, or still wait after `older_than` s.
 STALE_GATES = """
@@ -92,16 +98,24 @@ class GateRun:
     digest: str | None
     conclusion: str
     pr_number: int
+    evaluated_at: datetime | None = None  # when GitHub was last asked about this head
 
 
 def gate_run(conn: psycopg.Connection, repo_id: int, head_sha: str) -> GateRun | None:
     row = conn.execute(GATE_RUN, (repo_id, head_sha)).fetchone()
-    return GateRun(row["check_run_id"], row["digest"], row["conclusion"], row["pr_number"]) if row else None
+    return GateRun(row["check_run_id"], row["digest"], row["conclusion"], row["pr_number"],
+                   row["evaluated_at"]) if row else None
 
 
 def store_gate_run(conn: psycopg.Connection, repo_id: int, head_sha: str, pr_number: int,
                    check_run_id: int | None, digest: str | None, conclusion: str) -> None:
     conn.execute(UPSERT_GATE_RUN, (repo_id, head_sha, pr_number, check_run_id, digest, conclusion))
+
+
+def note_waiting(conn: psycopg.Connection, repo_id: int, head_sha: str, pr_number: int) -> None:
+    """Record that ``head_sha`` was seen waiting (once: later evaluations from recorded state do not
+    reset the clock that ``stale_gates`` reads)."""
+    conn.execute(NOTE_WAITING, (repo_id, head_sha, pr_number))
 
 
 def stale_gates(conn: psycopg.Connection, older_than: float, limit: int = 50) -> list[tuple[int, int, str]]:

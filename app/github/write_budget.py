@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class WriteClass(enum.Enum):
-    """Write priorities, highest first. The value is the share (percent) of the per-minute and
-    per-hour budget the class may fill; what lies above a class's ceiling is its reserve for the
-    classes above it."""
+    """Write priorities, highest first. The value is the share (percent) of the per-minute budget
+    the class may fill (``HOUR_SHARE`` for the hour); what lies above a class's ceiling is its
+    reserve for the classes above it."""
 
     # Claim verdicts (unassign, refusal comment, the accepted-claim signal, the answer to /claim
     # and /next), merges, update-branch.
@@ -42,6 +42,15 @@ class WriteClass(enum.Enum):
     # The status issue (body edits, creation, pinning).
     STATUS = 40
 
+
+# Share (percent) of the hourly budget each class may fill. Bursts are smoothed by the minute
+# shares above; over the hour the status issue must keep moving (it is how people and agents see
+# state without labels) and its own rate is bounded by ``status.min_interval``: at 40 % of the hour
+# it froze for the rest of the hour once 200 writes were spent, in the first busy half hour of a
+# fleet (measured by ``fleet demo``: no status edit in a 3-minute run).
+HOUR_SHARE: dict[WriteClass, int] = {
+    WriteClass.VERDICT: 100, WriteClass.QUEUE: 90, WriteClass.STATUS: 85, WriteClass.LABELS: 70,
+}
 
 DEFAULT_CLASS = WriteClass.QUEUE
 _current: contextvars.ContextVar[WriteClass] = contextvars.ContextVar("fleet_write_class", default=DEFAULT_CLASS)
@@ -61,9 +70,10 @@ def writing(write_class: WriteClass) -> Iterator[None]:
         _current.reset(token)
 
 
-def ceiling(write_class: WriteClass, budget: int) -> int:
+def ceiling(write_class: WriteClass, budget: int, *, hourly: bool = False) -> int:
     """How much of a window of ``budget`` writes the class may fill (at least one write)."""
-    return max(1, math.floor(budget * write_class.value / 100))
+    share = HOUR_SHARE[write_class] if hourly else write_class.value
+    return max(1, math.floor(budget * share / 100))
 
 
 class BudgetSpent(RuntimeError):
@@ -147,7 +157,7 @@ class WriteBudget:
         now = self.clock()
         result = self.redis.eval(
             TAKE_SLOT, 4, self._key("minute"), self._key("hour"), self._key("spent-until"), self._key("seq"),
-            ceiling(write_class, self.per_minute), ceiling(write_class, self.per_hour), repr(now),
+            ceiling(write_class, self.per_minute), ceiling(write_class, self.per_hour, hourly=True), repr(now),
         )
         if int(result[0]) == 1:
             return

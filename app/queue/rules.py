@@ -67,6 +67,31 @@ def _ended(entry: QueueEntry, pr: PullSnapshot | None, queue: QueueSnapshot) -> 
     return []
 
 
+# While the in-flight head waits for CI by what webhooks recorded, the step asks GitHub again only
+# after this much silence (a lost webhook must not stall the queue until ``ci_timeout``).
+QUIET_WAIT_LIMIT = timedelta(minutes=5)
+
+
+def waits_quietly(entry: QueueEntry, recorded: PullSnapshot | None, verdict: GateVerdict | None,
+                  last_read_at: datetime | None, config: QueueConfig, now: datetime) -> bool:
+    """True when the step can leave the entry as it is without reading GitHub. Either Fleet's
+    update-branch has not landed yet (the recorded head is still the one it updated, within
+    ``UPDATE_LANDING``), or the entry waits for checks on the head Fleet vouches for, the recorded
+    state still says waiting (it never looks waiting too late, only too early: see
+    ``gates.service.recorded_verdict``), GitHub was asked (or the head was accepted) within
+    ``QUIET_WAIT_LIMIT`` and the CI timeout has not passed."""
+    if recorded is None or recorded.state != "open" or recorded.merged or recorded.head_sha != entry.expected_head_sha:
+        return False
+    if entry.state == "updating":
+        return entry.update_requested_at is not None and now < entry.update_requested_at + UPDATE_LANDING
+    if entry.state != "waiting_checks" or verdict is None or verdict.head_sha != recorded.head_sha:
+        return False
+    heard = max((t for t in (last_read_at, entry.head_changed_at) if t is not None), default=None)
+    if verdict.conclusion != "waiting" or heard is None or now - heard >= QUIET_WAIT_LIMIT:
+        return False
+    return now < (entry.head_changed_at or entry.started_at or now) + config.ci_timeout
+
+
 def decide_step(
     queue: QueueSnapshot,
     pr: PullSnapshot | None,

@@ -35,15 +35,17 @@ def schedule_gates(ctx: EventScope, repo: Repo, numbers: Iterable[int], force: b
         (repo.id, wanted),
     ).fetchall()
     heads = {r["number"]: r["head_sha"] for r in rows}
-    queues, in_flight = set(), set()
+    queues, queued = set(), set()
     for number in wanted:
         found = queue_store.active_entry(ctx.conn, repo.id, number)
         if found is not None:
             queues.add(found[0])
-            if found[1].in_flight and not force:
-                in_flight.add(number)  # its queue step evaluates and publishes it anyway
+            if not force:
+                # A queued PR's fleet/gates is the queue's: its step evaluates and publishes the
+                # head it merges (or dequeues); a run on a head the queue will update is a wasted write.
+                queued.add(number)
     for number, sha in heads.items():
-        if number not in in_flight:
+        if number not in queued:
             ctx.defer(lambda n=number, s=sha: enqueue.enqueue_evaluation(repo.id, n, s, force=force))
     for base in sorted(queues):
         ctx.defer(lambda b=base: enqueue.enqueue_step(repo.id, b))

@@ -34,13 +34,16 @@ from app.gates.check_run import md_code
 from app.gates.rules import GateVerdict, PullSnapshot, evaluate_gates
 from app.github.gateway import GitHubRefused, RepoGateway, github_message
 from app.queue.commands import QueueCommand, decide_queue_command
-from app.queue.rules import decide_merge_result, decide_step, decide_step_failure, decide_update_result
+from app.queue.rules import (
+    decide_merge_result, decide_step, decide_step_failure, decide_update_result, waits_quietly,
+)
 from app.queue.state import (
     AcceptHead, Action, AdvanceToNext, CloseLinkedTasks, Dequeue, EnqueueEntry, MarkMerged, Merge,
     QueueEntry, Reevaluate, Retry, SetPriority, StartEntry, UPDATE_LANDING, UpdateBranch,
-    WaitForChecks, WaitForUpdate, current_entry, new_entry, observe_push, positions, transition,
+    WaitForChecks, WaitForUpdate, current_entry, new_entry, observe_push, transition,
 )
 from app.replies import marker
+from app.tasks.refs import closed_by_github
 from app.repos.registry import Repo
 from app.github.write_budget import BudgetSpent, WriteClass, writing
 
@@ -65,12 +68,11 @@ def on_command(run, command) -> None:
     cmd = QueueCommand(command.name, command.args[0] if command.args else None)
     decision = _decide(ctx.conn, repo, cmd, run.login, lambda: run.permission, pr)
     _apply_command(ctx, repo, pr, decision.actions, run.login)
-    data = {"command": command.name, "pr": run.number, "result": "accepted" if decision.accepted else "refused"}
-    if decision.position is not None:
-        data["position"] = decision.position
-    run.replies.append(f"{decision.reply}\n\n{marker(data)}")
-    if decision.accepted:
+    if decision.accepted:  # a reaction says so; the position is in the status issue and the API
         run.succeeded += 1
+        return
+    data = {"command": command.name, "pr": run.number, "result": "refused"}
+    run.replies.append(f"{decision.reply}\n\n{marker(data)}")
 
 
 def _recorded_pull(ctx: EventScope, repo: Repo, number: int) -> PullSnapshot | None:
@@ -158,7 +160,9 @@ def _label_command(ctx: EventScope, repo: Repo, number: int, name: str, sender: 
         return  # removing the label from a PR that is not queued says nothing
     decision = _decide(ctx.conn, repo, QueueCommand(name), sender, lambda: permissions.permission(ctx.conn, ctx.github(repo.full_name), repo.id, sender), pr)
     _apply_command(ctx, repo, pr, decision.actions, sender)
-    data = {"command": f"label:{name}", "pr": number, "result": "accepted" if decision.accepted else "refused"}
+    if decision.accepted:
+        return  # the label itself says it; only a refusal needs words
+    data = {"command": f"label:{name}", "pr": number, "result": "refused"}
     claim_service.effects_for(ctx, repo).comment(number, f"{decision.reply}\n\n{marker(data)}")
 
 
@@ -184,13 +188,7 @@ def auto_queue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSn
         return False
     if not queue_store.insert_entry(conn, repo.id, pr.base_ref, new_entry(EnqueueEntry(pr.number, "normal", bot_login()), _now())):
         return False
-    queue = queue_store.load_queue(conn, repo.id, repo.full_name, pr.base_ref)
-    pos, length = positions(queue)[pr.number], len(queue.ordered())
-    where = "in flight (merging next)" if pos == 1 else f"position {pos} of {length}"
-    data = {"command": "auto", "pr": pr.number, "result": "accepted", "position": pos}
-    key = marker(data)
-    held_writes.comment(conn, gh, repo.id, pr.number,
-                        f"Gates are green: queued automatically for `{pr.base_ref}`, {where}.\n\n{key}", marker=key)
+    log.info("auto-queued", extra={"repo": repo.full_name, "pr": pr.number})  # no comment: success is silent
     return True
 
 
@@ -227,7 +225,7 @@ class _Stepper:
         for _ in range(MAX_ROUNDS):
             queue = queue_store.load_queue(self.conn, self.repo.id, self.repo.full_name, self.base_ref)
             entry = current_entry(queue)
-            if entry is None:
+            if entry is None or self._waits_quietly(entry):
                 return self.applied
             try:
                 pr, base_tip, verdict = self._read(entry)
@@ -251,6 +249,15 @@ class _Stepper:
 
         enqueue.enqueue_step(self.repo.id, self.base_ref)  # more to do: another job continues
         return self.applied
+
+    def _waits_quietly(self, entry: QueueEntry) -> bool:
+        """Still waiting for checks by the recorded state: no GitHub read, nothing to change."""
+        if entry.state not in ("waiting_checks", "updating") or entry.expected_head_sha is None:
+            return False
+        known = gate_store.gate_run(self.conn, self.repo.id, entry.expected_head_sha)
+        recorded, verdict = gate_service.recorded_verdict(self.conn, self.gh, self.repo, entry.pr_number)
+        return waits_quietly(entry, recorded, verdict, known.evaluated_at if known else None,
+                             self.repo.config.queue, self.now())
 
     def _read(self, entry: QueueEntry) -> tuple[PullSnapshot | None, str | None, GateVerdict | None]:
         """The in-flight PR as GitHub has it now, its base tip and its gates on exactly that head."""
@@ -299,7 +306,7 @@ class _Stepper:
                 self.gh.evidence.record("queue_merged", f"#{action.pr}", "ok", None, sha=action.sha,
                                         merge_commit_sha=action.merge_commit_sha, base_ref=self.base_ref)
             elif isinstance(action, CloseLinkedTasks):
-                self._close_tasks(action)
+                self._close_tasks(action, pr)
             elif isinstance(action, Dequeue):
                 entry = transition(entry, action, now)
                 if queue_store.finish_entry(self.conn, self.repo.id, entry, now, action.reason_code, action.message):
@@ -332,10 +339,13 @@ class _Stepper:
     def _save(self, entry: QueueEntry, wake_at: datetime | None) -> bool:
         return queue_store.save_entry(self.conn, self.repo.id, entry, wake_at)
 
-    def _close_tasks(self, action: CloseLinkedTasks) -> None:
-        """GitHub closes issues named by closing keywords when merging into the default branch;
-        close only what is still open (branch-name links, other bases)."""
+    def _close_tasks(self, action: CloseLinkedTasks, pr: PullSnapshot | None) -> None:
+        """GitHub closes issues named by closing keywords when merging into the default branch:
+        those cost nothing. Close the rest (branch-name links, other bases) if still open."""
+        by_github = closed_by_github(pr.body, self.repo.full_name, pr.base_ref, self.repo.default_branch) if pr else set()
         for number in action.tasks:
+            if number in by_github:
+                continue
             try:
                 issue = self.gh.issue(number)
             except RequestFailed as exc:

@@ -55,7 +55,12 @@ class TasksConfig(_Section):
         ),
     )
     manage_labels: bool = Field(
-        True, description="Maintain the `fleet:ready` / `fleet:blocked` / `fleet:claimed` / `fleet:review` / `fleet:queued` labels."
+        False,
+        description=(
+            "Maintain the `fleet:ready` / `fleet:blocked` / `fleet:review` / `fleet:queued` state labels too. Off: "
+            "`fleet:claimed` (the claim verdict) is the only label Fleet writes; the status issue, the `fleet/gates` "
+            "check run and the API show state without spending GitHub's write budget."
+        ),
     )
 
     # Tenant regexes run on RE2 on every push; refuse what it cannot run before storing the config.

@@ -44,6 +44,7 @@ DEMO_REPO = "fleet-demo/widgets"
 CHECK_NAME = "ci"
 BOT_LOGIN = "fleet[bot]"
 AGENT_NAMES = [f"agent-{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+REFUSED_TASK_SKIP_S = 60.0  # a refused task is left alone this long (the status issue's list lags)
 NO_READY_TASK_BACKOFF_S = 10.0  # an agent told "no ready task" by /next asks again after this long
 VERDICT_POLL_S = 0.25  # how often an agent waiting for a verdict looks at the task: the latency's resolution
 LIFTED_WRITES = ("100000", "1000000")  # per minute, per hour: the pacer out of the way (setup of a race)
@@ -64,7 +65,7 @@ class DemoOptions:
     seed: int | None = None
     json_path: Path | None = None
     next_agents: bool = True  # some agents find work with /next, some comment /claim, the rest self-assign
-    real_limits: bool = False  # Fleet's pacer on and the simulator enforcing GitHub's secondary limits
+    real_limits: bool = True  # Fleet's pacer on and the simulator enforcing GitHub's secondary limits
     writes_per_minute: int = 80  # with real_limits: the budget for Fleet's pacer and for the simulator
     writes_per_hour: int = 500
     race: bool = False  # agents make their first claim together and always go for the same (lowest) task
@@ -260,6 +261,7 @@ class ScriptedAgent(threading.Thread):
         self.claim_mode, self.silent_once = claim_mode, silent_once
         self.verdict_timeout, self.start_line = verdict_timeout, start_line
         self.status_issue = status_issue
+        self.passed_over: dict[int, float] = {}  # task → until when not to try it again (refused)
         self.stopping = threading.Event()
 
     # -- plumbing --
@@ -309,17 +311,16 @@ class ScriptedAgent(threading.Thread):
         self.tally.set(self.login, "looking for a task")
         if self.claim_mode == "next":
             status = self.status_issue()
-            if status is not None:
+            # Asking when the status issue lists nothing ready only earns a "no ready task" reply
+            # (a write); racing agents ask at once, as the race is about.
+            if status is not None and (self.start_line is not None or self._listed_ready()):
                 return self._claim_with_next(status)
-        ready = self._call(self.gh.rest.issues.list_for_repo, self.owner, self.name, state="open",
-                           labels="fleet:ready", per_page=100) or []
-        candidates = [i for i in ready if "pull_request" not in i and not i.get("assignees")]
+            return None
+        candidates = self._ready_tasks()
         if not candidates:
             return None
-        candidates.sort(key=lambda i: i["number"])
-        # Racing agents all go for the most urgent task (the lowest number), at the same moment.
-        issue = candidates[0] if self.start_line is not None else self.rng.choice(candidates[:4])
-        number = issue["number"]
+        # Racing agents all go for the most urgent task (the first listed), at the same moment.
+        number = candidates[0] if self.start_line is not None else self.rng.choice(candidates[:4])
         self._wait_for_start_line()
         self.tally.set(self.login, f"claiming #{number} ({self.claim_mode})")
         claimed_at = time.monotonic()
@@ -329,6 +330,32 @@ class ScriptedAgent(threading.Thread):
         else:
             self._call(self.gh.rest.issues.add_assignees, self.owner, self.name, number, assignees=[self.login])
         return self._await_verdict(number, claimed_at, since, self.claim_mode, assigned=self.claim_mode == "assign")
+
+    def _ready_tasks(self) -> list[int]:
+        """Ready tasks, most urgent first, from the status issue's hidden ``{"ready": [...]}``
+        marker (``docs/agents.md``: Fleet writes no readiness labels by default). It may be a few
+        seconds old: Fleet referees the claim either way."""
+        now = time.monotonic()
+        listed = [n for n in self._listed_ready() if self.passed_over.get(n, 0) < now]
+        return [n for n in listed[:4] if self._still_free(n)]
+
+    def _listed_ready(self) -> list[int]:
+        """The numbers in the status issue's ``{"ready": [...]}`` marker."""
+        status = self.status_issue()
+        issue = self._issue(status) if status is not None else None
+        for line in ((issue or {}).get("body") or "").splitlines():
+            data = _marker(line) if line.startswith("<!-- fleet:{") else None
+            if data and isinstance(data.get("ready"), list):
+                return [n for n in data["ready"] if isinstance(n, int)]
+        return []
+
+    def _still_free(self, number: int) -> bool:
+        """Look before claiming (the list may be older than the task's claim): open, nobody assigned."""
+        issue = self._issue(number)
+        if issue is None or issue.get("state") != "open" or issue.get("assignees"):
+            self.passed_over[number] = time.monotonic() + REFUSED_TASK_SKIP_S
+            return False
+        return True
 
     def _wait_for_start_line(self) -> None:
         """Racing agents make their first claim together, within a fraction of a second."""
@@ -352,6 +379,7 @@ class ScriptedAgent(threading.Thread):
             return issue
         with self.tally.lock:
             self.tally.agents[self.login].refused += 1
+        self.passed_over[number] = time.monotonic() + REFUSED_TASK_SKIP_S  # the ready list may still show it
         if kind == "none":
             self.tally.note(f"{self.login}: no verdict on #{number} after {self.verdict_timeout:g} s; stepping back")
             self._call(self.gh.rest.issues.remove_assignees, self.owner, self.name, number, assignees=[self.login])
@@ -672,10 +700,9 @@ class DemoRun:
             r = self.sim.world.repo(DEMO_REPO)
             self.tasks = sorted(i.number for i in r.issues.values()
                                 if i.pull is None and "<!-- fleet:plan-key=" in (i.body or ""))
-        blocked = sum(1 for t in plan.tasks if t.depends_on)
         # Under real limits the import's backlog drains at the write budget's pace: minutes, not seconds.
         slack = 600 if self.o.real_limits else 0
-        self._wait_for(lambda: self._labelled(blocked), 120 + slack, "Fleet to label the imported tasks")
+        self._wait_for(self._ready_listed, 120 + slack, "Fleet to list the imported tasks' ready ones")
         # Let Fleet finish the import's backlog (labels, status issue) before the agents start.
         self._wait_for(self._caught_up, 180 + slack, "Fleet to process the plan import's webhooks")
         return len(plan.tasks)
@@ -686,12 +713,16 @@ class DemoRun:
         rows = self._query("SELECT count(*) AS n FROM deliveries WHERE status IN ('received', 'queued', 'processing')")
         return rows[0]["n"] == 0
 
-    def _labelled(self, expect_blocked: int) -> bool:
+    def _ready_listed(self) -> bool:
+        """Fleet recorded every imported task and its status issue lists the ready ones."""
+        recorded = self._query("SELECT count(*) AS n FROM tasks WHERE repo_id = %s AND number = ANY(%s)",
+                               (self.repo_id, self.tasks))[0]["n"]
+        status = self.status_issue()
+        if recorded < len(self.tasks) or status is None:
+            return False
         with self.sim.world.lock:
-            r = self.sim.world.repo(DEMO_REPO)
-            labels = [{l.lower() for l in r.issues[n].labels} for n in self.tasks]
-        blocked = sum(1 for ls in labels if "fleet:blocked" in ls)
-        return all(ls & {"fleet:ready", "fleet:blocked"} for ls in labels) and blocked >= expect_blocked
+            body = self.sim.world.repo(DEMO_REPO).issues[status].body or ""
+        return '<!-- fleet:{"ready":[' in body and '<!-- fleet:{"ready":[]}' not in body
 
     def status_issue(self) -> int | None:
         if self._status_number is None:

@@ -15,6 +15,7 @@ from itertools import accumulate
 from app.durations import format_duration
 from app.gates.check_run import md_warning
 from app.markdown import cell, code, link, login
+from app.replies import marker
 from app.status.velocity import Forecast, ProgressPoint, forecast
 from app.status.rows import (
     BAR_WIDTH, BURNDOWN_DAYS, EpicRow, MARKER, MAX_ROWS, StatusSnapshot, TASK_STATES, TaskRow,
@@ -273,10 +274,15 @@ def agents_section(snap: StatusSnapshot, now: datetime, urls: dict[int, str]) ->
     return _Section(head, rows, len(snap.agents), "agents", empty="_No agents have claimed anything yet._")
 
 
+READY_MARKER_LIMIT = 100  # ready task numbers in the section's hidden marker
+
+
 def ready_section(tasks: Sequence[TaskRow], epic_titles: dict[str, str], limit: int) -> _Section:
     ready = [t for t in tasks if t.state == "ready"]
     top = heapq.nsmallest(limit, ready, key=lambda t: (t.priority, t.number))
-    head = ["## Ready to claim", "",
+    # For agents: the ready tasks' numbers in the order /next hands them out (no labels needed).
+    listed = heapq.nsmallest(READY_MARKER_LIMIT, ready, key=lambda t: (t.priority, t.number))
+    head = ["## Ready to claim", "", marker({"ready": [t.number for t in listed]}),
             "Comment `/next` on this issue and Fleet assigns you the first one (highest priority first).", "",
             *_table(["Task", "Title", "Priority", "Estimate", "Epic"], ["---", "---", "---", "--:", "---"])]
     rows = [

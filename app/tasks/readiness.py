@@ -143,10 +143,12 @@ def label_actions(task: TaskSnapshot, current_labels: Iterable[str]) -> list[Lab
     return actions
 
 
-def missing_label_actions(repo_labels: Iterable[str]) -> list[CreateLabel]:
-    """Create whichever Fleet labels the repository does not have yet."""
+def missing_label_actions(repo_labels: Iterable[str], only: Iterable[str] | None = None) -> list[CreateLabel]:
+    """Create whichever Fleet labels (of ``only``, when given) the repository does not have yet."""
     have = {label.lower() for label in repo_labels}
-    return [CreateLabel(s.name, s.color, s.description) for s in FLEET_LABELS.values() if s.name not in have]
+    wanted = None if only is None else set(only)
+    return [CreateLabel(s.name, s.color, s.description) for s in FLEET_LABELS.values()
+            if s.name not in have and (wanted is None or s.name in wanted)]
 
 
 # --- Dependency cycles -------------------------------------------------------------------------

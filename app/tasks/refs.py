@@ -167,6 +167,15 @@ def parse_closing_refs(body: str | None, repo_full_name: str) -> list[TaskRef]:
     return _unique(refs)
 
 
+def closed_by_github(body: str | None, repo_full_name: str, base_ref: str, default_branch: str) -> set[int]:
+    """Issue numbers of this repository that GitHub closes itself when a PR with this body merges
+    into ``base_ref``: those named with a closing keyword, and only on the default branch."""
+    if base_ref != default_branch:
+        return set()
+    return {ref.number for ref in parse_closing_refs(body, repo_full_name)
+            if ref.repo_full_name.lower() == repo_full_name.lower()}
+
+
 _UNIT_HOURS = {
     "m": 1 / 60, "min": 1 / 60, "mins": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60,
     "h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0,

@@ -106,9 +106,21 @@ def upsert_task(conn: psycopg.Connection, repo_id: int, full_name: str, issue: I
 
 
 def is_tie(conn: psycopg.Connection, repo_id: int, issue: Issue) -> bool:
-    """The stored row has exactly this ``updated_at``: the order of the two is unknown."""
+    """The stored row has exactly this ``updated_at`` but says something else: the order of the
+    two is unknown. (The same content in the same second is no conflict: often Fleet's own label
+    write, already recorded, coming back as a webhook.)"""
     row = conn.execute(GET_TASK, (repo_id, issue.number)).fetchone()
-    return row is not None and issue.updated_at is not None and row["gh_updated_at"] == issue.updated_at
+    if row is None or issue.updated_at is None or row["gh_updated_at"] != issue.updated_at:
+        return False
+    return _content(row["title"], row["body"], row["state"], row["labels"], row["assignees"],
+                    row["milestone_number"]) != _content(
+        issue.title, issue.body or "", issue.state, labels_of(issue.labels), logins_of(issue.assignees),
+        issue.milestone.number if issue.milestone else None)
+
+
+def _content(title, body, state, labels, assignees, milestone) -> tuple:
+    return (title, body, state, sorted(label.lower() for label in labels),
+            sorted(login.lower() for login in assignees), milestone)
 
 
 def replace_body_dependencies(

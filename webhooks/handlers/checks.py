@@ -21,6 +21,13 @@ def check_run_completed(ctx: EventContext) -> None:
     scheduling.schedule_gates(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha))
 
 
+def check_run_created(ctx: EventContext) -> None:
+    """A check run started: recorded, so the gates know CI is still running on that head without
+    asking GitHub (``gates.service.recorded_verdict``). Nothing to evaluate until it completes."""
+    repo = ensure_repo(ctx)
+    pull_state.upsert_check_run(ctx.conn, repo.id, ctx.parse(CheckRunEvent).check_run)
+
+
 def check_run_rerequested(ctx: EventContext) -> None:
     """The re-run button on ``fleet/gates`` re-evaluates the PR's gates."""
     repo = ensure_repo(ctx)
