@@ -76,12 +76,12 @@ def test_a_spent_budget_raises_at_once_and_never_sleeps(queue_namespace, no_slee
 
 def test_verdict_writes_go_through_when_labels_and_status_are_at_their_ceiling(queue_namespace):
     b = budget(queue_namespace, 525252, per_minute=10)
-    assert take_all(b, WriteClass.STATUS) == 4       # 40 %
-    assert take_all(b, WriteClass.LABELS) == 2       # up to 60 %
+    assert take_all(b, WriteClass.LABELS) == 5       # 50 %
+    assert take_all(b, WriteClass.STATUS) == 1       # up to 60 %
     assert take_all(b, WriteClass.QUEUE) == 1        # up to 75 %
     assert take_all(b, WriteClass.VERDICT) == 3      # the reserve: up to 100 %
     with pytest.raises(BudgetSpent) as info:
-        b.take(WriteClass.STATUS)
+        b.take(WriteClass.LABELS)
     assert info.value.reason == "minute ceiling reached"
 
 
@@ -119,7 +119,7 @@ def test_unmarked_writes_are_queue_writes():
     with writing(WriteClass.VERDICT):
         assert current_class() is WriteClass.VERDICT
     assert current_class() is WriteClass.QUEUE
-    assert ceiling(WriteClass.STATUS, 80) == 32 and ceiling(WriteClass.VERDICT, 500) == 500
+    assert ceiling(WriteClass.STATUS, 80) == 48 and ceiling(WriteClass.VERDICT, 500) == 500
     assert ceiling(WriteClass.STATUS, 500, hourly=True) == 425
 
 

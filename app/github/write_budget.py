@@ -37,17 +37,19 @@ class WriteClass(enum.Enum):
     # A quarter of every window stays for verdicts: 8 agents racing for tasks at once need about
     # 1.7 writes per verdict (measured by the race test), 20 of GitHub's 80 a minute.
     QUEUE = 75
-    # fleet:* state labels.
-    LABELS = 60
-    # The status issue (body edits, creation, pinning).
-    STATUS = 40
+    # The status issue (body edits, creation, pinning): with state labels off (the default) it is
+    # where people and agents see ready work, so it ranks above them; its own pace is
+    # ``status.min_interval``.
+    STATUS = 60
+    # fleet:* state labels (``tasks.manage_labels``).
+    LABELS = 50
 
 
 # Share (percent) of the hourly budget each class may fill. Bursts are smoothed by the minute
 # shares above; over the hour the status issue must keep moving (it is how people and agents see
-# state without labels) and its own rate is bounded by ``status.min_interval``: at 40 % of the hour
-# it froze for the rest of the hour once 200 writes were spent, in the first busy half hour of a
-# fleet (measured by ``fleet demo``: no status edit in a 3-minute run).
+# state without labels) and its own rate is bounded by ``status.min_interval``: at 40 % of the
+# minute and the hour it froze once 200 writes of the hour were spent, in the first busy minutes
+# of a fleet (``fleet demo`` at GitHub's limits: no status edit in a 3-minute run).
 HOUR_SHARE: dict[WriteClass, int] = {
     WriteClass.VERDICT: 100, WriteClass.QUEUE: 90, WriteClass.STATUS: 85, WriteClass.LABELS: 70,
 }

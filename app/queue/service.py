@@ -229,6 +229,9 @@ class _Stepper:
                 return self.applied
             try:
                 pr, base_tip, verdict = self._read(entry)
+                now = self.now()
+                actions = decide_step(queue, pr, verdict, base_tip, self.repo.config.queue, now)
+                self._publish(pr, verdict, actions)
             except (RequestError, GitHubRefused) as exc:
                 # Never a silent retry-forever: a 4xx fails the entry naming the call, 5xx and
                 # timeouts back off up to MAX_STEP_FAILURES (merge_queue.decide_step_failure).
@@ -240,8 +243,6 @@ class _Stepper:
                 if not self._apply(entry, None, actions, now):
                     return self.applied
                 continue
-            now = self.now()
-            actions = decide_step(queue, pr, verdict, base_tip, self.repo.config.queue, now)
             log.info("queue step", extra={"repo": self.repo.full_name, "base": self.base_ref, "pr": entry.pr_number,
                                           "actions": [type(a).__name__ for a in actions]})
             if not self._apply(entry, pr, actions, now):
@@ -264,12 +265,19 @@ class _Stepper:
         pr, base_tip = gate_service.read_snapshot(self.conn, self.gh, self.repo, entry.pr_number, merge_base=True)
         verdict = None
         if pr is not None and pr.state == "open" and not pr.merged:
-            # Evaluated (and published, so a branch protection requiring fleet/gates agrees)
-            # on exactly the head just read: this is the re-check right before a merge.
+            # Evaluated on exactly the head just read: this is the re-check right before a merge.
             verdict = evaluate_gates(pr, self.repo.config.gates)
-            gate_service.publish(self.conn, self.gh, self.repo, pr, verdict,
-                                 queue_place=queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number))
         return pr, base_tip, verdict
+
+    def _publish(self, pr: PullSnapshot | None, verdict: GateVerdict | None, actions: list[Action]) -> None:
+        """``fleet/gates`` on the head the queue merges or dequeues (so a branch protection that
+        requires it agrees), before acting; not on a head it is about to update or still waits on."""
+        if pr is None or verdict is None or not any(isinstance(a, (Merge, Dequeue)) for a in actions):
+            return
+        merging = any(isinstance(a, Merge) for a in actions)
+        gate_service.publish(self.conn, self.gh, self.repo, pr, verdict,
+                             queue_place=queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number),
+                             write_class=WriteClass.VERDICT if merging else WriteClass.QUEUE)
 
     # Returns True when the queue should be decided again at once.
     def _apply(self, entry: QueueEntry, pr: PullSnapshot | None, actions: list[Action], now: datetime) -> bool:
