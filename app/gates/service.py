@@ -148,23 +148,15 @@ def needs_writing(known: gate_store.GateRun | None, verdict: GateVerdict, fields
     return known.digest != fields.digest
 
 
+@writing(WriteClass.QUEUE)
 def publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot, verdict: GateVerdict, *,
-            force: bool = False, queue_place: tuple[int | None, int] | None = None,
-            write_class: WriteClass = WriteClass.QUEUE) -> None:
+            force: bool = False, queue_place: tuple[int | None, int] | None = None) -> None:
     """Create or update ``fleet/gates`` on the head as ``needs_writing`` says; no request at all
     otherwise. ``queue_place``: the PR's (position, queue length) when it is queued, shown in the
     summary whenever the run is written (a move in the queue alone is not worth a write).
-    ``write_class``: the merge queue publishes right before a merge as part of it (VERDICT), so
-    a busy minute never holds a merge up behind its own check run.
 
     Serialised per (repo, head SHA) so two evaluations never create two runs.
     """
-    with writing(write_class):
-        _publish(conn, gh, repo, pr, verdict, force=force, queue_place=queue_place)
-
-
-def _publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot, verdict: GateVerdict, *,
-             force: bool, queue_place: tuple[int | None, int] | None) -> None:
     position, length = queue_place or (None, None)
     fields = render_check_run(verdict, queue_position=position, queue_length=length)
     with db.advisory_lock(runtime.settings().database_url, f"fleet-gates:{repo.id}:{verdict.head_sha}"):

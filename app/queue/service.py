@@ -274,10 +274,8 @@ class _Stepper:
         requires it agrees), before acting; not on a head it is about to update or still waits on."""
         if pr is None or verdict is None or not any(isinstance(a, (Merge, Dequeue)) for a in actions):
             return
-        merging = any(isinstance(a, Merge) for a in actions)
         gate_service.publish(self.conn, self.gh, self.repo, pr, verdict,
-                             queue_place=queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number),
-                             write_class=WriteClass.VERDICT if merging else WriteClass.QUEUE)
+                             queue_place=queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number))
 
     # Returns True when the queue should be decided again at once.
     def _apply(self, entry: QueueEntry, pr: PullSnapshot | None, actions: list[Action], now: datetime) -> bool:
