@@ -4,7 +4,7 @@ from __future__ import annotations
 import psycopg
 
 from app.repos.config import RepoConfig
-from app.tasks.refs import branch_task, parse_closing_refs
+from app.tasks.refs import branch_task, closing_numbers
 from app.github.models import CheckRun, PullRequest, Review, labels_of
 
 UPSERT_PR = """
@@ -74,10 +74,7 @@ PRS_FOR_SHA = "SELECT number FROM pull_requests WHERE repo_id = %s AND head_sha 
 
 def linked_tasks(pr: PullRequest, full_name: str, config: RepoConfig) -> list[int]:
     """Task numbers in this repository that the PR works on: closing keywords and branch name."""
-    numbers = {
-        ref.number for ref in parse_closing_refs(pr.body, full_name)
-        if ref.repo_full_name.lower() == full_name.lower()
-    }
+    numbers = closing_numbers(pr.body, full_name)
     link = branch_task(pr.head.ref, config.tasks.branch_patterns)
     if link is not None:
         numbers.add(link.number)

@@ -167,13 +167,16 @@ def parse_closing_refs(body: str | None, repo_full_name: str) -> list[TaskRef]:
     return _unique(refs)
 
 
+def closing_numbers(body: str | None, repo_full_name: str) -> set[int]:
+    """Issue numbers of this repository that the body names with a closing keyword."""
+    return {ref.number for ref in parse_closing_refs(body, repo_full_name)
+            if ref.repo_full_name.lower() == repo_full_name.lower()}
+
+
 def closed_by_github(body: str | None, repo_full_name: str, base_ref: str, default_branch: str) -> set[int]:
     """Issue numbers of this repository that GitHub closes itself when a PR with this body merges
     into ``base_ref``: those named with a closing keyword, and only on the default branch."""
-    if base_ref != default_branch:
-        return set()
-    return {ref.number for ref in parse_closing_refs(body, repo_full_name)
-            if ref.repo_full_name.lower() == repo_full_name.lower()}
+    return closing_numbers(body, repo_full_name) if base_ref == default_branch else set()
 
 
 _UNIT_HOURS = {
