@@ -454,3 +454,9 @@ CREATE TABLE IF NOT EXISTS held_writes (
     last_error   text
 );
 CREATE INDEX IF NOT EXISTS held_writes_by_repo ON held_writes (repo_id, id);
+
+-- migrate: 0012 delayed acknowledgements
+-- A held write may be due later (``not_before``): the 👍 on `/queue` waits QUEUE_ACK_DELAY and is
+-- dropped when the PR leaves the queue first (the merge or the dequeue reply is the answer).
+-- Such a write orders nothing: replies are held behind due writes only.
+ALTER TABLE held_writes ADD COLUMN IF NOT EXISTS not_before timestamptz;

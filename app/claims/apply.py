@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -48,6 +48,9 @@ class Effects:
 
     def react(self, number: int, comment_id: int, content: str = "+1") -> None:
         held_writes.react(self.conn, self.gh, self.repo.id, number, comment_id, content)
+
+    def react_later(self, number: int, comment_id: int, delay: timedelta, content: str = "+1") -> None:
+        held_writes.react_later(self.conn, self.repo.id, number, comment_id, delay, content)
 
 
 @writing(WriteClass.VERDICT)  # claim verdicts go first, out of the budget's reserve

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from app.queue import scheduling
+from app.queue.state import QUEUE_ACK_DELAY
 from app.claims import service as claim_service
 from app.claims import store as claim_store
 from app.claims import rules as claims
@@ -47,7 +48,7 @@ INSERT INTO outsider_replies (repo_id, number, last_reply_at) VALUES (%s, %s, %s
 ON CONFLICT (repo_id, number) DO UPDATE SET last_reply_at = EXCLUDED.last_reply_at
 """
 
-Answer = Literal["reply", "react", "none"]
+Answer = Literal["reply", "react", "react_later", "none"]
 
 
 @dataclass
@@ -63,6 +64,8 @@ class CommandRun:
     _permission: str | None = None
     replies: list[str] = field(default_factory=list)
     succeeded: int = 0
+    # Accepted, but another answer will likely come soon (a merge): a reaction only if it does not.
+    acknowledge_later: bool = False
 
     @property
     def number(self) -> int:
@@ -114,11 +117,14 @@ VERDICT_COMMANDS = frozenset({"claim", "next"})
 
 
 def decide_answer(*, has_replies: bool, succeeded: bool, collaborator: bool,
-                  last_outsider_reply: datetime | None, now: datetime) -> tuple[Answer, str]:
+                  last_outsider_reply: datetime | None, now: datetime,
+                  acknowledge_later: bool = False) -> tuple[Answer, str]:
     """How Fleet answers a comment's commands, and why: replies (refusals, errors, /help) as one
-    comment, else a reaction for success. Collaborators always get it; outsiders only when
-    nobody outside was answered on this issue within ``OUTSIDER_REPLY_INTERVAL``."""
-    wanted: Answer = "reply" if has_replies else "react" if succeeded else "none"
+    comment, else a reaction for success, written later (``react_later``) when the only success
+    is one whose outcome usually answers first (``/queue``). Collaborators always get it;
+    outsiders only when nobody outside was answered on this issue within ``OUTSIDER_REPLY_INTERVAL``."""
+    wanted: Answer = ("reply" if has_replies else "react" if succeeded
+                      else "react_later" if acknowledge_later else "none")
     if wanted == "none":
         return "none", "nothing_to_say"
     if collaborator:
@@ -130,16 +136,19 @@ def decide_answer(*, has_replies: bool, succeeded: bool, collaborator: bool,
 
 def _answer(run: CommandRun) -> None:
     """Post the gathered replies (or the success reaction) as ``decide_answer`` says."""
-    if not run.replies and not run.succeeded:
+    if not run.replies and not run.succeeded and not run.acknowledge_later:
         return  # nothing to write: no permission lookup either
     collaborator = permissions.has_permission(run.permission, COLLABORATOR_PERMISSION)
     last = None if collaborator else _last_outsider_reply(run)
     answer, why = decide_answer(has_replies=bool(run.replies), succeeded=bool(run.succeeded),
-                                collaborator=collaborator, last_outsider_reply=last, now=run.effects.now)
+                                collaborator=collaborator, last_outsider_reply=last, now=run.effects.now,
+                                acknowledge_later=run.acknowledge_later)
     if answer == "reply":
         run.effects.comment(run.number, "\n\n---\n\n".join(run.replies))
     elif answer == "react":
         run.effects.react(run.number, run.event.comment.id, "+1")
+    elif answer == "react_later":
+        run.effects.react_later(run.number, run.event.comment.id, QUEUE_ACK_DELAY)
     if why == "outsider":
         run.ctx.conn.execute(RECORD_OUTSIDER_REPLY, (run.repo.id, run.number, run.effects.now))
     elif why == "outsider_throttled":

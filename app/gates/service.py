@@ -30,10 +30,10 @@ from app.github.models import CheckRun, PullRequest
 MERGEABLE_PAUSES = (0.1, 0.3, 1.0)
 # --- reading a snapshot from GitHub ----------------------------------------------------------
 
-def read_pull(gh: RepoGateway, number: int) -> dict | None:
-    """The PR as GitHub has it now, waiting briefly while ``mergeable`` is still being computed;
-    None when it does not exist."""
-    for pause in (*MERGEABLE_PAUSES, None):
+def read_pull(gh: RepoGateway, number: int, *, wait_mergeable: bool = True) -> dict | None:
+    """The PR as GitHub has it now, waiting briefly while ``mergeable`` is still being computed
+    (unless not ``wait_mergeable``); None when it does not exist."""
+    for pause in (*(MERGEABLE_PAUSES if wait_mergeable else ()), None):
         try:
             raw = gh.pull(number)
         except RequestFailed as exc:
@@ -103,8 +103,13 @@ def with_linked_tasks(conn: psycopg.Connection, repo: Repo, pr: PullSnapshot) ->
 def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
                   merge_base: bool = False) -> tuple[PullSnapshot | None, str | None]:
     """(snapshot, base tip) of the PR read from GitHub now; the base tip and the snapshot's
-    ``merge_base_sha`` come from the compare API when ``merge_base`` (the queue needs them)."""
-    raw = read_pull(gh, number)
+    ``merge_base_sha`` come from the compare API when ``merge_base`` (the queue needs them).
+
+    The queue (``merge_base``) does not wait for ``mergeable``: GitHub recomputes it for every
+    open PR after each merge, so the first read after one is usually null, and a second read
+    only costs a call. The queue does not need it: a head that contains the base tip cannot
+    conflict, and a head behind it is updated first, where GitHub answers 422 on a conflict."""
+    raw = read_pull(gh, number, wait_mergeable=not merge_base)
     if raw is None:
         return None, None
     model = PullRequest.model_validate(raw)
@@ -129,7 +134,8 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
     comparison = gh.compare(snapshot.base_ref, snapshot.head_sha)
     base_tip = (comparison.get("base_commit") or {}).get("sha")
     merge_base_sha = (comparison.get("merge_base_commit") or {}).get("sha")
-    return replace(snapshot, merge_base_sha=merge_base_sha), base_tip
+    mergeable = True if snapshot.mergeable is None else snapshot.mergeable
+    return replace(snapshot, merge_base_sha=merge_base_sha, mergeable=mergeable), base_tip
 
 
 # --- publishing fleet/gates ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import redis
@@ -26,11 +27,18 @@ from app.github.write_budget import BudgetSpent, WriteClass, current_class, writ
 log = logging.getLogger("fleet.outbox")
 
 HOLD = """
-INSERT INTO held_writes (repo_id, write_class, kind, number, comment_id, body, marker)
-VALUES (%(repo_id)s, %(write_class)s, %(kind)s, %(number)s, %(comment_id)s, %(body)s, %(marker)s)
+INSERT INTO held_writes (repo_id, write_class, kind, number, comment_id, body, marker, not_before)
+VALUES (%(repo_id)s, %(write_class)s, %(kind)s, %(number)s, %(comment_id)s, %(body)s, %(marker)s,
+        %(not_before)s)
 """
-ANY_HELD = "SELECT EXISTS (SELECT 1 FROM held_writes WHERE repo_id = %s) AS held"
-OLDEST = "SELECT * FROM held_writes WHERE repo_id = %s ORDER BY id LIMIT 1"
+# Writes due later (``not_before``) order nothing: only writes held for budget hold others back.
+ANY_HELD = "SELECT EXISTS (SELECT 1 FROM held_writes WHERE repo_id = %s AND not_before IS NULL) AS held"
+OLDEST = """
+SELECT * FROM held_writes WHERE repo_id = %s AND (not_before IS NULL OR not_before <= now()) ORDER BY id LIMIT 1
+"""
+DROP_LATER_REACTIONS = """
+DELETE FROM held_writes WHERE repo_id = %s AND number = %s AND kind = 'reaction' AND not_before IS NOT NULL
+"""
 # Counted before the send and committed, so a send a crash interrupted is known to have maybe
 # happened: the next attempt looks for the comment's marker before posting again.
 BEGIN_ATTEMPT = "UPDATE held_writes SET attempts = attempts + 1 WHERE id = %s RETURNING *"
@@ -38,7 +46,9 @@ BEGIN_ATTEMPT = "UPDATE held_writes SET attempts = attempts + 1 WHERE id = %s RE
 NOT_ATTEMPTED = "UPDATE held_writes SET attempts = attempts - 1 WHERE id = %s"
 FAILED = "UPDATE held_writes SET last_error = %s WHERE id = %s"
 SENT = "DELETE FROM held_writes WHERE id = %s"
-REPOS_HOLDING = "SELECT DISTINCT repo_id FROM held_writes ORDER BY repo_id"
+REPOS_HOLDING = """
+SELECT DISTINCT repo_id FROM held_writes WHERE not_before IS NULL OR not_before <= now() ORDER BY repo_id
+"""
 COUNT_HELD = "SELECT count(*) AS held, min(held_at) AS oldest FROM held_writes"
 
 # A held write that failed this many times (5xx, timeouts) is dropped with an error in the log:
@@ -82,6 +92,22 @@ def react(conn: psycopg.Connection, gh: RepoGateway, repo_id: int, number: int, 
            lambda: gh.react(comment_id, content))
 
 
+def react_later(conn: psycopg.Connection, repo_id: int, number: int, comment_id: int, delay: timedelta,
+                content: str = "+1") -> None:
+    """React to a comment ``delay`` from now, as the current write class, unless
+    ``drop_later_reactions`` takes it back first: an acknowledgement that an answer arriving
+    sooner makes unnecessary (``/queue``: the merge or the dequeue reply)."""
+    row = dict(repo_id=repo_id, write_class=current_class().name, kind="reaction", number=number,
+               comment_id=comment_id, body=content, marker=None, not_before=datetime.now(timezone.utc) + delay)
+    conn.execute(HOLD, row)
+    schedule_flush(repo_id, row["not_before"].timestamp())
+
+
+def drop_later_reactions(conn: psycopg.Connection, repo_id: int, number: int) -> int:
+    """Take back the reactions on issue or PR ``number`` that are not written yet; how many."""
+    return conn.execute(DROP_LATER_REACTIONS, (repo_id, number)).rowcount
+
+
 def add_label(conn: psycopg.Connection, gh: RepoGateway, repo_id: int, number: int, label: str) -> None:
     """Add a label now, or hold it (adding a label twice is harmless)."""
     _write(conn, gh, dict(repo_id=repo_id, kind="add_label", number=number, comment_id=None, body=label, marker=None),
@@ -101,6 +127,7 @@ def _write(conn: psycopg.Connection, gh: RepoGateway, row: dict, send) -> None:
         send()  # a spent budget defers the caller: an agent is waiting for exactly this write
         return
     row["write_class"] = write_class.name
+    row["not_before"] = None
     if conn.execute(ANY_HELD, (row["repo_id"],)).fetchone()["held"]:
         _hold(conn, gh, row, "behind earlier held writes")  # their flush sends this one too
         return

@@ -68,7 +68,12 @@ def on_command(run, command) -> None:
     cmd = QueueCommand(command.name, command.args[0] if command.args else None)
     decision = _decide(ctx.conn, repo, cmd, run.login, lambda: run.permission, pr)
     _apply_command(ctx, repo, pr, decision.actions, run.login)
-    if decision.accepted:  # a reaction says so; the position is in the status issue and the API
+    if decision.accepted and any(isinstance(a, EnqueueEntry) for a in decision.actions):
+        # Queued: the merge (or the dequeue reply) answers it; a 👍 only if it still waits
+        # after QUEUE_ACK_DELAY (its place is in the status issue and the API meanwhile).
+        run.acknowledge_later = True
+        return
+    if decision.accepted:
         run.succeeded += 1
         return
     data = {"command": command.name, "pr": run.number, "result": "refused"}
@@ -270,9 +275,11 @@ class _Stepper:
         return pr, base_tip, verdict
 
     def _publish(self, pr: PullSnapshot | None, verdict: GateVerdict | None, actions: list[Action]) -> None:
-        """``fleet/gates`` on the head the queue merges or dequeues (so a branch protection that
-        requires it agrees), before acting; not on a head it is about to update or still waits on."""
-        if pr is None or verdict is None or not any(isinstance(a, (Merge, Dequeue)) for a in actions):
+        """``fleet/gates`` on the head the queue dequeues (it says why), and on the head it merges
+        only with ``queue.gates_before_merge`` (a branch protection that requires the run);
+        never on a head it is about to update or still waits on."""
+        kinds = (Merge, Dequeue) if self.repo.config.queue.gates_before_merge else (Dequeue,)
+        if pr is None or verdict is None or not any(isinstance(a, kinds) for a in actions):
             return
         gate_service.publish(self.conn, self.gh, self.repo, pr, verdict,
                              queue_place=queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number))

@@ -30,6 +30,9 @@ MAX_REEVALUATIONS = 1  # per head: a 409 / head-mismatch is re-evaluated once, t
 UPDATE_LANDING = timedelta(minutes=2)  # update-branch is asynchronous; re-issue after this
 RETRY_BASE = timedelta(seconds=10)
 RETRY_CAP = timedelta(minutes=5)
+# `/queue` is answered by the merge or the dequeue reply; a PR still queued this long after the
+# command gets a 👍 (one write saved on every PR that merges sooner).
+QUEUE_ACK_DELAY = timedelta(seconds=60)
 GITHUB_MESSAGE_LIMIT = 300
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import psycopg
 
+from app.github import held_writes
 from app.queue.state import PRIORITY_RANK, QueueEntry, QueueSnapshot, positions
 
 PRIORITY_NAME = {rank: name for name, rank in PRIORITY_RANK.items()}
@@ -123,11 +124,14 @@ def save_entry(conn: psycopg.Connection, repo_id: int, entry: QueueEntry, wake_a
 
 def finish_entry(conn: psycopg.Connection, repo_id: int, entry: QueueEntry, now: datetime, outcome: str,
                  detail: str | None = None, merge_commit_sha: str | None = None) -> bool:
-    """Close the entry (merged, failed or dequeued); False when it was already finished."""
+    """Close the entry (merged, failed or dequeued); False when it was already finished. A `/queue`
+    acknowledgement not written yet is dropped: leaving the queue is the answer."""
     row = conn.execute(FINISH_ENTRY, {
         "repo_id": repo_id, "pr_number": entry.pr_number, "state": entry.state, "now": now,
         "outcome": outcome, "detail": detail, "merge_commit_sha": merge_commit_sha,
     }).fetchone()
+    if row is not None:
+        held_writes.drop_later_reactions(conn, repo_id, entry.pr_number)
     return row is not None
 
 

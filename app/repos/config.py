@@ -132,6 +132,10 @@ class QueueConfig(_Section):
     update_method: Literal["merge", "rebase"] = Field("merge", description="How a PR behind its base is brought up to date.")
     ci_timeout: timedelta = Field(timedelta(minutes=60), description="How long to wait for green checks on the in-flight head.")
     requeue_on_push: bool = Field(False, description="A push to the in-flight PR keeps it queued (re-tested) instead of dequeuing it.")
+    gates_before_merge: bool = Field(
+        False,
+        description="Write a green `fleet/gates` on the head right before merging it (one write per merged PR): turn on when branch protection requires `fleet/gates`; otherwise the merge itself is the answer.",
+    )
     commit_title: str = Field("{title} (#{number})", description="Merge commit title; `{title}`, `{number}`, `{author}` are replaced.")
     commit_message: str = Field(
         "Merged by Fleet from #{number} by {author}.",
