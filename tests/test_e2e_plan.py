@@ -21,8 +21,11 @@ def test_sample_plan_imports_idempotently(world, db_conn, settings):
     plan = parse_plan(SAMPLE.read_text())
     dry = apply_plan(gh, plan, dry_run=True)
     assert len(dry) == 5 + 27
+    calls_before = len(world.sim.requests)
     first = apply_plan(gh, plan)
-    assert len(first) >= 5 + 27
+    assert len(first) == 5 + 27  # one pass: every issue is created with its Depends on lines
+    made = [c.operation_id for c in world.sim.requests[calls_before:] if c.method != "GET"]
+    assert sorted(set(made)) == ["issues/create", "issues/create-milestone"] and len(made) == 5 + 27
     world.settle(timeout=60)
     tasks = db_conn.execute("SELECT count(*) AS n, sum(estimate_hours) AS h FROM tasks WHERE is_task").fetchone()
     assert tasks["n"] == 27 and float(tasks["h"]) == 592.0

@@ -174,7 +174,22 @@ def test_describe_for_dry_run() -> None:
     changes = diff_plan(sample_plan(), [], [])
     lines = [c.describe() for c in changes]
     assert lines[0] == "create milestone 'Foundation: webhooks to Postgres' (epic foundation)"
-    assert "dependencies schema in a second pass" in lines[6]
+    assert lines[6].endswith("(task ingest); after its dependencies schema")
+
+
+def test_issues_are_created_after_the_issues_they_depend_on_with_their_depends_on_lines() -> None:
+    """A task listed before its dependency is created after it, and names it when created."""
+    plan = parse_plan(
+        "tasks:\n"
+        "  - {key: late, title: Needs early, estimate: 1, depends_on: [early]}\n"
+        "  - {key: early, title: First, estimate: 1}\n"
+        "  - {key: alone, title: Alone, estimate: 1}\n"
+    )
+    creates = diff_plan(plan, [], [])
+    assert [c.key for c in creates] == ["early", "late", "alone"]
+    assert "Depends on" not in creates[1].body  # no number yet when diffed
+    assert "Depends on #41" in creates[1].body_with({"early": 41})
+    assert creates[0].body_with({}) == creates[0].body
 
 
 @pytest.mark.parametrize("text, path, line, message", [

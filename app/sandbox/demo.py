@@ -96,7 +96,7 @@ def fleet_yml(lease: str) -> str:
         "queue:\n"
         "  allow_authors: true  # agents have write access: each queues its own PR\n"
         "status:\n"
-        "  min_interval: 5s\n"
+        "  min_interval: 30s  # the default: every edit of the status issue is a write\n"
     )
 
 

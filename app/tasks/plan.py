@@ -261,11 +261,19 @@ class CreateIssue:
     labels: tuple[str, ...]
     milestone_key: str | None  # resolve to a number after the milestones are created
     milestone: int | None  # the number when the milestone already exists
-    unresolved: tuple[str, ...] = ()  # dependency keys without an issue yet: run diff_plan again
+    unresolved: tuple[str, ...] = ()  # dependency keys without an issue yet: created before this one
+    task: PlanTask | None = None  # to write the body once ``unresolved`` have numbers (``body_with``)
+    known: tuple[tuple[str, int], ...] = ()  # the issue numbers of plan keys that existed
 
     def describe(self) -> str:
-        extra = f"; dependencies {', '.join(self.unresolved)} in a second pass" if self.unresolved else ""
+        extra = f"; after its dependencies {', '.join(self.unresolved)}" if self.unresolved else ""
         return f"create issue {self.title!r} (task {self.key}){extra}"
+
+    def body_with(self, created: dict[str, int]) -> str:
+        """The body, with ``Depends on`` lines for the dependencies created earlier in this run."""
+        if not self.unresolved or self.task is None:
+            return self.body
+        return issue_body(self.task, {**dict(self.known), **created})
 
 
 @dataclass(frozen=True)
@@ -300,6 +308,28 @@ def _normalise(text: str) -> str:
 def milestone_description(epic: PlanEpic) -> str:
     marker = EPIC_KEY_MARKER.format(key=epic.key)
     return f"{epic.description.strip()}\n\n{marker}" if epic.description.strip() else marker
+
+
+def dependencies_first(tasks: Sequence[PlanTask]) -> list[PlanTask]:
+    """The tasks in plan order, except that each comes after the tasks it depends on (a plan
+    has no cycles): issues created in this order name all their dependencies when created,
+    with no second write to add them."""
+    by_key = {task.key: task for task in tasks}
+    ordered: list[PlanTask] = []
+    placed: set[str] = set()
+
+    def place(task: PlanTask) -> None:
+        if task.key in placed:
+            return
+        placed.add(task.key)
+        for key in task.depends_on:
+            if key in by_key:
+                place(by_key[key])
+        ordered.append(task)
+
+    for task in tasks:
+        place(task)
+    return ordered
 
 
 def issue_body(task: PlanTask, numbers: dict[str, int]) -> str:
@@ -361,7 +391,8 @@ def diff_plan(
             issue_by_key.setdefault(key, issue)
     numbers = {key: issue.number for key, issue in issue_by_key.items()}
 
-    for task in plan.tasks:
+    known = tuple(sorted(numbers.items()))
+    for task in dependencies_first(plan.tasks):
         body = issue_body(task, numbers)
         unresolved = tuple(d for d in task.depends_on if d not in numbers)
         labels = issue_labels(task)
@@ -369,7 +400,8 @@ def diff_plan(
         found = issue_by_key.get(task.key)
         if found is None:
             changes.append(CreateIssue(task.key, task.title, body, labels, task.epic,
-                                       milestone.number if milestone else None, unresolved))
+                                       milestone.number if milestone else None, unresolved,
+                                       task if unresolved else None, known if unresolved else ()))
             continue
         diff = {}
         if found.title != task.title:

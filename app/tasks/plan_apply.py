@@ -1,7 +1,8 @@
 """``fleet plan apply``: make a repository's milestones and issues match a YAML plan.
 
-The pure diff is in plan.py; this applies it through GitHub in passes (create, then write the
-``Depends on`` lines once every issue has a number) until a pass finds nothing to change.
+The pure diff is in plan.py; this applies it through GitHub, creating issues after the issues
+they depend on so each is written once with its ``Depends on`` lines, and diffs again until a
+pass finds nothing to change (the second pass normally finds nothing).
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _due_text(value: date | None) -> str | None:
     return f"{value.isoformat()}T00:00:00Z" if value else None
 
 
-def _apply(gh: RepoGateway, change: PlanChange, milestones: dict[str, int]) -> None:
+def _apply(gh: RepoGateway, change: PlanChange, milestones: dict[str, int], created: dict[str, int]) -> None:
     if isinstance(change, CreateMilestone):
         fields = {"description": change.description}
         if change.due_on:
@@ -65,7 +66,8 @@ def _apply(gh: RepoGateway, change: PlanChange, milestones: dict[str, int]) -> N
     elif isinstance(change, CreateIssue):
         number = change.milestone or (milestones.get(change.milestone_key) if change.milestone_key else None)
         extra = {"milestone": number} if number else {}
-        gh.create_issue(change.title, change.body, labels=list(change.labels), **extra)
+        issue = gh.create_issue(change.title, change.body_with(created), labels=list(change.labels), **extra)
+        created[change.key] = issue["number"]
     elif isinstance(change, UpdateIssue):
         fields = {k: v for k, v in change.changes.items() if k != "milestone_key"}
         if "milestone_key" in change.changes and fields.get("milestone") is None:
@@ -90,6 +92,7 @@ def apply_plan(gh: RepoGateway, plan: Plan, *, dry_run: bool = False) -> list[st
         if dry_run:
             return done
         milestones: dict[str, int] = {}
+        created: dict[str, int] = {}
         for change in changes:
-            _apply(gh, change, milestones)
+            _apply(gh, change, milestones, created)
     raise RuntimeError(f"the plan did not converge after {MAX_PASSES} passes; last changes: {done[-5:]}")
