@@ -110,6 +110,14 @@ WHERE me.id = %(id)s AND d.repo_id = me.repo_id AND d.status = 'deferred'
   AND (d.received_at, d.id) < (me.received_at, me.id)
 """
 
+# The oldest deferred delivery of a repository, when it waits only for the order (behind one
+# deferred for budget that has now run): it may run at once instead of at its scheduled time.
+NEXT_BEHIND = """
+SELECT id, last_error FROM deliveries WHERE repo_id = %s AND status = 'deferred'
+ORDER BY received_at, id LIMIT 1
+"""
+WAITING_BEHIND_REASON = "waiting behind an older deferred delivery"
+
 # Runs of one delivery, counting the ones a dying worker never finished; then it is parked.
 MAX_ATTEMPTS = 5
 MAX_ERROR_CHARS = 4000
@@ -202,6 +210,13 @@ def deferred_ahead(conn: psycopg.Connection, delivery_id: str) -> float | None:
     """When the last older deferred delivery of this one's repository runs again, if any."""
     row = conn.execute(DEFERRED_AHEAD, {"id": delivery_id}).fetchone()
     return float(row["not_before"]) if row and row["not_before"] is not None else None
+
+
+def next_behind(conn: psycopg.Connection, repo_id: int) -> str | None:
+    """The repository's oldest deferred delivery if it waits only behind older ones (none of
+    which is deferred any more once this is asked, after one of them ran): it can run now."""
+    row = conn.execute(NEXT_BEHIND, (repo_id,)).fetchone()
+    return row["id"] if row and (row["last_error"] or "").startswith(WAITING_BEHIND_REASON) else None
 
 
 def park(conn: psycopg.Connection, delivery_id: str, reason: str) -> None:

@@ -177,7 +177,7 @@ def test_retry_backoff_for_server_errors_is_bounded_to_a_moment():
 @pytest.fixture
 def two_installations(world):
     w = world
-    for login in ("alice", "bob"):
+    for login in ("alice", "bob", "carol"):
         w.sim.add_user(login, "write")
     w.sim.add_org("other")
     w.sim.create_repo(OTHER)
@@ -300,6 +300,39 @@ def test_two_deliveries_of_one_repository_keep_their_order_across_a_deferral(two
     assert older["status"] == later["status"] == "processed"
     assert older["processed_at"] < later["processed_at"]
     assert claim_of(db_conn, w.repo, first) == "alice" and claim_of(db_conn, w.repo, second) == "bob"
+
+
+def test_deliveries_waiting_behind_a_deferred_one_run_as_soon_as_it_ran(two_installations, db_conn):
+    """Deliveries deferred only to keep the order are handed on when the one ahead has run, not
+    left to their scheduled times a margin apart each (a backlog of them drained at one a second)."""
+    from tests.conftest import drain
+
+    w = two_installations
+    numbers = [w.sim.open_issue(w.repo, f"Task {i}") for i in range(3)]
+    w.settle()
+    spend(w, w.installation_id)
+    assign(w, w.repo, "alice", numbers[0])
+    lift(w, w.installation_id)
+    assign(w, w.repo, "bob", numbers[1])
+    assign(w, w.repo, "carol", numbers[2])
+    rows = delivery_rows(db_conn, w.repo)
+    assert [r["status"] for r in rows] == ["deferred"] * 3
+    times = scheduled_deliveries()
+    assert times[rows[0]["id"]] < times[rows[1]["id"]] < times[rows[2]["id"]]
+
+    # Only the first one's time comes: the two behind it follow at once, in order.
+    queue = runtime.queue()
+    registry = ScheduledJobRegistry(queue=queue)
+    [first_job] = [j for j in registry.get_job_ids() if queue.fetch_job(j).args == (rows[0]["id"],)]
+    registry.remove(first_job)
+    queue.enqueue_job(queue.fetch_job(first_job))
+    drain()
+    rows = delivery_rows(db_conn, w.repo)
+    assert [r["status"] for r in rows] == ["processed"] * 3
+    assert rows[0]["processed_at"] < rows[1]["processed_at"] < rows[2]["processed_at"]
+    assert [claim_of(db_conn, w.repo, n) for n in numbers] == ["alice", "bob", "carol"]
+    run_scheduled_now()  # their own scheduled runs, later, find them done
+    assert [r["status"] for r in delivery_rows(db_conn, w.repo)] == ["processed"] * 3
 
 
 def test_a_deferred_delivery_is_never_parked_nor_requeued_early_by_the_sweeper(two_installations, db_conn):
