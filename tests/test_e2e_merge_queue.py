@@ -230,6 +230,28 @@ def test_failing_check_dequeues_with_a_comment_and_the_queue_moves_on(world, db_
     assert (row["state"], row["outcome"]) == ("failed", "checks_failed")
 
 
+def test_a_dequeue_does_not_wait_for_budget_to_write_fleet_gates(world, db_conn):
+    """With the replies' share of the minute spent, a failed PR still leaves the queue at once
+    (its reply held for a slot, its `fleet/gates` left out) and the next PR merges."""
+    from app.github.write_budget import WriteClass
+    from tests.test_write_deferral import fill_window
+
+    world.sim.add_user("alice", "write")
+    bad, good = open_task_pr(world, "bad"), open_task_pr(world, "good")
+    world.settle()
+    for number in (bad, good):
+        world.sim.comment(world.repo, number, "/queue", author="alice")
+    world.settle()
+    fill_window(world.installation_id, WriteClass.QUEUE)
+    drive(world, lambda n, sha: "failure" if n == bad else "success")
+    assert [n for n, _, _ in merged(world)] == [good]
+    row = next(r for r in queue_rows(db_conn) if r["pr_number"] == bad)
+    assert (row["state"], row["outcome"]) == ("failed", "checks_failed")
+    assert "fleet/gates" not in check_runs(world, world.sim.pull(world.repo, bad)["head"]["sha"])
+    held = db_conn.execute("SELECT kind, number FROM held_writes WHERE not_before IS NULL ORDER BY id").fetchall()
+    assert [(h["kind"], h["number"]) for h in held][:1] == [("comment", bad)]  # the reply waits for a slot
+
+
 def test_a_push_during_ci_prevents_the_stale_merge(world, db_conn):
     """A push to the in-flight PR while its CI runs dequeues it; the old head never merges,
     even when its CI turns green afterwards."""

@@ -278,11 +278,18 @@ class _Stepper:
         """``fleet/gates`` on the head the queue dequeues (it says why), and on the head it merges
         only with ``queue.gates_before_merge`` (a branch protection that requires the run);
         never on a head it is about to update or still waits on."""
-        kinds = (Merge, Dequeue) if self.repo.config.queue.gates_before_merge else (Dequeue,)
-        if pr is None or verdict is None or not any(isinstance(a, kinds) for a in actions):
+        merging = self.repo.config.queue.gates_before_merge and any(isinstance(a, Merge) for a in actions)
+        if pr is None or verdict is None or not (merging or any(isinstance(a, Dequeue) for a in actions)):
             return
-        gate_service.publish(self.conn, self.gh, self.repo, pr, verdict,
-                             queue_place=queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number))
+        place = queue_store.queue_place(self.conn, self.repo.id, self.repo.full_name, pr.number)
+        try:
+            gate_service.publish(self.conn, self.gh, self.repo, pr, verdict, queue_place=place)
+        except BudgetSpent:
+            if merging:
+                raise  # branch protection needs the run: the step waits for a slot
+            # A dequeue does not wait for budget: its reply says why; the run is only the echo.
+            log.info("fleet/gates of a dequeued head not written: no budget", extra={
+                "repo": self.repo.full_name, "pr": pr.number, "sha": pr.head_sha})
 
     # Returns True when the queue should be decided again at once.
     def _apply(self, entry: QueueEntry, pr: PullSnapshot | None, actions: list[Action], now: datetime) -> bool:

@@ -14,7 +14,7 @@ namespace of its own, against the GitHub simulator served in this process. Then:
   and re-queue when Fleet dequeues the PR after a CI failure, and move on when the claim is undone;
 - a simulated CI reports the ``ci`` check on every new PR head after ``--ci-seconds``, failing with
   probability ``--failure-rate``;
-- one agent goes silent after its first claim, so its lease expires and Fleet hands the task on.
+- the first agent Fleet lets hold a claim goes silent, so its lease expires and Fleet hands the task on.
 
 With ``real_limits`` Fleet's write pacer runs at GitHub's budget (or a smaller one) and the
 simulator answers writes over it with GitHub's secondary-limit 403; the summary adds what issue 11
@@ -170,6 +170,16 @@ class Tally:
     # (task, agent, since, until): while an agent believed it held the task (until None: still)
     beliefs: list[list] = field(default_factory=list)
     started_work: dict[int, set[str]] = field(default_factory=dict)  # task -> agents that pushed or opened a PR
+    silences_left: int = 1  # one agent goes silent on the first claim Fleet lets it hold
+
+    def take_silence(self) -> bool:
+        """True for the first agent to hold a claim: it goes silent. Any agent, so a lease expires
+        in every run (a designated agent that never won a claim left a run without one)."""
+        with self.lock:
+            if self.silences_left <= 0:
+                return False
+            self.silences_left -= 1
+            return True
 
     def record_claim(self, record: ClaimRecord) -> None:
         with self.lock:
@@ -249,7 +259,7 @@ class ScriptedAgent(threading.Thread):
     """One agent doing what ``docs/agents.md`` asks, through the REST API as its own user."""
 
     def __init__(self, sim, repo: str, login: str, tally: Tally, rng: random.Random, lease_s: float,
-                 claim_mode: str, silent_once: bool, status_issue: callable, verdict_timeout: float = 60.0,
+                 claim_mode: str, status_issue: callable, verdict_timeout: float = 60.0,
                  start_line: threading.Barrier | None = None):
         super().__init__(name=f"demo-{login}", daemon=True)
         from githubkit import GitHub
@@ -258,7 +268,7 @@ class ScriptedAgent(threading.Thread):
         self.owner, self.name = repo.split("/")
         self.gh = GitHub(sim.user_token(login), base_url=sim.url + "/", http_cache=False, auto_retry=False)
         self.renew_every = max(1.0, lease_s * 0.5)
-        self.claim_mode, self.silent_once = claim_mode, silent_once
+        self.claim_mode = claim_mode
         self.verdict_timeout, self.start_line = verdict_timeout, start_line
         self.status_issue = status_issue
         self.passed_over: dict[int, float] = {}  # task → until when not to try it again (refused)
@@ -298,8 +308,7 @@ class ScriptedAgent(threading.Thread):
                     self.tally.set(self.login, "waiting for ready work")
                     self._sleep(1.0 + self.rng.random())
                     continue
-                if self.silent_once:
-                    self.silent_once = False
+                if self.tally.take_silence():
                     self._go_silent(task)
                     continue
                 self._work(task)
@@ -794,7 +803,7 @@ class DemoRun:
         for idx, login in enumerate(self.agent_logins):
             self.tally.agents[login] = AgentView(login)
             agent = ScriptedAgent(self.sim, DEMO_REPO, login, self.tally, random.Random(self.rng.random()), lease_s,
-                                  claim_mode=self.claim_mode(idx), silent_once=idx == len(self.agent_logins) - 1,
+                                  claim_mode=self.claim_mode(idx),
                                   status_issue=self.status_issue, verdict_timeout=self.o.verdict_timeout,
                                   start_line=start_line)
             self.agents.append(agent)
