@@ -15,7 +15,7 @@ from rq.registry import ScheduledJobRegistry
 
 from app import deliveries, runtime
 from app.github.client import RetryPolicy, WritePacer
-from app.github.write_budget import BudgetSpent, WriteBudget, WriteClass, ceiling, writing
+from app.github.write_budget import WINDOW_SECONDS, BudgetSpent, WriteBudget, WriteClass, ceiling, writing
 from jobs.sweeper import sweep_deliveries
 from tests.conftest import REDIS_URL
 
@@ -70,7 +70,8 @@ def test_a_spent_budget_raises_at_once_and_never_sleeps(queue_namespace, no_slee
     with pytest.raises(BudgetSpent) as info:
         with pacer.acquire(post):
             pass
-    assert info.value.retry_at == 1_800_000_070.0  # a minute after the write it waits on, not a sleep
+    # a minute (and the pacer's margin) after the write it waits on, not a sleep
+    assert info.value.retry_at == 1_800_000_010.0 + WINDOW_SECONDS["minute"]
     assert no_sleep == []
 
 
@@ -79,7 +80,8 @@ def test_verdict_writes_go_through_when_labels_and_status_are_at_their_ceiling(q
     assert take_all(b, WriteClass.LABELS) == 5       # 50 %
     assert take_all(b, WriteClass.STATUS) == 1       # up to 60 %
     assert take_all(b, WriteClass.QUEUE) == 1        # up to 75 %
-    assert take_all(b, WriteClass.VERDICT) == 3      # the reserve: up to 100 %
+    assert take_all(b, WriteClass.MERGE) == 2        # up to 90 %
+    assert take_all(b, WriteClass.VERDICT) == 1      # the verdicts' own reserve: up to 100 %
     with pytest.raises(BudgetSpent) as info:
         b.take(WriteClass.LABELS)
     assert info.value.reason == "minute ceiling reached"
@@ -94,7 +96,7 @@ def test_the_hourly_ceiling_of_a_class_holds_across_minutes(queue_namespace):
     with pytest.raises(BudgetSpent) as info:
         b.take(WriteClass.LABELS)
     assert info.value.reason == "hour ceiling reached"
-    assert info.value.retry_at == first + 3600  # the hour rolls: an hour after the oldest write
+    assert info.value.retry_at == first + WINDOW_SECONDS["hour"]  # an hour (and the margin) after the oldest write
     b.take(WriteClass.VERDICT)  # the hour's reserve is still there for verdicts
 
 
@@ -107,8 +109,8 @@ def test_the_minute_is_a_rolling_window_as_github_counts_it(queue_namespace):
     clock.now = 1_800_000_061.0  # a new clock minute, but the burst was 1.5 s ago
     with pytest.raises(BudgetSpent) as info:
         b.take(WriteClass.VERDICT)
-    assert info.value.retry_at == 1_800_000_119.5
-    clock.now = 1_800_000_119.5
+    assert info.value.retry_at == 1_800_000_059.5 + WINDOW_SECONDS["minute"]
+    clock.now = 1_800_000_059.5 + WINDOW_SECONDS["minute"]
     b.take(WriteClass.VERDICT)  # the burst has aged out
 
 
@@ -379,13 +381,13 @@ def test_a_spent_hourly_budget_defers_instead_of_failing(two_installations, db_c
     # GitHub's hourly budget (the world lifts it to a million, which one ZADD cannot fill within
     # Redis's 2 s socket timeout on a loaded machine), spent a minute ago (outside the minute window).
     runtime.configure(replace(runtime.settings(), writes_per_hour=500))
-    spent_at = time.time() - 60
+    spent_at = time.time() - 120
     key = f"{runtime.settings().queue_name}:writes:{w.installation_id}:hour"
     runtime.redis_client().zadd(key, {f"earlier:{i}": spent_at for i in range(500)})
     assign(w, w.repo, "alice", n)
     [row] = delivery_rows(db_conn, w.repo)
     assert row["status"] == "deferred"
-    assert row["not_before"].timestamp() == pytest.approx(spent_at + 3600, abs=0.01)
+    assert row["not_before"].timestamp() == pytest.approx(spent_at + WINDOW_SECONDS["hour"], abs=0.01)
     assert db_conn.execute("SELECT count(*) AS n FROM deliveries WHERE status IN ('failed', 'parked')"
                            ).fetchone()["n"] == 0
 

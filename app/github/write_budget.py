@@ -31,8 +31,12 @@ class WriteClass(enum.Enum):
     reserve for the classes above it."""
 
     # Claim verdicts (unassign, refusal comment, the accepted-claim signal, the answer to /claim
-    # and /next), merges, update-branch.
+    # and /next): an agent waits for each, doing nothing.
     VERDICT = 100
+    # Merges and update-branch. Below verdicts: once the queue no longer waited on its check run,
+    # merges took the verdicts' whole reserve under a spent budget and a claim went 20 s without
+    # a verdict (tests/test_e2e_claim_race.py); a tenth of every window is the verdicts' alone.
+    MERGE = 90
     # fleet/gates check runs, queue and command replies; also every write nobody classified.
     # A quarter of every window stays for verdicts: 8 agents racing for tasks at once need about
     # 1.7 writes per verdict (measured by the race test), 20 of GitHub's 80 a minute.
@@ -51,7 +55,7 @@ class WriteClass(enum.Enum):
 # minute and the hour it froze once 200 writes of the hour were spent, in the first busy minutes
 # of a fleet (``fleet demo`` at GitHub's limits: no status edit in a 3-minute run).
 HOUR_SHARE: dict[WriteClass, int] = {
-    WriteClass.VERDICT: 100, WriteClass.QUEUE: 90, WriteClass.STATUS: 85, WriteClass.LABELS: 70,
+    WriteClass.VERDICT: 100, WriteClass.MERGE: 95, WriteClass.QUEUE: 90, WriteClass.STATUS: 85, WriteClass.LABELS: 70,
 }
 
 DEFAULT_CLASS = WriteClass.QUEUE
@@ -99,7 +103,8 @@ class BudgetSpent(RuntimeError):
 # Each window is a sorted set of this installation's writes scored by time. First GitHub's own
 # stop, then the class's ceiling in both windows, and only then the write is counted in both, so
 # concurrent workers never over-commit a window.
-# KEYS: minute log, hour log, spent-until, sequence. ARGV: minute ceiling, hour ceiling, now.
+# KEYS: minute log, hour log, spent-until, sequence. ARGV: minute ceiling, hour ceiling, now,
+# minute span, hour span (seconds).
 # Returns {1} (slot taken), {0, "minute"|"hour", time of the write that must age out} (ceiling
 # reached) or {-1, spent_until}.
 TAKE_SLOT = """
@@ -115,9 +120,9 @@ local function free_at(key, span, limit)
   local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
   return oldest[2]
 end
-local m = free_at(KEYS[1], 60, tonumber(ARGV[1]))
+local m = free_at(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[1]))
 if m then return {0, 'minute', m} end
-local h = free_at(KEYS[2], 3600, tonumber(ARGV[2]))
+local h = free_at(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[2]))
 if h then return {0, 'hour', h} end
 local id = ARGV[3] .. ':' .. redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[1], now, id); redis.call('EXPIRE', KEYS[1], 120)
@@ -126,7 +131,12 @@ redis.call('EXPIRE', KEYS[4], 7200)
 return {1}
 """
 
-WINDOW_SECONDS = {"minute": 60, "hour": 3600}
+# The pacer's windows are a little longer than GitHub's: a slot is taken before its request leaves,
+# and the request reaches GitHub up to a moment later (measured: 81 writes within one of GitHub's
+# rolling minutes with exactly 60 s here, and the 403 that answered the 81st paused every
+# repository of the installation for a minute).
+WINDOW_MARGIN_SECONDS = 2
+WINDOW_SECONDS = {"minute": 60 + WINDOW_MARGIN_SECONDS, "hour": 3600 + WINDOW_MARGIN_SECONDS}
 
 # Keeps the later of two spent-until marks (two workers can see two rate-limit answers).
 MARK_SPENT = """
@@ -160,6 +170,7 @@ class WriteBudget:
         result = self.redis.eval(
             TAKE_SLOT, 4, self._key("minute"), self._key("hour"), self._key("spent-until"), self._key("seq"),
             ceiling(write_class, self.per_minute), ceiling(write_class, self.per_hour, hourly=True), repr(now),
+            WINDOW_SECONDS["minute"], WINDOW_SECONDS["hour"],
         )
         if int(result[0]) == 1:
             return

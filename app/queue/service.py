@@ -347,10 +347,11 @@ class _Stepper:
         return again
 
     def _verdict_call(self, before: QueueEntry, call: Callable[[], object]) -> tuple[int, str, timedelta | None, dict]:
-        """A merge or update-branch call, first in the write budget. When the budget is spent the
-        call was never made: the entry goes back to how it was (no attempt used) and the job defers."""
+        """A merge or update-branch call, second only to claim verdicts in the write budget. When
+        the budget is spent the call was never made: the entry goes back to how it was (no attempt
+        used) and the job defers."""
         try:
-            with writing(WriteClass.VERDICT):
+            with writing(WriteClass.MERGE):
                 return _answer(call)
         except BudgetSpent:
             self._save(before, None)

@@ -45,7 +45,9 @@ CHECK_NAME = "ci"
 BOT_LOGIN = "fleet[bot]"
 AGENT_NAMES = [f"agent-{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
 REFUSED_TASK_SKIP_S = 60.0  # a refused task is left alone this long (the status issue's list lags)
-NO_READY_TASK_BACKOFF_S = 10.0  # an agent told "no ready task" by /next asks again after this long
+# An agent told "no ready task" by /next asks again once the status issue changed (docs/agents.md),
+# or after this long at most (its edits wait when the write budget is busy).
+NO_READY_TASK_BACKOFF_S = 60.0
 VERDICT_POLL_S = 0.25  # how often an agent waiting for a verdict looks at the task: the latency's resolution
 LIFTED_WRITES = ("100000", "1000000")  # per minute, per hour: the pacer out of the way (setup of a race)
 
@@ -272,6 +274,8 @@ class ScriptedAgent(threading.Thread):
         self.verdict_timeout, self.start_line = verdict_timeout, start_line
         self.status_issue = status_issue
         self.passed_over: dict[int, float] = {}  # task → until when not to try it again (refused)
+        self.no_ready_body: str | None = None  # the status issue's body when told "no ready task"
+        self.no_ready_until = 0.0
         self.stopping = threading.Event()
 
     # -- plumbing --
@@ -322,7 +326,8 @@ class ScriptedAgent(threading.Thread):
             status = self.status_issue()
             # Asking when the status issue lists nothing ready only earns a "no ready task" reply
             # (a write); racing agents ask at once, as the race is about.
-            if status is not None and (self.start_line is not None or self._listed_ready()):
+            if status is not None and (self.start_line is not None or self._listed_ready()) \
+                    and not self._nothing_new(status):
                 return self._claim_with_next(status)
             return None
         candidates = self._ready_tasks()
@@ -347,6 +352,14 @@ class ScriptedAgent(threading.Thread):
         now = time.monotonic()
         listed = [n for n in self._listed_ready() if self.passed_over.get(n, 0) < now]
         return [n for n in listed[:4] if self._still_free(n)]
+
+    def _nothing_new(self, status: int) -> bool:
+        """Told "no ready task" and the status issue's text has not changed since (nor has the
+        backoff passed): asking again would only spend one of Fleet's writes on the same answer."""
+        if self.no_ready_body is None or time.monotonic() >= self.no_ready_until:
+            return False
+        issue = self._issue(status)
+        return issue is not None and issue.get("body") == self.no_ready_body
 
     def _listed_ready(self) -> list[int]:
         """The numbers in the status issue's ``{"ready": [...]}`` marker."""
@@ -448,8 +461,11 @@ class ScriptedAgent(threading.Thread):
                         and str(data.get("agent", "")).split(":")[0] == self.login:
                     self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(),
                                                         "refused"))
-                    if data.get("reason") == "no_ready_task":  # asking again at once only spends Fleet's budget
-                        self._sleep(NO_READY_TASK_BACKOFF_S)
+                    if data.get("reason") == "no_ready_task":  # ask again once the status issue moves
+                        issue = self._issue(status_number)
+                        self.no_ready_body = issue.get("body") if issue else None
+                        self.no_ready_until = time.monotonic() + NO_READY_TASK_BACKOFF_S
+                        self._sleep(1.0 + self.rng.random())
                     return None
         if time.monotonic() < deadline:  # the run ended while waiting: not a missing verdict
             return None
