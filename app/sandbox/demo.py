@@ -274,7 +274,8 @@ class ScriptedAgent(threading.Thread):
         self.verdict_timeout, self.start_line = verdict_timeout, start_line
         self.status_issue = status_issue
         self.passed_over: dict[int, float] = {}  # task → until when not to try it again (refused)
-        self.no_ready_body: str | None = None  # the status issue's body when told "no ready task"
+        # (status issue's body, open issues) when told "no ready task": ask again once either moves
+        self.no_ready_seen: tuple | None = None
         self.no_ready_until = 0.0
         self.stopping = threading.Event()
 
@@ -354,12 +355,18 @@ class ScriptedAgent(threading.Thread):
         return [n for n in listed[:4] if self._still_free(n)]
 
     def _nothing_new(self, status: int) -> bool:
-        """Told "no ready task" and the status issue's text has not changed since (nor has the
-        backoff passed): asking again would only spend one of Fleet's writes on the same answer."""
-        if self.no_ready_body is None or time.monotonic() >= self.no_ready_until:
+        """Told "no ready task", and since then neither has the status issue's text changed nor
+        has a task closed (which may have unblocked another), nor has the backoff passed: asking
+        again would only spend one of Fleet's writes on the same answer."""
+        if self.no_ready_seen is None or time.monotonic() >= self.no_ready_until:
             return False
+        return self._what_is_open(status) == self.no_ready_seen
+
+    def _what_is_open(self, status: int) -> tuple:
+        """(status issue's body, open issue numbers): agents' reads, which cost Fleet nothing."""
         issue = self._issue(status)
-        return issue is not None and issue.get("body") == self.no_ready_body
+        listed = self._call(self.gh.rest.issues.list_for_repo, self.owner, self.name, state="open", per_page=100)
+        return (issue or {}).get("body"), tuple(sorted(i["number"] for i in listed or [] if "pull_request" not in i))
 
     def _listed_ready(self) -> list[int]:
         """The numbers in the status issue's ``{"ready": [...]}`` marker."""
@@ -462,8 +469,7 @@ class ScriptedAgent(threading.Thread):
                     self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(),
                                                         "refused"))
                     if data.get("reason") == "no_ready_task":  # ask again once the status issue moves
-                        issue = self._issue(status_number)
-                        self.no_ready_body = issue.get("body") if issue else None
+                        self.no_ready_seen = self._what_is_open(status_number)
                         self.no_ready_until = time.monotonic() + NO_READY_TASK_BACKOFF_S
                         self._sleep(1.0 + self.rng.random())
                     return None
