@@ -460,3 +460,14 @@ CREATE INDEX IF NOT EXISTS held_writes_by_repo ON held_writes (repo_id, id);
 -- dropped when the PR leaves the queue first (the merge or the dequeue reply is the answer).
 -- Such a write orders nothing: replies are held behind due writes only.
 ALTER TABLE held_writes ADD COLUMN IF NOT EXISTS not_before timestamptz;
+
+-- migrate: 0013 assignable cache
+-- GitHub's "yes, this user can be assigned here" (app/github/permissions.py), remembered briefly
+-- like a permission: every /claim and /next asked it again (a call per claim). A "no" is never
+-- remembered: someone just added as a collaborator can be assigned at once.
+CREATE TABLE IF NOT EXISTS assignable_cache (
+    repo_id     bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    login       text NOT NULL,
+    checked_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, login)
+);

@@ -112,3 +112,29 @@ def test_a_same_second_event_that_says_the_same_is_no_tie(world, db_conn):
     assert task_state.is_tie(db_conn, repo_id, relabelled) is True  # the same second, another content
     later = Issue.model_validate({**world.sim.issue(world.repo, n), "updated_at": "2099-01-01T00:00:00Z"})
     assert task_state.is_tie(db_conn, repo_id, later) is False  # newer: applied, no question
+
+
+def test_whether_an_agent_can_be_assigned_is_asked_once_but_a_no_every_time(world, db_conn):
+    """`/claim` and `/next` ask GitHub whether the claimant can be assigned: a yes is remembered
+    (one call per agent, not per claim), a no is not (a new collaborator can claim at once)."""
+    sim, repo = world.sim, world.repo
+    sim.add_user("alice", "write")
+    first, second, third = (sim.open_issue(repo, title) for title in ("One", "Two", "Three"))
+    world.settle()
+
+    def asked_since(start: int) -> int:
+        return sum(1 for q in fleet_requests(world, start) if q.operation_id == "issues/check-user-can-be-assigned")
+
+    start = len(sim.requests)
+    for command, number in (("/claim", first), ("/release", first), ("/claim", second)):
+        sim.comment(repo, number, command, author="alice")
+        world.settle()
+    assert [a["login"] for a in sim.issue(repo, second)["assignees"]] == ["alice"]
+    assert asked_since(start) == 1
+
+    start = len(sim.requests)
+    for _ in range(2):
+        sim.comment(repo, third, "/claim", author="mallory")  # not a collaborator: never assignable
+        world.settle()
+    assert sim.issue(repo, third)["assignees"] == []
+    assert asked_since(start) == 2

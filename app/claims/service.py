@@ -57,7 +57,8 @@ def build_request(ctx: EventScope, repo: Repo, effects: Effects, *, task: TaskRe
     return claims.ClaimRequest(
         task=task, claimant=claimant, assigner=assigner, source=source, order_key=order_key,
         assigner_permission=permissions.permission(ctx.conn, effects.gh, repo.id, assigner) if someone_else else None,
-        claimant_assignable=True if source == "assign" else effects.gh.can_be_assigned(claimant.login),
+        claimant_assignable=True if source == "assign" else permissions.can_be_assigned(
+            ctx.conn, effects.gh, repo.id, claimant.login),
         claimant_teams=permissions.teams_of(effects.gh, claimant.login, teams) if teams else None,
     )
 

@@ -49,7 +49,11 @@ SENT = "DELETE FROM held_writes WHERE id = %s"
 REPOS_HOLDING = """
 SELECT DISTINCT repo_id FROM held_writes WHERE not_before IS NULL OR not_before <= now() ORDER BY repo_id
 """
-COUNT_HELD = "SELECT count(*) AS held, min(held_at) AS oldest FROM held_writes"
+# Due writes only, aged from when they became due: a `/queue` 👍 waiting for its time is not stuck.
+COUNT_HELD = """
+SELECT count(*) AS held, min(coalesce(not_before, held_at)) AS oldest FROM held_writes
+WHERE not_before IS NULL OR not_before <= now()
+"""
 
 # A held write that failed this many times (5xx, timeouts) is dropped with an error in the log:
 # a reply is not worth blocking the replies behind it for ever.

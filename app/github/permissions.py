@@ -49,6 +49,28 @@ def permission(conn: psycopg.Connection, gh: "RepoGateway", repo_id: int, login:
     return value
 
 
+ASSIGNABLE_CACHED = """
+SELECT 1 FROM assignable_cache WHERE repo_id = %s AND login = lower(%s)
+  AND checked_at > now() - make_interval(secs => %s)
+"""
+STORE_ASSIGNABLE = """
+INSERT INTO assignable_cache (repo_id, login) VALUES (%s, lower(%s))
+ON CONFLICT (repo_id, login) DO UPDATE SET checked_at = now()
+"""
+
+
+def can_be_assigned(conn: psycopg.Connection, gh: "RepoGateway", repo_id: int, login: str) -> bool:
+    """Whether GitHub lets ``login`` be assigned issues in the repository. A yes is remembered
+    ``CACHE_SECONDS``, like a permission (every ``/claim`` and ``/next`` asked GitHub again); a
+    no is asked again each time, so a collaborator added a moment ago can claim at once."""
+    if conn.execute(ASSIGNABLE_CACHED, (repo_id, login, CACHE_SECONDS)).fetchone() is not None:
+        return True
+    if not gh.can_be_assigned(login):
+        return False
+    conn.execute(STORE_ASSIGNABLE, (repo_id, login))
+    return True
+
+
 def has_write(value: str | None) -> bool:
     """``value`` (GitHub's permission or role name) is write or higher."""
     return has_permission(value, "write")
