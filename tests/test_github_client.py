@@ -10,7 +10,7 @@ import redis
 
 from app.github.evidence import EvidenceRecorder
 from app.github.client import RetryPolicy, WritePacer
-from app.github.write_budget import BudgetSpent
+from app.github.write_budget import WINDOW_SECONDS, BudgetSpent
 from app.github.gateway import GitHubRefused, RepoGateway
 from tests.conftest import REDIS_URL
 
@@ -95,7 +95,7 @@ def test_write_pacer_refuses_writes_beyond_the_minute_budget_at_once(queue_names
     with pytest.raises(BudgetSpent) as info:
         with pacer.acquire(_request("POST")):
             pass
-    assert 0 < info.value.retry_at - time.time() <= 60
+    assert 0 < info.value.retry_at - time.time() <= WINDOW_SECONDS["minute"]
     with pacer.acquire(_request("GET")):
         pass  # reads are never paced
 
@@ -110,7 +110,8 @@ def test_write_pacer_defers_for_the_hour_instead_of_failing(queue_namespace):
         with pacer.acquire(_request("POST")):
             pass
     assert info.value.reason == "hour ceiling reached"
-    assert written + 3600 <= info.value.retry_at <= time.time() + 3600  # an hour after that write
+    # an hour (and the pacer's margin) after that write
+    assert written + WINDOW_SECONDS["hour"] <= info.value.retry_at <= time.time() + WINDOW_SECONDS["hour"]
 
 
 def test_write_pacer_without_redis_lets_writes_through():
