@@ -111,8 +111,9 @@ def _hand_on(conn, delivery, logger) -> None:
     """The next delivery of the repository that only waited for the order runs now, not at its
     scheduled time: deliveries deferred behind one another were scheduled a margin apart each
     (``jobs.deferral.DEFER_MARGIN``), so a backlog of them drained at one a second. Its scheduled
-    run, later, finds it done. Best effort: without Redis, the schedule still holds."""
-    if delivery.repo_id is None:
+    run, later, finds it done. Only a delivery that ran before (deferred) can have others waiting
+    behind it: a first run costs no query. Best effort: without Redis, the schedule still holds."""
+    if delivery.repo_id is None or delivery.attempts <= 1:
         return
     from jobs.dispatch import enqueue_delivery
 

@@ -33,7 +33,8 @@ MERGEABLE_PAUSES = (0.1, 0.3, 1.0)
 def read_pull(gh: RepoGateway, number: int, *, wait_mergeable: bool = True) -> dict | None:
     """The PR as GitHub has it now, waiting briefly while ``mergeable`` is still being computed
     (unless not ``wait_mergeable``); None when it does not exist."""
-    for pause in (*(MERGEABLE_PAUSES if wait_mergeable else ()), None):
+    pauses = MERGEABLE_PAUSES if wait_mergeable else ()
+    for pause in (*pauses, None):
         try:
             raw = gh.pull(number)
         except RequestFailed as exc:

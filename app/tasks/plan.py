@@ -112,6 +112,14 @@ class PlanError(ValueError):
 
 def _find_cycle(graph: dict[str, Sequence[str]]) -> list[str] | None:
     """One dependency cycle as a list of keys (first repeated at the end), or None."""
+    return _walk(graph)[1]
+
+
+def _walk(graph: dict[str, Sequence[str]]) -> tuple[list[str], list[str] | None]:
+    """Depth-first over ``graph`` (key → dependency keys), roots and dependencies in their given
+    order, without recursion (a plan may be a chain thousands long): (every key reached, each
+    after its dependencies; the first cycle met, or None)."""
+    order: list[str] = []
     state: dict[str, int] = {}  # 1 visiting, 2 done
     for root in graph:
         if state.get(root):
@@ -126,16 +134,17 @@ def _find_cycle(graph: dict[str, Sequence[str]]) -> list[str] | None:
                 stack[-1] = (node, i + 1)
                 nxt = deps[i]
                 if state.get(nxt) == 1:
-                    return path[path.index(nxt):] + [nxt]
+                    return order, path[path.index(nxt):] + [nxt]
                 if not state.get(nxt):
                     state[nxt] = 1
                     stack.append((nxt, 0))
                     path.append(nxt)
             else:
                 state[node] = 2
+                order.append(node)
                 stack.pop()
                 path.pop()
-    return None
+    return order, None
 
 
 def _loc_path(loc: Sequence[Any]) -> str:
@@ -315,21 +324,8 @@ def dependencies_first(tasks: Sequence[PlanTask]) -> list[PlanTask]:
     has no cycles): issues created in this order name all their dependencies when created,
     with no second write to add them."""
     by_key = {task.key: task for task in tasks}
-    ordered: list[PlanTask] = []
-    placed: set[str] = set()
-
-    def place(task: PlanTask) -> None:
-        if task.key in placed:
-            return
-        placed.add(task.key)
-        for key in task.depends_on:
-            if key in by_key:
-                place(by_key[key])
-        ordered.append(task)
-
-    for task in tasks:
-        place(task)
-    return ordered
+    order, _ = _walk({task.key: task.depends_on for task in tasks})
+    return [by_key[key] for key in order if key in by_key]
 
 
 def issue_body(task: PlanTask, numbers: dict[str, int]) -> str:
