@@ -471,3 +471,20 @@ CREATE TABLE IF NOT EXISTS assignable_cache (
     checked_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (repo_id, login)
 );
+
+-- migrate: 0014 agents waiting for /next
+-- A /next that found nothing ready waits in line (app/claims/waiting.py) instead of being answered
+-- "no ready task": the next ready task is assigned to the agent that has waited longest. One row
+-- per agent (account + name; '' for an unnamed agent), kept until served or `claims.next_wait`.
+CREATE TABLE IF NOT EXISTS next_waiters (
+    repo_id             bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    login               text NOT NULL,
+    agent_name          text NOT NULL DEFAULT '',
+    number              integer NOT NULL,
+    comment_id          bigint NOT NULL,
+    comment_created_at  timestamptz,
+    asked_at            timestamptz NOT NULL,
+    expires_at          timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS next_waiters_agent ON next_waiters (repo_id, lower(login), agent_name);
+CREATE INDEX IF NOT EXISTS next_waiters_expiry ON next_waiters (expires_at);

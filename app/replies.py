@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from app.durations import format_duration
@@ -201,10 +201,16 @@ def claim_accepted(*, task: TaskRef, repo: str, agent: AgentId, expires_at: date
     })
 
 
-def next_none(*, agent: AgentId, repo: str, reason: str = "no_ready_task") -> str:
-    """``/next`` found nothing to hand out."""
-    sentence = f"There is no ready task for {_agent(agent)} right now; try again later."
-    return reply(sentence, {"command": "next", "result": "refused", "reason": reason, "agent": str(agent)})
+def next_none(*, agent: AgentId, repo: str, reason: str = "no_ready_task", waited_s: int | None = None) -> str:
+    """``/next`` found nothing to hand out: at once (nothing may become ready), or after waiting
+    in line for ``claims.next_wait`` (``waited_s``)."""
+    if waited_s is None:
+        sentence = f"There is no ready task for {_agent(agent)} and none waiting to become ready; try again later."
+        return reply(sentence, {"command": "next", "result": "refused", "reason": reason, "agent": str(agent)})
+    sentence = (f"No task became ready for {_agent(agent)} in the {format_duration(timedelta(seconds=waited_s))} "
+                "this `/next` waited in line; ask again to wait again.")
+    return reply(sentence, {"command": "next", "result": "refused", "reason": reason, "agent": str(agent),
+                            "waited_s": waited_s})
 
 
 def release_refused(reason: str, *, task: TaskRef, repo: str, agent: AgentId, holder: AgentId | None = None) -> str:

@@ -22,6 +22,7 @@ from app import db, runtime
 from app.claims import store as claim_store
 from app.claims import rules as claims
 from app.claims import leases as claims_leases
+from app.claims import waiting
 from app.repos import registry as repositories
 from app.tasks import store as task_state
 from app.claims.apply import Effects, apply, sync_labels
@@ -126,8 +127,9 @@ def check_leases(now: str | None = None) -> dict[str, int]:
     """Warn and release every due claim; returns counts by outcome."""
     at = datetime.fromisoformat(now) if now else datetime.now(timezone.utc)
     settings = runtime.settings()
-    counts = {"warned": 0, "released": 0, "ended": 0, "failed": 0}
+    counts = {"warned": 0, "released": 0, "ended": 0, "failed": 0, "waits_answered": 0}
     counts["ended"] = end_unservable_claims(settings.database_url, at)
+    counts["waits_answered"] = answer_expired_waits(settings.database_url, at)
     with db.connect(settings.database_url, autocommit=True) as conn:
         due = claim_store.due_claims(conn, at)
         backoffs = {r["repo_id"]: r["retry_at"] for r in conn.execute(BACKOFFS).fetchall()}
@@ -180,6 +182,41 @@ def end_unservable_claims(database_url: str, at: datetime) -> int:
                 _end(conn, repo, claim, reason, at)
                 ended += 1
     return ended
+
+
+def answer_expired_waits(database_url: str, at: datetime) -> int:
+    """Answer every ``/next`` that waited in line past ``claims.next_wait`` with nothing found
+    (``app.claims.waiting``); returns how many. A repository that fails keeps its requests in
+    line for the next tick, and never stops the others."""
+    with db.connect(database_url, autocommit=True) as conn:
+        due = waiting.expired(conn, at)
+    by_repo: dict[tuple[int, int | None], list[waiting.Waiter]] = defaultdict(list)
+    for repo_id, installation_id, waiter in due:
+        by_repo[(repo_id, installation_id)].append(waiter)
+    answered = 0
+    for (repo_id, installation_id), waiters in by_repo.items():
+        try:
+            answered += _answer_waits(database_url, repo_id, installation_id, waiters, at)
+        except Exception:
+            log.warning("expired /next requests not answered yet", exc_info=True, extra={"repo_id": repo_id})
+    return answered
+
+
+def _answer_waits(database_url: str, repo_id: int, installation_id: int | None, waiters: list, at: datetime) -> int:
+    with db.transaction(database_url) as conn:
+        conn.execute(REPO_LOCK, (repo_id,))
+        repo = repositories.get(conn, repo_id)
+        gh = None
+        if repo is not None and installation_id is not None and not repo.archived:
+            gh = runtime.repo_gateway(installation_id, repo.full_name,
+                                      EvidenceRecorder(database_url, repo_id=repo_id, repo_full_name=repo.full_name))
+        for waiter in waiters:
+            if gh is None:  # removed, archived or uninstalled: nobody to answer there
+                waiting.forget(conn, repo_id, waiter)
+                continue
+            effects = Effects(conn, repo, gh, at, dedupe=f"next-wait:{waiter.comment_id}:{waiter.agent}", retrying=True)
+            waiting.expire(effects, waiter)
+    return len(waiters)
 
 
 OPEN_CLAIM_NUMBERS = "SELECT number FROM claims WHERE repo_id = %s AND released_at IS NULL ORDER BY number"

@@ -64,17 +64,21 @@ def test_claim_figures_count_duplicate_work_and_verdict_latency():
     tally.record_claim(ClaimRecord("agent-a", 18, "assign", 0.0, 0.5, "held"))
     tally.record_claim(ClaimRecord("agent-b", 18, "assign", 0.4, 43.4, "refused"))
     tally.record_claim(ClaimRecord("agent-c", None, "next", 1.0, 61.0, "none"))
+    tally.record_claim(ClaimRecord("agent-d", 20, "next", 2.0, 32.0, "held"))  # 30 s in line for a ready task
+    tally.record_claim(ClaimRecord("agent-e", None, "next", 3.0, 90.0, "in_line"))
     tally.start_work(18, "agent-a")
     tally.start_work(18, "agent-b")
     tally.start_work(19, "agent-c")
     tally.start_work(19, "agent-c")
     figures = claim_figures(tally)
     assert figures["duplicate_work"] == [18]
-    assert figures["claims_made"] == 3 and figures["claims_without_verdict"] == 1
-    assert figures["claims_by_way"] == {"assign": 2, "next": 1}
+    assert figures["claims_made"] == 5 and figures["claims_without_verdict"] == 1
+    assert figures["claims_by_way"] == {"assign": 2, "next": 3}
+    # A verdict's latency is a claim's (self-assign, /claim): a /next may wait in line for work.
     assert figures["verdict_latency_s"]["held"] == {"n": 1, "p50": 0.5, "p99": 0.5, "max": 0.5}
     assert figures["verdict_latency_s"]["refused"]["p99"] == 43.0
-    assert figures["verdict_latency_s"]["p99"] == 60.0
+    assert figures["verdict_latency_s"]["n"] == 2 and figures["verdict_latency_s"]["max"] == 43.0
+    assert figures["next_answer_s"] == {"n": 1, "p50": 30.0, "p99": 30.0, "max": 30.0, "in_line_at_end": 1}
 
 
 def test_delivery_figures_find_the_longest_stall_while_deliveries_waited():

@@ -153,7 +153,7 @@ def test_lease_warns_once_then_releases_with_a_handoff(agents, db_conn):
     w.sim.push(w.repo, f"alice/{n}-leased", {"a.txt": "1"}, author="alice")
     w.settle()
     start = datetime.now(timezone.utc)
-    nothing = {"warned": 0, "released": 0, "ended": 0, "failed": 0}
+    nothing = {"warned": 0, "released": 0, "ended": 0, "failed": 0, "waits_answered": 0}
     assert check_leases((start + timedelta(minutes=50)).isoformat()) == {**nothing, "warned": 1}
     assert check_leases((start + timedelta(minutes=55)).isoformat()) == nothing
     w.settle()
@@ -180,7 +180,7 @@ def test_an_outsiders_copy_of_the_lease_warning_marker_does_not_silence_the_warn
     w.sim.comment(w.repo, n, f"nothing to see\n{forged}", author="mallory")
     w.settle()
     counts = check_leases((datetime.now(timezone.utc) + timedelta(minutes=50)).isoformat())
-    assert counts == {"warned": 1, "released": 0, "ended": 0, "failed": 0}
+    assert counts == {"warned": 1, "released": 0, "ended": 0, "failed": 0, "waits_answered": 0}
     w.settle()
     fleet_bodies = [c["body"] for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"]
     assert [parse_marker(b)["result"] for b in fleet_bodies] == ["warning"]
@@ -224,6 +224,110 @@ def test_next_claims_the_most_urgent_ready_task_and_links_it(agents, db_conn):
     w.settle()
     reply = [m for m in fleet_markers(w, low) if m and m.get("command") == "next"]
     assert reply and reply[0]["result"] == "accepted" and reply[0]["agent"] == "alice:scout"
+
+
+def next_markers(world, number):
+    return [m for m in fleet_markers(world, number) if m and m.get("command") == "next"]
+
+
+def fleet_writes(world) -> list:
+    return [(q.method, q.path) for q in list(world.sim.requests)
+            if q.identity.startswith("installation:") and q.method != "GET" and "/access_tokens" not in q.path]
+
+
+def in_line(db_conn):
+    return [(r["login"], r["agent_name"]) for r in db_conn.execute(
+        "SELECT login, agent_name FROM next_waiters ORDER BY asked_at, comment_id").fetchall()]
+
+
+def test_next_with_nothing_ready_waits_in_line_and_is_answered_by_the_assignment(agents, db_conn):
+    w = agents
+    base = open_task(w, "Foundation")
+    first = open_task(w, "Walls", body=f"Depends on #{base}")
+    second = open_task(w, "Roof", body=f"Depends on #{base}")
+    assign(w, "alice", base)
+    writes_before = len(fleet_writes(w))
+    w.sim.comment(w.repo, first, "/next", author="bob")
+    w.settle()
+    w.sim.comment(w.repo, first, "/next as scout", author="carol")
+    w.settle()
+    w.sim.comment(w.repo, first, "/next", author="bob")  # asking again keeps bob's place
+    w.settle()
+    assert in_line(db_conn) == [("bob", ""), ("carol", "scout")]
+    assert next_markers(w, first) == [] and fleet_writes(w)[writes_before:] == []  # waiting costs nothing
+    w.sim.update_issue(w.repo, base, state="closed")  # both dependents are ready now
+    w.settle()
+    assert holder(db_conn, first) == "bob" and assignees(w, first) == ["bob"]  # longest in line, most urgent
+    assert holder(db_conn, second) == "carol:scout" and assignees(w, second) == ["carol"]
+    assert "fleet:claimed" in labels(w, first) and "fleet:claimed" in labels(w, second)
+    # bob's answer is the assignment; the named agent learns its task from a reply where it asked
+    [reply] = next_markers(w, first)
+    assert reply["result"] == "accepted" and reply["agent"] == "carol:scout" and reply["task"] == second
+    assert in_line(db_conn) == []
+
+
+def test_next_is_refused_at_once_when_no_task_may_become_ready(agents, db_conn):
+    w = agents
+    n = open_task(w, "Only one")
+    assign(w, "alice", n)
+    w.sim.comment(w.repo, n, "/next", author="alice")  # alice's own task is all there is
+    w.settle()
+    [reply] = next_markers(w, n)
+    assert reply["result"] == "refused" and reply["reason"] == "no_ready_task" and "waited_s" not in reply
+    assert in_line(db_conn) == []
+
+
+def test_a_released_task_goes_to_the_agent_in_line(agents, db_conn):
+    w = agents
+    n = open_task(w, "Busy")
+    assign(w, "alice", n)
+    w.sim.comment(w.repo, n, "/next", author="bob")
+    w.settle()
+    assert in_line(db_conn) == [("bob", "")] and holder(db_conn, n) == "alice"
+    w.sim.comment(w.repo, n, "/release", author="alice")
+    w.settle()
+    assert holder(db_conn, n) == "bob" and assignees(w, n) == ["bob"] and in_line(db_conn) == []
+
+
+def test_an_agent_that_claims_meanwhile_leaves_the_line(agents, db_conn):
+    w = agents
+    base = open_task(w, "Base")
+    blocked = open_task(w, "Blocked", body=f"Depends on #{base}")
+    other = open_task(w, "Other")
+    assign(w, "alice", base)
+    assign(w, "carol", other)
+    w.sim.comment(w.repo, blocked, "/next", author="bob")
+    w.settle()
+    assert in_line(db_conn) == [("bob", "")]
+    w.sim.comment(w.repo, other, "/release", author="carol")
+    w.settle()  # the released task goes to bob, who was in line
+    assert holder(db_conn, other) == "bob" and in_line(db_conn) == []
+    w.sim.comment(w.repo, blocked, "/next", author="carol")
+    w.settle()
+    assign(w, "carol", open_task(w, "Picked by hand"))  # carol found work herself
+    assert in_line(db_conn) == []
+    w.sim.update_issue(w.repo, base, state="closed")
+    w.settle()
+    assert holder(db_conn, blocked) is None  # not handed to carol unasked
+
+
+def test_a_next_that_waits_past_next_wait_gets_one_reply(agents, db_conn):
+    w = agents
+    configure(w, "claims:\n  next_wait: 10m\n")
+    base = open_task(w, "Base")
+    blocked = open_task(w, "Blocked", body=f"Depends on #{base}")
+    assign(w, "alice", base)
+    w.sim.comment(w.repo, blocked, "/next as scout", author="bob")
+    w.settle()
+    start = datetime.now(timezone.utc)
+    nothing = {"warned": 0, "released": 0, "ended": 0, "failed": 0, "waits_answered": 0}
+    assert check_leases((start + timedelta(minutes=9)).isoformat()) == nothing
+    assert check_leases((start + timedelta(minutes=11)).isoformat()) == {**nothing, "waits_answered": 1}
+    assert check_leases((start + timedelta(minutes=12)).isoformat()) == nothing
+    w.settle()
+    [reply] = next_markers(w, blocked)
+    assert reply["result"] == "refused" and reply["reason"] == "no_ready_task" and reply["agent"] == "bob:scout"
+    assert reply["waited_s"] >= 600 and in_line(db_conn) == []
 
 
 def test_claim_and_release_commands(agents, db_conn):

@@ -63,7 +63,7 @@ def test_a_failing_repository_does_not_stop_the_others_and_backs_off(two_repos, 
     good = claim(w, w.repo, "In a healthy repository")
     w.sim.faults.fail_next(1000, status=502, path_contains=f"/repos/{OTHER}/")
     at = expired()
-    assert check_leases(at.isoformat()) == {"warned": 0, "released": 1, "ended": 0, "failed": 1}
+    assert check_leases(at.isoformat()) == {"warned": 0, "released": 1, "ended": 0, "failed": 1, "waits_answered": 0}
     assert open_claim(db_conn, w.repo, good)["release_reason"] == "expired"
     assert open_claim(db_conn, OTHER, bad)["released_at"] is None
     assert any(getattr(r, "repo", None) == OTHER for r in caplog.records), "the failure names the repository"
@@ -125,7 +125,7 @@ def test_an_archived_repository_ends_its_claims_without_writing(two_repos, db_co
     second = claim(w, OTHER, "Two")
     w.sim.pause_deliveries()  # Fleet learns of the archiving from GitHub's 403, not the webhook
     w.sim.archive_repo(OTHER)
-    assert check_leases(expired().isoformat()) == {"warned": 0, "released": 0, "ended": 2, "failed": 0}
+    assert check_leases(expired().isoformat()) == {"warned": 0, "released": 0, "ended": 2, "failed": 0, "waits_answered": 0}
     for number in (first, second):
         assert open_claim(db_conn, OTHER, number)["release_reason"] == "repository-archived"
         assert fleet_comments(w, OTHER, number) == []
@@ -147,7 +147,7 @@ def test_a_deleted_task_ends_its_claim(two_repos, db_conn, webhook):
     if webhook:
         w.settle()
     calls = len(w.sim.calls())
-    assert check_leases(expired().isoformat()) == {"warned": 0, "released": 0, "ended": 1, "failed": 0}
+    assert check_leases(expired().isoformat()) == {"warned": 0, "released": 0, "ended": 1, "failed": 0, "waits_answered": 0}
     assert open_claim(db_conn, w.repo, n)["release_reason"] == "task-deleted"
     if webhook:  # known from Postgres: not one GitHub call
         assert len(w.sim.calls()) == calls

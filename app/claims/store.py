@@ -150,12 +150,23 @@ def due_claims(conn: psycopg.Connection, now: datetime) -> list[tuple[Claim, int
 
 
 def create(conn: psycopg.Connection, repo_id: int, claim: Claim, claimed_by: str | None) -> None:
+    """Record a new claim. An agent that gets a task, however it claimed it, is no longer waiting
+    in line for ``/next`` (``app.claims.waiting``): it is not handed a second task unasked."""
     conn.execute(UPSERT_AGENT, (str(claim.agent), claim.agent.login, claim.agent.name))
     conn.execute(
         INSERT_CLAIM,
         (repo_id, claim.task.number, str(claim.agent), claim.agent.login, claimed_by, claim.claimed_at,
          claim.expires_at, claim.renewed_at, list(claim.order_key) if claim.order_key else None),
     )
+    leave_line(conn, repo_id, claim.agent)
+
+
+LEAVE_LINE = "DELETE FROM next_waiters WHERE repo_id = %s AND lower(login) = lower(%s) AND agent_name = %s"
+
+
+def leave_line(conn: psycopg.Connection, repo_id: int, agent: AgentId) -> None:
+    """Take ``agent`` out of the ``/next`` line (``app.claims.waiting``)."""
+    conn.execute(LEAVE_LINE, (repo_id, agent.login, agent.name or ""))
 
 
 def update(conn: psycopg.Connection, repo_id: int, claim: Claim, warned_at: datetime | None) -> None:

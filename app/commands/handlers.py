@@ -22,6 +22,7 @@ from app.claims import service as claim_service
 from app.claims import store as claim_store
 from app.claims import rules as claims
 from app.claims import leases as claims_leases
+from app.claims import waiting
 from app.commands import parse as commands
 from app.github import permissions
 from app.tasks import readiness
@@ -240,12 +241,20 @@ def cmd_release(run: CommandRun, command: commands.Command) -> None:
 
 
 def cmd_next(run: CommandRun, command: commands.Command) -> None:
-    """/next [as NAME]: claim the most urgent ready task and reply with its link."""
+    """/next [as NAME]: claim the most urgent ready task for the commenter (``app.claims.waiting``
+    when none is ready yet)."""
     agent = claims.AgentId(run.login, command.agent_name)
     tasks = claim_store.snapshots(run.ctx.conn, run.repo.id, run.repo.full_name)
     picked = readiness.pick_next(tasks, agent)
     if picked is None:
-        run.replies.append(replies.next_none(agent=agent, repo=run.repo.full_name))
+        # Nothing ready: wait in line, unanswered, for the next task to become ready (the
+        # assignment is the answer); told at once only when nothing may become ready.
+        if not (permissions.can_be_assigned(run.ctx.conn, run.effects.gh, run.repo.id, agent.login)
+                and waiting.wait_in_line(run.ctx.conn, run.repo, agent, number=run.number,
+                                         comment_id=run.event.comment.id,
+                                         comment_created_at=run.event.comment.created_at,
+                                         now=run.effects.now, tasks=tasks)):
+            run.replies.append(replies.next_none(agent=agent, repo=run.repo.full_name))
         return
     request = claim_service.build_request(run.ctx, run.repo, run.effects, task=picked.ref, claimant=agent,
                                           assigner=run.login, source="next", order_key=run.order_key)

@@ -79,8 +79,15 @@ class ClaimsConfig(_Section):
         (), description="Logins (or `@org/team`) allowed to claim; empty means anyone GitHub lets be assigned."
     )
     allow_named_agents: bool = Field(True, description="Accept `/claim as NAME` so several agents can share one account.")
+    next_wait: timedelta = Field(
+        timedelta(minutes=30),
+        description=(
+            "How long a `/next` that finds nothing ready waits in line, unanswered, for a task to become ready "
+            "(it is then assigned to the agent that has waited longest); after that it is answered `no_ready_task`."
+        ),
+    )
 
-    _lease = field_validator("lease", mode="before")(_duration)
+    _lease = field_validator("lease", "next_wait", mode="before")(_duration)
 
 
 ANY_APP = "any"  # `app: any` / `required_checks_app: any`: a required check may come from anywhere

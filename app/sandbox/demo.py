@@ -49,6 +49,7 @@ REFUSED_TASK_SKIP_S = 60.0  # a refused task is left alone this long (the status
 # or after this long at most (its edits wait when the write budget is busy).
 NO_READY_TASK_BACKOFF_S = 60.0
 VERDICT_POLL_S = 0.25  # how often an agent waiting for a verdict looks at the task: the latency's resolution
+NEXT_POLL_S = 0.5  # how often an agent in line for /next looks for a task assigned to it
 LIFTED_WRITES = ("100000", "1000000")  # per minute, per hour: the pacer out of the way (setup of a race)
 
 
@@ -144,7 +145,8 @@ class AgentView:
 
 @dataclass
 class ClaimRecord:
-    """One claim an agent made and the verdict it observed: ``held``, ``refused`` or ``none``."""
+    """One claim an agent made and the verdict it observed: ``held``, ``refused`` or ``none``
+    (``in_line``: a ``/next`` still waiting for a ready task when the run ended)."""
 
     agent: str
     task: int | None  # None: a /next that got no task
@@ -325,10 +327,9 @@ class ScriptedAgent(threading.Thread):
         self.tally.set(self.login, "looking for a task")
         if self.claim_mode == "next":
             status = self.status_issue()
-            # Asking when the status issue lists nothing ready only earns a "no ready task" reply
-            # (a write); racing agents ask at once, as the race is about.
-            if status is not None and (self.start_line is not None or self._listed_ready()) \
-                    and not self._nothing_new(status):
+            # One /next waits in line until a task is ready for it: nothing to poll, nothing that
+            # costs Fleet a write while it waits.
+            if status is not None and not self._nothing_new(status):
                 return self._claim_with_next(status)
             return None
         candidates = self._ready_tasks()
@@ -396,10 +397,12 @@ class ScriptedAgent(threading.Thread):
         except threading.BrokenBarrierError:
             pass
 
-    def _await_verdict(self, number: int, claimed_at: float, since: str, how: str, assigned: bool) -> dict | None:
+    def _await_verdict(self, number: int, claimed_at: float, since: str, how: str, assigned: bool,
+                       waited_until: float | None = None) -> dict | None:
         """Wait for Fleet's verdict on a claim and record how long it took. ``docs/agents.md``: no
-        verdict yet means wait, never go; with no verdict at all after ``verdict_timeout`` step back."""
-        kind, issue = self._verdict(number, since, assigned, claimed_at + self.verdict_timeout)
+        verdict yet means wait, never go; with no verdict at all after ``verdict_timeout`` step back
+        (counted from ``waited_until`` for a ``/next`` that waited in line)."""
+        kind, issue = self._verdict(number, since, assigned, (waited_until or claimed_at) + self.verdict_timeout)
         if kind == "cut":  # the run ended while this claim waited: neither a verdict nor a missing one
             return None
         self.tally.record_claim(ClaimRecord(self.login, number, how, claimed_at, time.monotonic(), kind))
@@ -447,36 +450,41 @@ class ScriptedAgent(threading.Thread):
         return False
 
     def _claim_with_next(self, status_number: int) -> dict | None:
-        """Comment ``/next`` on the status issue; Fleet assigns the most urgent ready task."""
+        """Comment ``/next`` on the status issue; Fleet assigns the most urgent ready task, at once
+        or, with nothing ready, once one becomes ready (the request waits in line, unanswered:
+        ``docs/agents.md``). Told ``no_ready_task`` (nothing may become ready), ask again only
+        once the status issue or the open tasks change."""
         self._wait_for_start_line()
         self.tally.set(self.login, "asking Fleet: /next")
         since = _iso(time.time() - 2)
         claimed_at = time.monotonic()
         self._comment(status_number, "/next")
-        deadline = claimed_at + self.verdict_timeout
-        while time.monotonic() < deadline and self._sleep(VERDICT_POLL_S):
+        while self._sleep(NEXT_POLL_S):
             mine = self._call(self.gh.rest.issues.list_for_repo, self.owner, self.name, state="open",
                               assignee=self.login, per_page=100) or []
             mine = [i for i in mine if "pull_request" not in i]
-            if mine:
-                return self._await_verdict(mine[0]["number"], claimed_at, since, "next", assigned=True)
-            replies = self._call(self.gh.rest.issues.list_comments, self.owner, self.name, status_number,
-                                 since=since, per_page=100) or []
-            for c in replies:
-                data = _marker(c.get("body")) if c["user"]["login"] == BOT_LOGIN else None
-                if data and data.get("command") == "next" and data.get("result") == "refused" \
-                        and str(data.get("agent", "")).split(":")[0] == self.login:
-                    self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(),
-                                                        "refused"))
-                    if data.get("reason") == "no_ready_task":  # ask again once the status issue moves
-                        self.no_ready_seen = self._what_is_open(status_number)
-                        self.no_ready_until = time.monotonic() + NO_READY_TASK_BACKOFF_S
-                        self._sleep(1.0 + self.rng.random())
-                    return None
-        if time.monotonic() < deadline:  # the run ended while waiting: not a missing verdict
-            return None
-        self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(), "none"))
+            if mine:  # the assignment came; the verdict label comes with it
+                return self._await_verdict(mine[0]["number"], claimed_at, since, "next", assigned=True,
+                                           waited_until=time.monotonic())
+            self.tally.set(self.login, "in line for /next")
+            if self._told_no_ready_task(status_number, since):
+                self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(), "refused"))
+                self.no_ready_seen = self._what_is_open(status_number)
+                self.no_ready_until = time.monotonic() + NO_READY_TASK_BACKOFF_S
+                return None
+        # The run ended while the request waited in line: it was neither answered nor lost.
+        self.tally.record_claim(ClaimRecord(self.login, None, "next", claimed_at, time.monotonic(), "in_line"))
         return None
+
+    def _told_no_ready_task(self, status_number: int, since: str) -> bool:
+        replies = self._call(self.gh.rest.issues.list_comments, self.owner, self.name, status_number,
+                             since=since, per_page=100) or []
+        for c in replies:
+            data = _marker(c.get("body")) if c["user"]["login"] == BOT_LOGIN else None
+            if data and data.get("command") == "next" and data.get("result") == "refused" \
+                    and str(data.get("agent", "")).split(":")[0] == self.login:
+                return True
+        return False
 
     def _still_mine(self, number: int) -> bool:
         """An agent whose claim was undone moves on (``docs/agents.md``): False once we are no
@@ -957,8 +965,10 @@ def claim_figures(tally: Tally) -> dict:
         beliefs = [list(b) for b in tally.beliefs]
         started = {task: set(agents) for task, agents in tally.started_work.items()}
 
-    def latency(kind: str | None) -> dict:
-        values = [c.latency for c in claims if kind is None or c.verdict == kind]
+    def latency(kind: str | None, how: str | None = None) -> dict:
+        # A /next may wait in line for a task to become ready: its wait is not a verdict's latency.
+        values = [c.latency for c in claims if (kind is None or c.verdict == kind)
+                  and (c.how == how if how else c.how != "next")]
         return {"n": len(values), "p50": _round(percentile(values, 50)), "p99": _round(percentile(values, 99)),
                 "max": _round(max(values, default=None))}
 
@@ -967,6 +977,8 @@ def claim_figures(tally: Tally) -> dict:
         "claims_by_way": dict(Counter(c.how for c in claims)),
         "claims_without_verdict": sum(1 for c in claims if c.verdict == "none"),
         "verdict_latency_s": latency(None) | {"held": latency("held"), "refused": latency("refused")},
+        "next_answer_s": latency("held", "next") | {"in_line_at_end": sum(
+            1 for c in claims if c.how == "next" and c.verdict == "in_line")},
         "duplicate_work": sorted(task for task, agents in started.items() if len(agents) > 1),
         "held_twice_at_once": held_twice(beliefs),
     }
@@ -1071,7 +1083,10 @@ def print_claim_figures(s: dict) -> None:
           f"{s['claims_without_verdict']} without a verdict")
     print(f"  verdict latency    p50 {lat['p50']} s, p99 {lat['p99']} s, max {lat['max']} s "
           f"(held: p50 {lat['held']['p50']} p99 {lat['held']['p99']}; "
-          f"refused: p50 {lat['refused']['p50']} p99 {lat['refused']['p99']})")
+          f"refused: p50 {lat['refused']['p50']} p99 {lat['refused']['p99']}; self-assign and /claim)")
+    nxt = s["next_answer_s"]
+    print(f"  /next answered     {nxt['n']} by an assignment, p50 {nxt['p50']} s, p99 {nxt['p99']} s from asking "
+          f"(time in line for a ready task included); {nxt['in_line_at_end']} still in line at the end")
     print(f"  duplicate work     {len(s['duplicate_work'])} tasks {s['duplicate_work']}; "
           f"held twice at once {s['held_twice_at_once']}; merged twice {s['tasks_merged_twice']}")
     if s["tasks_done"]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from app.claims import service as claim_service
+from app.claims import waiting
 from app.status import service as status_service
 from app.tasks import store as task_state
 from app.tasks.refs import TaskRef
@@ -30,6 +31,7 @@ def issue_changed(ctx: EventContext) -> None:
                                                   issue.user.login if issue.user else None,
                                                   (label.name for label in issue.labels), issue.body)
     claim_service.on_issue_event(ctx, repo, event, status_issue=status_issue)
+    waiting.serve(ctx, repo)  # a task closed, released or opened may be ready for an agent in line
 
 
 def issue_deleted(ctx: EventContext) -> None:
@@ -53,6 +55,7 @@ def dependency_changed(ctx: EventContext) -> None:
         TaskRef.of(blocking_repo, event.blocking_issue.number), "native", present,
     )
     claim_service.refresh_labels(ctx, repo, [event.blocked_issue.number])
+    waiting.serve(ctx, repo)
 
 
 def sub_issue_changed(ctx: EventContext) -> None:
