@@ -114,6 +114,9 @@ OPERATIONS: list[tuple[str, str]] = [
     ("GET", "/repos/{owner}/{repo}/branches"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("POST", "/repos/{owner}/{repo}/git/refs"),
+    ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),
+    ("DELETE", "/repos/{owner}/{repo}/git/refs/{ref}"),
     ("POST", "/repos/{owner}/{repo}/merges"),
     ("GET", "/repos/{owner}/{repo}/compare/{basehead}"),
     # Teams

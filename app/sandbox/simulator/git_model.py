@@ -78,9 +78,9 @@ class GitStore:
                 return hits[0]
         return None
 
-    def ancestors(self, sha: str) -> set:
-        """All commits reachable from ``sha``, itself included."""
-        seen, stack = set(), [sha]
+    def ancestors(self, *shas: str) -> set:
+        """All commits reachable from any of ``shas``, themselves included (one walk for all)."""
+        seen, stack = set(), list(shas)
         while stack:
             s = stack.pop()
             if s in seen or s not in self.commits:
@@ -107,9 +107,9 @@ class GitStore:
             queue.extend(self.commits[s].parents)
         return None
 
-    def only_in(self, head: str, base: str) -> list:
-        """Commits reachable from ``head`` but not ``base``, oldest first."""
-        exclude = self.ancestors(base)
+    def only_in(self, head: str, *bases: str) -> list:
+        """Commits reachable from ``head`` but from none of ``bases``, oldest first."""
+        exclude = self.ancestors(*bases)
         out = [s for s in self.ancestors(head) if s not in exclude]
         # Order by creation: commits dict preserves insertion order.
         order = {s: i for i, s in enumerate(self.commits)}

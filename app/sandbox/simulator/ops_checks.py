@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import events
 from .errors import not_found, validation
+from .protection import is_protected
 from .render import check_run_json, check_suite_json, status_json
 from .state import AppInfo, CheckRun, CheckSuite, Repo, Status, User, World
 
@@ -194,7 +195,7 @@ def set_status(world: World, r: Repo, sha: str, creator: User, state: str, conte
     commit = r.git.commits[full]
     from .render_git import git_commit_json
     branches = [{"name": b, "commit": {"sha": tip, "url": f"{world.api_url}/repos/{r.full_name}/commits/{tip}"},
-                 "protected": False} for b, tip in r.git.branches.items() if tip == full]
+                 "protected": is_protected(r, b)} for b, tip in r.git.branches.items() if tip == full]
     body = status_json(world, r, s)
     events.emit(world, r, "status", {
         "id": s.id, "sha": full, "name": r.full_name, "target_url": target_url, "context": s.context,

@@ -125,18 +125,37 @@ def set_draft(world: World, r: Repo, i: Issue, actor: User, draft: bool) -> None
 
 
 def on_branch_moved(world: World, r: Repo, branch: str, pusher: User) -> None:
-    """Keep open PRs' head/base shas in step with their branches; synchronize on head moves."""
+    """Keep open PRs' head/base shas in step with their branches; synchronize on head moves.
+
+    Open PRs into ``branch`` whose head the move brought into it become merged by ``pusher``,
+    whatever moved it (a fast-forward, a merge, a push): that is how GitHub sees a bors-style
+    queue land a batch without the merge API.
+    """
+    tip = r.git.branches.get(branch)
     for i in r.issues.values():
         p = i.pull
         if p is None or i.state != "open":
             continue
-        tip = r.git.branches.get(branch)
         if p.base_ref == branch:
             p.base_sha = tip
         if p.head_ref == branch and p.head_sha != tip:
             before, p.head_sha = p.head_sha, tip
             touch(world, i)
             emit_issue(world, r, i, "synchronize", pusher, before=before, after=tip)
+    for i in _landed(r, branch, tip):
+        # GitHub documents merge_commit_sha for its own merge methods only; for a rebase it is
+        # "the commit that the base branch was updated to", the nearest case to a push: the new tip.
+        _record_merge(world, i, pusher, tip)
+        _announce_merge(world, r, i, pusher)
+
+
+def _landed(r: Repo, branch: str, tip: str) -> list:
+    """Open PRs into ``branch`` whose head commit ``tip`` contains."""
+    into = [i for i in r.issues.values() if i.pull and i.state == "open" and i.pull.base_ref == branch]
+    if not into:
+        return []
+    reachable = r.git.ancestors(tip)
+    return [i for i in into if i.pull.head_sha in reachable]
 
 
 def merge_pull(world: World, r: Repo, i: Issue, actor: User, sha: str | None = None,
@@ -156,16 +175,28 @@ def merge_pull(world: World, r: Repo, i: Issue, actor: User, sha: str | None = N
         new_sha = _merge_commits(world, r, i, actor, method, title, message)
     except MergeConflict:
         raise ApiError(405, "Pull Request is not mergeable")
-    now = world.now()
-    p.merged, p.merged_at, p.merged_by, p.merge_commit_sha = True, now, actor, new_sha
-    i.state, i.closed_at, i.closed_by, i.state_reason = "closed", now, actor, None
-    touch(world, i)
+    # Recorded before the base moves, so the push below does not land this PR a second time.
+    _record_merge(world, i, actor, new_sha)
     from .ops_repo import move_branch
     move_branch(world, r, p.base_ref, new_sha, actor)
-    emit_issue(world, r, i, "closed", actor)
-    if p.base_ref == r.default_branch:
-        _close_referenced(world, r, i, actor)
+    _announce_merge(world, r, i, actor)
     return new_sha
+
+
+def _record_merge(world: World, i: Issue, actor: User, merge_sha: str) -> None:
+    """Mark ``i`` merged by ``actor`` at ``merge_sha`` and closed (both merge paths share this)."""
+    p, now = i.pull, world.now()
+    p.merged, p.merged_at, p.merged_by, p.merge_commit_sha = True, now, actor, merge_sha
+    i.state, i.closed_at, i.closed_by, i.state_reason = "closed", now, actor, None
+    touch(world, i)
+
+
+def _announce_merge(world: World, r: Repo, i: Issue, actor: User) -> None:
+    """Emit pull_request.closed (merged) and, into the default branch only, close the issues
+    the PR body closes (``Closes #N``...), as GitHub does."""
+    emit_issue(world, r, i, "closed", actor)
+    if i.pull.base_ref == r.default_branch:
+        _close_referenced(world, r, i, actor)
 
 
 def _merge_commits(world, r, i, actor, method, title, message) -> str:

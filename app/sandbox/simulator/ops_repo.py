@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import events
 from .errors import ApiError, not_found
 from .git_model import MergeConflict, apply_changes
+from .protection import guard_app_push
 from .render import installation_json, push_commit_json, user_json
 from .state import Installation, Label, Repo, User, World, iso
 
@@ -189,8 +190,16 @@ def move_branch(world: World, r: Repo, branch: str, sha: str, pusher: User, crea
     request_suite(world, r, sha, pusher)
 
 
+def _pushed_commits(r: Repo, branch: str, before: str, after: str) -> list:
+    """The commits a push brings: new to the branch, or for a new branch, on no other branch
+    (a branch created at an existing commit pushes none)."""
+    if before != ZERO:
+        return r.git.only_in(after, before)
+    return r.git.only_in(after, *(tip for b, tip in r.git.branches.items() if b != branch))
+
+
 def _emit_push(world, r, branch, before, after, pusher, created, forced):
-    new = r.git.only_in(after, before) if before != ZERO else [r.git.commits[after]]
+    new = _pushed_commits(r, branch, before, after)
     commits = [push_commit_json(world, r, c, r.git.tree(c.parents[0] if c.parents else None)) for c in new]
     head = r.git.commits[after]
     head_json = push_commit_json(world, r, head, r.git.tree(head.parents[0] if head.parents else None))
@@ -218,8 +227,12 @@ def delete_branch(world: World, r: Repo, branch: str, sender: User) -> None:
         "pusher": {"name": sender.login, "email": f"{sender.login}@users.noreply.localhost"}}, sender)
 
 
-def merge_refs(world: World, r: Repo, base: str, head: str, actor: User, message: str | None):
-    """POST /merges: returns the new merge commit sha, or None when already merged."""
+def merge_refs(world: World, r: Repo, base: str, head: str, actor: User, message: str | None,
+               by_app: bool = False):
+    """POST /merges into any branch: returns the new merge commit sha, or None when already merged.
+
+    The base moves like any push (``push``, PRs it now contains become merged); an App
+    may be refused by the base's protection (``by_app``)."""
     if base not in r.git.branches:
         raise ApiError(404, "Base does not exist")
     head_sha = r.git.resolve(head)
@@ -232,6 +245,8 @@ def merge_refs(world: World, r: Repo, base: str, head: str, actor: User, message
         tree = r.git.three_way(r.git.merge_base(base_sha, head_sha), base_sha, head_sha)
     except MergeConflict:
         raise ApiError(409, "Merge conflict")
+    if by_app:
+        guard_app_push(r, base)
     c = r.git.commit(tree, (base_sha, head_sha), message or f"Merge {head} into {base}",
                      actor.login, iso(world.now()))
     move_branch(world, r, base, c.sha, actor)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .git_model import blob_sha, diff
+from .protection import is_protected
 from .render import (_labels, _opt_iso, author_association, milestone_json, repo_json,
                      status_json, user_json)
 from .state import Issue, Repo, World, iso, node_id
@@ -114,7 +115,7 @@ def branch_short_json(world: World, r: Repo, name: str) -> dict:
     """A ``short-branch`` for GET .../branches."""
     sha = r.git.branches[name]
     return {"name": name, "commit": {"sha": sha, "url": f"{world.api_url}/repos/{r.full_name}/commits/{sha}"},
-            "protected": False}
+            "protected": is_protected(r, name)}
 
 
 def branch_json(world: World, r: Repo, name: str) -> dict:
@@ -123,9 +124,17 @@ def branch_json(world: World, r: Repo, name: str) -> dict:
     api = f"{world.api_url}/repos/{r.full_name}/branches/{name}"
     return {"name": name, "commit": git_commit_json(world, r, r.git.commits[sha]),
             "_links": {"self": api, "html": f"{world.html_url}/{r.full_name}/tree/{name}"},
-            "protected": False, "protection": {"enabled": False, "required_status_checks": {
-                "enforcement_level": "off", "contexts": [], "checks": []}},
+            "protected": is_protected(r, name), "protection": _protection_json(r, name),
             "protection_url": f"{api}/protection"}
+
+
+def _protection_json(r: Repo, name: str) -> dict:
+    rule = r.protections.get(name)
+    out = {"enabled": rule is not None,
+           "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []}}
+    if rule is not None:
+        out["allow_force_pushes"] = {"enabled": rule.allow_force_pushes}
+    return out
 
 
 def ref_json(world: World, r: Repo, name: str) -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from . import ops_checks
+from . import ops_checks, ops_refs
 from .errors import ApiError, not_found, validation
 from .http import actor, body, locked, page_of, paginate, require, respond, world
 from .ops_repo import get_repo, merge_refs
@@ -122,13 +122,49 @@ def get_ref(owner, repo, ref):
     return respond(ref_json(world(), r, name))
 
 
+def _by_app() -> bool:
+    """True when an installation calls: branch protection is enforced on the App's pushes only."""
+    return g.identity.kind == "installation"
+
+
+@bp.post(REPO + "/git/refs")
+@locked
+def create_ref(owner, repo):
+    """POST git/refs: create a branch; 201, or 422 when it exists or the name or sha is bad."""
+    r = _repo(owner, repo, "write")
+    b = body()
+    name = ops_refs.create_ref(world(), r, b.get("ref", ""), b.get("sha", ""), actor())
+    out = ref_json(world(), r, name)
+    return respond(out, 201, {"Location": out["url"]})
+
+
+@bp.patch(REPO + "/git/refs/<path:ref>")
+@locked
+def update_ref(owner, repo, ref):
+    """PATCH git/refs/heads/{branch}: 200; 422 when missing, not a fast-forward, or protected."""
+    r = _repo(owner, repo, "write")
+    b = body()
+    name = ops_refs.update_ref(world(), r, ref, b.get("sha", ""), bool(b.get("force", False)), actor(), _by_app())
+    return respond(ref_json(world(), r, name))
+
+
+@bp.delete(REPO + "/git/refs/<path:ref>")
+@locked
+def delete_ref(owner, repo, ref):
+    """DELETE git/refs/heads/{branch}: 204; 422 when missing, the default branch, or protected."""
+    r = _repo(owner, repo, "write")
+    ops_refs.delete_ref(world(), r, ref, actor(), _by_app())
+    return respond(None, 204)
+
+
 @bp.post(REPO + "/merges")
 @locked
 def merge_branches(owner, repo):
     """POST merges: 201 merge commit, 204 nothing to merge, 409 conflict, 404 missing base/head."""
     r = _repo(owner, repo, "write")
     b = body()
-    sha = merge_refs(world(), r, b.get("base", ""), b.get("head", ""), actor(), b.get("commit_message"))
+    sha = merge_refs(world(), r, b.get("base", ""), b.get("head", ""), actor(), b.get("commit_message"),
+                     by_app=_by_app())
     if sha is None:
         return respond(None, 204)
     return respond(git_commit_json(world(), r, r.git.commits[sha]), 201)

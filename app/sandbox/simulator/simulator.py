@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import ops_checks, ops_issues, ops_pulls, ops_relations, ops_repo
+from . import ops_checks, ops_issues, ops_pulls, ops_refs, ops_relations, ops_repo, protection
 from .auth import issue_installation_token, issue_user_token
 from .faults import Faults
 from .render import issue_json
@@ -331,6 +331,37 @@ class Simulator:
         """Current tip of ``branch``."""
         with self.world.lock:
             return self._repo(repo).git.branches[branch]
+
+    def create_branch(self, repo: str, branch: str, sha: str | None = None, sender: str | None = None) -> str:
+        """Create ``branch`` at ``sha`` (default: the default branch's tip) as ``git push`` of an
+        existing commit would; emits ``create`` and ``push``. Returns the sha."""
+        with self.world.lock:
+            r = self._repo(repo)
+            sha = sha or r.git.branches[r.default_branch]
+            ops_refs.create_ref(self.world, r, f"refs/heads/{branch}", sha, self._user(sender) or r.owner)
+            return sha
+
+    def move_branch(self, repo: str, branch: str, sha: str, force: bool = False, sender: str | None = None) -> None:
+        """Point ``branch`` at the existing commit ``sha`` (``git push [--force]`` by a person, so
+        protection does not apply); emits ``push``, and open PRs into ``branch`` whose head
+        ``sha`` contains become merged. ApiError 422 for a non-fast-forward without ``force``."""
+        with self.world.lock:
+            r = self._repo(repo)
+            ops_refs.update_ref(self.world, r, f"heads/{branch}", sha, force, self._user(sender) or r.owner,
+                                by_app=False)
+
+    def protect_branch(self, repo: str, branch: str, allow_force_pushes: bool = False,
+                       restrict_pushes: bool = True) -> None:
+        """Protect ``branch`` against the App: with ``restrict_pushes`` every ref update, merge into
+        it or deletion by an installation answers 422; otherwise only force pushes (unless
+        ``allow_force_pushes``) and deletion do. People (the control API) are not restricted."""
+        with self.world.lock:
+            protection.protect(self._repo(repo), branch, allow_force_pushes, restrict_pushes)
+
+    def unprotect_branch(self, repo: str, branch: str) -> None:
+        """Remove the protection of ``branch``."""
+        with self.world.lock:
+            protection.unprotect(self._repo(repo), branch)
 
     def file(self, repo: str, path: str, ref: str | None = None) -> str | None:
         """Content of ``path`` at ``ref`` (default branch), or None."""

@@ -228,6 +228,14 @@ class Status:
 
 
 @dataclass
+class BranchProtection:
+    """The two settings of a branch protection rule the simulator enforces, on App pushes only."""
+
+    allow_force_pushes: bool = False
+    restrict_pushes: bool = True  # "Restrict who can push" without the App on the list
+
+
+@dataclass
 class Repo:
     """A repository with its git data, issues, labels, milestones, checks and relations."""
 
@@ -253,6 +261,7 @@ class Repo:
     pinned: list = field(default_factory=list)
     archived: bool = False  # read-only: every write answers 403
     deleted_issues: set = field(default_factory=set)  # numbers of deleted issues (410 Gone)
+    protections: dict = field(default_factory=dict)  # branch name -> BranchProtection
     next_number: int = 1
     next_milestone: int = 1
 
