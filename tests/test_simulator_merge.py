@@ -1,21 +1,16 @@
 """Pull request semantics: mergeability, merge methods, stale heads, update-branch."""
-import httpx
 import pytest
 
-from app.sandbox.simulator import Simulator
+from tests.simulator_demo import demo_simulator
 
 REPO = "/repos/octo/demo"
 
 
 @pytest.fixture
 def sim():
-    with Simulator(validate_responses=True) as s:
-        s.create_repo("octo/demo")
-        s.inst = s.install(["octo/demo"])
-        s.add_user("agent-1", "write")
-        s.c = httpx.Client(base_url=s.url, headers={"Authorization": f"token {s.installation_token(s.inst)}"})
+    with demo_simulator() as s:
         yield s
-        assert s.violations == [] and s.response_violations == []
+        assert s.violations == []
 
 
 def _pr(sim, files, branch="feat", body=None):

