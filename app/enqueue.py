@@ -53,10 +53,11 @@ def enqueue_unique(func: str, args: tuple, key: str, *, delay: timedelta | None 
 
 
 def enqueue_evaluation(repo_id: int, pr_number: int, head_sha: str | None, force: bool = False,
-                       delay: timedelta | None = None, fresh: bool = False) -> str | None:
-    """``fresh``: read the PR from GitHub even when the recorded state says it is still waiting."""
+                       delay: timedelta | None = None, fresh: bool = False, recheck: int = 0) -> str | None:
+    """``fresh``: read the PR from GitHub even when the recorded state says it is still waiting;
+    ``recheck``: how many times GitHub was found still computing mergeability for this head."""
     return enqueue_unique(
-        "jobs.merge_queue.evaluate_gates", (repo_id, pr_number, force, fresh),
+        "jobs.merge_queue.evaluate_gates", (repo_id, pr_number, force, fresh, recheck),
         _key("gates", repo_id, pr_number, head_sha or "", force, delay is not None, fresh), delay=delay,
         description=f"gates {repo_id}#{pr_number}",
     )

@@ -24,6 +24,11 @@ from jobs.deferral import deferral_time, run_at
 log = logging.getLogger("fleet.jobs.queue")
 
 STALE_GATES_AFTER = 300.0  # seconds a "waiting" fleet/gates may sit before the poll re-evaluates it
+# GitHub computes ``mergeable`` in the background after a push or a base move: an evaluation that
+# reads it as null runs again after these delays (scheduled, the worker goes on; it used to sleep
+# 0.1-1.4 s in the job). After the last, the conflict gate is published as waiting and the
+# stale-gates poll takes over.
+MERGEABLE_RECHECKS = (timedelta(seconds=1), timedelta(seconds=3), timedelta(seconds=10))
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -33,12 +38,15 @@ def _job_id() -> str | None:
     return job.id if job else None
 
 
-def evaluate_gates(repo_id: int, pr_number: int, force: bool = False, fresh: bool = False) -> str | None:
+def evaluate_gates(repo_id: int, pr_number: int, force: bool = False, fresh: bool = False,
+                   recheck: int = 0) -> str | None:
     """Evaluate and publish a PR's gates; step its queue when it is queued (or auto-queue it).
     Returns the conclusion, "deferred" when the write budget is spent (the evaluation runs again
-    once a slot frees), or None when the PR is not open or still waits by its recorded state."""
+    once a slot frees), "mergeable_pending" when GitHub was still computing mergeability (it runs
+    again after ``MERGEABLE_RECHECKS[recheck]``), or None when the PR is not open or still waits by
+    its recorded state."""
     try:
-        return _evaluate_gates(repo_id, pr_number, force, fresh)
+        return _evaluate_gates(repo_id, pr_number, force, fresh, recheck)
     except Exception as exc:
         if (retry_at := deferral_time(exc)) is None:
             raise
@@ -51,7 +59,7 @@ def _delay_until(retry_at: float) -> timedelta:
     return run_at(retry_at) - datetime.now(timezone.utc)
 
 
-def _evaluate_gates(repo_id: int, pr_number: int, force: bool, fresh: bool) -> str | None:
+def _evaluate_gates(repo_id: int, pr_number: int, force: bool, fresh: bool, recheck: int) -> str | None:
     settings = runtime.settings()
     with db.connect(settings.database_url, autocommit=True) as conn:
         repo = repositories.get(conn, repo_id)
@@ -62,7 +70,13 @@ def _evaluate_gates(repo_id: int, pr_number: int, force: bool, fresh: bool) -> s
         try:
             gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
             place = queue_store.queue_place(conn, repo.id, repo.full_name, pr_number)
-            pr, verdict = gate_service.evaluate(conn, gh, repo, pr_number, force=force, fresh=fresh, queue_place=place)
+            pr, verdict, pending = gate_service.evaluate(
+                conn, gh, repo, pr_number, force=force, fresh=fresh, queue_place=place,
+                mergeable_pending_ok=recheck < len(MERGEABLE_RECHECKS))
+            if pending:
+                enqueue_evaluation(repo.id, pr_number, pr.head_sha, delay=MERGEABLE_RECHECKS[recheck], fresh=True,
+                                   recheck=recheck + 1)
+                return "mergeable_pending"
             if pr is None or verdict is None:
                 return None
             _after_verdict(conn, gh, repo, pr, verdict)

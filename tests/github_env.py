@@ -25,14 +25,16 @@ class GitHubWorld:
     installation_id: int = 0
 
     def settle(self, timeout: float = 30.0) -> int:
-        """Deliver every pending webhook and run every job, until both are quiet; returns jobs run."""
+        """Deliver every pending webhook and run every job, until both are quiet; returns jobs run.
+        Gate evaluations scheduled again because GitHub was still computing mergeability run
+        at once (the simulator computes it by the second read)."""
         total = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.sim.wait_idle(timeout=10), "simulator webhooks did not drain"
             ran = drain()
             total += ran
-            if ran == 0 and self.sim.wait_idle(timeout=0.1):
+            if ran == 0 and self.sim.wait_idle(timeout=0.1) and not run_mergeable_rechecks():
                 return total
         raise AssertionError("the system did not settle")
 
@@ -55,6 +57,24 @@ class GitHubWorld:
         token = self.sim.installation_token(self.installation_id)
         gh = GitHub(token, base_url=self.sim.url + "/", http_cache=False)
         return gh.rest.issues.list_comments(owner, name, number, per_page=100).json()
+
+
+def run_mergeable_rechecks() -> int:
+    """Move the scheduled re-evaluations of heads whose mergeability GitHub was still computing
+    (``jobs.merge_queue.MERGEABLE_RECHECKS``) to the queue now; returns how many."""
+    from rq.registry import ScheduledJobRegistry
+
+    queue = runtime.queue()
+    registry = ScheduledJobRegistry(queue=queue)
+    moved = 0
+    for job_id in registry.get_job_ids():
+        job = queue.fetch_job(job_id)
+        if job is None or job.func_name != "jobs.merge_queue.evaluate_gates" or len(job.args) < 5 or not job.args[4]:
+            continue
+        registry.remove(job_id)
+        queue.enqueue_job(job)
+        moved += 1
+    return moved
 
 
 def start_world(settings: Settings, fleet_app_factory, repo: str = "octo/widgets") -> GitHubWorld:

@@ -121,3 +121,44 @@ def test_queue_auto_queues_a_pr_once_its_gates_are_green(world, db_conn):
     drive(world)
     assert [n for n, _, _ in merged(world)] == [pr]
     assert queue_rows(db_conn)[0]["queued_by"] == "fleet[bot]"
+
+
+def test_mergeability_still_being_computed_is_evaluated_again_later_not_slept_on(world, db_conn):
+    """GitHub answers ``mergeable: null`` on the first read after a move (the simulator mimics it):
+    the evaluation publishes nothing, schedules itself again, and the worker goes on."""
+    from rq.registry import ScheduledJobRegistry
+
+    from app import runtime
+    from tests.conftest import drain
+
+    sim = world.sim
+    sim.add_user("alice", "write")
+    pr = open_task_pr(world, "computing")
+    world.settle()
+    head = head_of(world, pr)
+    sim.ci(world.repo, head, "tests", conclusion="success")
+    assert sim.wait_idle(timeout=10)
+    drain()  # no rechecks run: only what the webhooks started
+    assert gate_runs(world, head) == []  # a "waiting" run would be a write corrected a second later
+    registry = ScheduledJobRegistry(queue=runtime.queue())
+    [job_id] = registry.get_job_ids()
+    recheck = runtime.queue().fetch_job(job_id)
+    assert recheck.func_name == "jobs.merge_queue.evaluate_gates" and recheck.args[1] == pr and recheck.args[4] == 1
+    world.settle()  # the recheck runs: GitHub has computed it by now
+    [run] = gate_runs(world, head)
+    assert (run.status, run.conclusion) == ("completed", "success")
+
+
+def test_after_the_last_recheck_a_head_still_being_computed_is_published_as_waiting(world, db_conn):
+    sim = world.sim
+    sim.add_user("alice", "write")
+    pr = open_task_pr(world, "never-computed")
+    world.settle()
+    head = head_of(world, pr)
+    sim.ci(world.repo, head, "tests", conclusion="success")
+    assert sim.wait_idle(timeout=10)
+    repo_id = db_conn.execute("SELECT id FROM repositories").fetchone()["id"]
+    # The first read after the head moved still finds mergeable null; this is the last try.
+    assert jobs.evaluate_gates(repo_id, pr, fresh=True, recheck=len(jobs.MERGEABLE_RECHECKS)) == "waiting"
+    [run] = gate_runs(world, head)
+    assert run.status != "completed" and "computing mergeability" in run.output["summary"]

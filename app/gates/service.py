@@ -6,7 +6,6 @@ that job. The merge queue reads the same snapshot through ``read_snapshot`` righ
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import psycopg
@@ -25,26 +24,18 @@ from app.tasks.refs import branch_task
 from app.github.write_budget import WriteClass, writing
 from app.github.models import CheckRun, PullRequest
 
-# GitHub answers ``mergeable: null`` while it computes mergeability in the background: ask again
-# after these pauses before treating the conflict gate as still waiting.
-MERGEABLE_PAUSES = (0.1, 0.3, 1.0)
 # --- reading a snapshot from GitHub ----------------------------------------------------------
 
-def read_pull(gh: RepoGateway, number: int, *, wait_mergeable: bool = True) -> dict | None:
-    """The PR as GitHub has it now, waiting briefly while ``mergeable`` is still being computed
-    (unless not ``wait_mergeable``); None when it does not exist."""
-    pauses = MERGEABLE_PAUSES if wait_mergeable else ()
-    for pause in (*pauses, None):
-        try:
-            raw = gh.pull(number)
-        except RequestFailed as exc:
-            if exc.response.status_code in (404, 410):
-                return None
-            raise
-        if raw.get("state") != "open" or raw.get("merged") or raw.get("mergeable") is not None or pause is None:
-            return raw
-        time.sleep(pause)
-    return raw  # pragma: no cover - the loop always returns
+def read_pull(gh: RepoGateway, number: int) -> dict | None:
+    """The PR as GitHub has it now; None when it does not exist. ``mergeable`` may be null while
+    GitHub computes it: nothing here waits for it (a worker that sleeps holds up every delivery
+    behind it); ``evaluate`` leaves such a head to be evaluated again shortly."""
+    try:
+        return gh.pull(number)
+    except RequestFailed as exc:
+        if exc.response.status_code in (404, 410):
+            return None
+        raise
 
 
 def read_checks(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, sha: str) -> tuple[CheckResult, ...]:
@@ -106,11 +97,11 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
     """(snapshot, base tip) of the PR read from GitHub now; the base tip and the snapshot's
     ``merge_base_sha`` come from the compare API when ``merge_base`` (the queue needs them).
 
-    The queue (``merge_base``) does not wait for ``mergeable``: GitHub recomputes it for every
-    open PR after each merge, so the first read after one is usually null, and a second read
-    only costs a call. The queue does not need it: a head that contains the base tip cannot
-    conflict, and a head behind it is updated first, where GitHub answers 422 on a conflict."""
-    raw = read_pull(gh, number, wait_mergeable=not merge_base)
+    The queue (``merge_base``) does not need ``mergeable`` (GitHub recomputes it for every open
+    PR after each merge, so the first read after one is usually null): a head that contains the
+    base tip cannot conflict, and a head behind it is updated first, where GitHub answers 422 on
+    a conflict."""
+    raw = read_pull(gh, number)
     if raw is None:
         return None, None
     model = PullRequest.model_validate(raw)
@@ -201,19 +192,27 @@ def _worth_reading(conn: psycopg.Connection, repo: Repo, verdict: GateVerdict) -
 
 def evaluate(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
              force: bool = False, fresh: bool = False, queue_place: tuple[int | None, int] | None = None,
-             ) -> tuple[PullSnapshot | None, GateVerdict | None]:
-    """Evaluate the PR's gates and publish them. Decided first on what webhooks recorded (no
-    GitHub call): when that is still waiting, or would publish nothing new, it ends there.
-    Otherwise (and always when ``force`` or ``fresh``) the PR is read from GitHub and the gates
-    evaluated and published on exactly the head just read."""
+             mergeable_pending_ok: bool = True,
+             ) -> tuple[PullSnapshot | None, GateVerdict | None, bool]:
+    """Evaluate the PR's gates and publish them; returns (PR, verdict, mergeability pending).
+    Decided first on what webhooks recorded (no GitHub call): when that is still waiting, or
+    would publish nothing new, it ends there. Otherwise (and always when ``force`` or ``fresh``)
+    the PR is read from GitHub and the gates evaluated and published on exactly the head just read.
+
+    When GitHub is still computing ``mergeable`` for that head, nothing is decided or published
+    (the verdict would only be "waiting", a write to be corrected seconds later) and the third
+    value is True: the caller evaluates again shortly. ``mergeable_pending_ok`` False (the last
+    of those tries, or a forced run) evaluates anyway, with the conflict gate waiting."""
     if not (force or fresh):
         recorded, verdict = recorded_verdict(conn, gh, repo, number)
         if recorded is not None and verdict is not None and not _worth_reading(conn, repo, verdict):
             gate_store.note_waiting(conn, repo.id, verdict.head_sha, number)
-            return recorded, None
+            return recorded, None, False
     pr, _ = read_snapshot(conn, gh, repo, number)
     if pr is None or pr.state != "open" or pr.merged:
-        return pr, None
+        return pr, None, False
+    if pr.mergeable is None and mergeable_pending_ok and not force:
+        return pr, None, True
     verdict = evaluate_gates(pr, repo.config.gates)
     publish(conn, gh, repo, pr, verdict, force=force, queue_place=queue_place)
-    return pr, verdict
+    return pr, verdict, False
