@@ -93,7 +93,8 @@ def with_linked_tasks(conn: psycopg.Connection, repo: Repo, pr: PullSnapshot) ->
 
 
 def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
-                  merge_base: bool = False) -> tuple[PullSnapshot | None, str | None]:
+                  merge_base: bool = False, stop_if_mergeable_pending: bool = False,
+                  ) -> tuple[PullSnapshot | None, str | None]:
     """(snapshot, base tip) of the PR read from GitHub now; the base tip and the snapshot's
     ``merge_base_sha`` come from the compare API when ``merge_base`` (the queue needs them).
 
@@ -118,6 +119,8 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
     )
     if snapshot.state != "open" or snapshot.merged:
         return snapshot, None
+    if stop_if_mergeable_pending and snapshot.mergeable is None:
+        return snapshot, None  # to be read again shortly: checks and statuses then, not twice
     snapshot = with_linked_tasks(conn, repo, snapshot)
     snapshot = replace(snapshot, checks=read_checks(conn, gh, repo, snapshot.head_sha),
                        reviewer_permissions=reviewer_permissions(conn, gh, repo, snapshot))
@@ -208,10 +211,11 @@ def evaluate(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int,
         if recorded is not None and verdict is not None and not _worth_reading(conn, repo, verdict):
             gate_store.note_waiting(conn, repo.id, verdict.head_sha, number)
             return recorded, None, False
-    pr, _ = read_snapshot(conn, gh, repo, number)
+    wait_for_mergeable = mergeable_pending_ok and not force
+    pr, _ = read_snapshot(conn, gh, repo, number, stop_if_mergeable_pending=wait_for_mergeable)
     if pr is None or pr.state != "open" or pr.merged:
         return pr, None, False
-    if pr.mergeable is None and mergeable_pending_ok and not force:
+    if pr.mergeable is None and wait_for_mergeable:
         return pr, None, True
     verdict = evaluate_gates(pr, repo.config.gates)
     publish(conn, gh, repo, pr, verdict, force=force, queue_place=queue_place)
