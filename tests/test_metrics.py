@@ -22,7 +22,7 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 def scrape(client, **kwargs) -> dict[tuple[str, tuple], float]:
     response = client.get("/metrics", **kwargs)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == "text/plain"
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"  # one charset
     return samples(response.get_data(as_text=True))
 
 

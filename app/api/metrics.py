@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import redis
 from flask import Blueprint, Response, current_app
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
@@ -220,4 +221,6 @@ def metrics() -> Response:
     """Prometheus text format."""
     settings = current_app.config["FLEET_SETTINGS"]
     body = render_metrics(current_app.config["FLEET_POOL"], authenticated(), settings.queue_name)
-    return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
+    # ``content_type``, not ``mimetype``: Flask appends its own charset to a mimetype, which
+    # answered "...; charset=utf-8; charset=utf-8". generate_latest writes text format 0.0.4.
+    return Response(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)
