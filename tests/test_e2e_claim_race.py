@@ -10,6 +10,7 @@ two agents at once, no task merged twice. The verdict latency is reported, not a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import subprocess
 import sys
@@ -65,3 +66,6 @@ def test_eight_agents_racing_under_a_spent_budget_never_share_a_task(tmp_path):
     assert s["held_twice_at_once"] == [], f"tasks two agents held at once: {s['held_twice_at_once']}\n{report}"
     assert s["tasks_merged_twice"] == [], f"tasks merged twice: {s['tasks_merged_twice']}\n{report}"
     assert s["claims_without_verdict"] == 0, f"claims no verdict answered within 20 s\n{report}"
+    # The run's log is kept whatever the outcome (a surprising green run must be inspectable).
+    logs = [line.split(": ", 1)[1] for line in result.stderr.splitlines() if line.startswith("Fleet's logs: ")]
+    assert logs and Path(logs[-1]).is_file(), f"{logs}\n{result.stderr[-500:]}"

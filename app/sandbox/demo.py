@@ -1137,11 +1137,9 @@ def run_demo(options: DemoOptions) -> int:
         return 130
     finally:
         run.close()
-        if summary is not None and summary["ok"]:
-            shutil.rmtree(run.log_dir, ignore_errors=True)
     print_summary(summary)
-    if not summary["ok"]:
-        print(f"Fleet's logs: {run.log_dir / 'fleet.log'}", file=sys.stderr)
+    # Kept after a green run too: a surprising one must be inspectable (it is in the temp dir).
+    print(f"Fleet's logs: {run.log_dir / 'fleet.log'}", file=sys.stderr)
     if options.json_path:
         Path(options.json_path).write_text(json.dumps(summary, indent=2, default=str))
     return 0 if summary["ok"] else 1
