@@ -140,7 +140,8 @@ def serve(ctx: EventScope, repo: Repo) -> int:
     pairs = match(waiters(ctx.conn, repo.id), tasks)
     if not pairs:
         return 0
-    effects = claim_service.effects_for(ctx, repo)
+    # Replies of their own dedupe run: the delivery's own handler may reply on the same issue.
+    effects = replace(claim_service.effects_for(ctx, repo), dedupe=f"{ctx.delivery.id}:next-line")
     for waiter, task in pairs:
         try:
             with ctx.conn.transaction():  # a savepoint: a refused write undoes only this agent's turn
