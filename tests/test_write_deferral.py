@@ -565,3 +565,39 @@ def test_a_lease_is_not_released_while_activity_from_before_its_deadline_waits(t
     after = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s AND released_at IS NULL",
                             (held,)).fetchone()
     assert after is not None and after["lease_expires_at"] > before["lease_expires_at"]  # renewed
+
+
+def test_free_at_says_when_a_class_would_find_a_slot_and_counts_nothing(queue_namespace):
+    clock = FakeClock()
+    b = budget(queue_namespace, 575757, per_minute=10, clock=clock)
+    assert b.free_at(WriteClass.MERGE) is None
+    assert take_all(b, WriteClass.MERGE) == 9  # 90 %: looking first took no slot
+    with pytest.raises(BudgetSpent) as info:
+        b.take(WriteClass.MERGE)
+    assert b.free_at(WriteClass.MERGE) == info.value.retry_at == clock.now + WINDOW_SECONDS["minute"]
+    assert b.free_at(WriteClass.VERDICT) is None  # the verdicts' reserve is still free
+    b.mark_spent(clock.now + 30)
+    assert b.free_at(WriteClass.VERDICT) == clock.now + 30
+
+
+def test_a_queue_step_without_a_merge_slot_defers_before_reading(world, db_conn):
+    """Reading pull, checks, status and compare only to find the merge has no slot would be read
+    again when it has one: the step asks the pacer first and defers, reading nothing."""
+    from tests.test_e2e_merge_queue import drive, green_then_queue, merged, open_task_pr
+
+    w = world
+    w.sim.add_user("alice", "write")
+    pr = open_task_pr(w, "unhurried")
+    green_then_queue(w, [pr])
+    key = f"{runtime.settings().queue_name}:writes:{w.installation_id}:spent-until"
+    runtime.redis_client().set(key, repr(time.time() + 300), ex=300)  # GitHub said stop
+    before = len(w.sim.requests)
+    w.settle()
+    assert [c.path for c in w.sim.requests[before:] if "/compare/" in c.path] == []
+    assert "jobs.merge_queue.step_queue" in scheduled_functions()
+    assert merged(w) == []
+    lift(w, w.installation_id)
+    run_scheduled_now()
+    drive(w)
+    assert [n for n, _, _ in merged(w)] == [pr]
+    assert len([c for c in w.sim.requests[before:] if "/compare/" in c.path]) == 1  # read once, then merged

@@ -147,6 +147,15 @@ class WritePacer(BaseThrottler):
         if self.budget is not None:
             self.budget.mark_spent(until)
 
+    def free_at(self, write_class) -> float | None:
+        """``WriteBudget.free_at``; None (go ahead) when unpaced or Redis is unreachable."""
+        if self.budget is None:
+            return None
+        try:
+            return self.budget.free_at(write_class)
+        except redis.RedisError:
+            return None
+
 
 ResponseHook = Callable[[httpx.Response], None]
 

@@ -18,7 +18,7 @@ from app.github.identity import is_bot
 from app.github.etags import EtagCache, conditional_get
 from app.github.evidence import EvidenceRecorder
 from app.github.client import SECONDARY_LIMIT_WAIT, is_secondary_limit
-from app.github.write_budget import BudgetSpent, current_class
+from app.github.write_budget import BudgetSpent, WriteClass, current_class
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +60,13 @@ class RepoGateway:
         self.owner, self.repo = full_name.split("/", 1)
         self.evidence = evidence
         self.etags = etags if etags is not None else _process_etag_cache()
+
+    def write_slot_free_at(self, write_class: WriteClass) -> float | None:
+        """When this installation's pacer would have a slot for a ``write_class`` write (epoch
+        seconds); None when it would now, or when the client is not paced."""
+        free_at = getattr(getattr(self.gh, "config", None), "throttler", None)
+        free_at = getattr(free_at, "free_at", None)
+        return free_at(write_class) if free_at is not None else None
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -186,6 +186,23 @@ class WriteBudget:
         self.redis.eval(MARK_SPENT, 1, self._key("spent-until"), repr(until), ttl)
         log.warning("GitHub rate limit: installation %s paused for %.0fs", self.installation_id, until - self.clock())
 
+    def free_at(self, write_class: WriteClass) -> float | None:
+        """When a write of ``write_class`` would find a slot (epoch seconds); None: it would now.
+        Only a look, nothing is counted: a caller about to read a lot for one write (the merge
+        queue's step) asks first and defers without reading (``take`` still decides)."""
+        spent = self.spent_until()
+        if spent is not None:
+            return spent
+        now = self.clock()
+        for window, budget, hourly in (("minute", self.per_minute, False), ("hour", self.per_hour, True)):
+            limit, span = ceiling(write_class, budget, hourly=hourly), WINDOW_SECONDS[window]
+            live = self.redis.zrangebyscore(self._key(window), f"({now - span!r}", "+inf", withscores=True)
+            if limit <= 0:
+                return now + span
+            if len(live) >= limit:
+                return live[len(live) - limit][1] + span
+        return None
+
     def spent_until(self) -> float | None:
         value = self.redis.get(self._key("spent-until"))
         if value is None or float(value) <= self.clock():

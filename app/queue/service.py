@@ -232,6 +232,7 @@ class _Stepper:
             entry = current_entry(queue)
             if entry is None or self._waits_quietly(entry):
                 return self.applied
+            self._defer_without_a_merge_slot()
             try:
                 pr, base_tip, verdict = self._read(entry)
                 now = self.now()
@@ -255,6 +256,15 @@ class _Stepper:
 
         enqueue.enqueue_step(self.repo.id, self.base_ref)  # more to do: another job continues
         return self.applied
+
+    def _defer_without_a_merge_slot(self) -> None:
+        """A step that is not just waiting reads pull, checks, status and compare to decide a
+        merge or an update. With no MERGE slot free, the write would defer the step and it would
+        read them all again: ask the pacer first and defer until the slot, reading once then.
+        (A dequeue waits for the slot too: while MERGE has none, its reply would only be held.)"""
+        free_at = self.gh.write_slot_free_at(WriteClass.MERGE)
+        if free_at is not None:
+            raise BudgetSpent(self.repo.installation_id or 0, WriteClass.MERGE, free_at, "no merge slot yet")
 
     def _waits_quietly(self, entry: QueueEntry) -> bool:
         """Still waiting for checks by the recorded state: no GitHub read, nothing to change."""
