@@ -26,6 +26,7 @@ import threading
 import time
 
 from app import db, runtime
+from bench.common import scratch_namespace
 from app.settings import Settings
 
 PG_BASE = os.environ.get("FLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -59,6 +60,12 @@ def _describe(label: str, values: list[float]) -> str:
 
 
 def run(prs: int = 10, ci_seconds: float = 0.0, timeout: float = 120.0) -> dict:
+    """Queue ``prs`` PRs at once and measure; the RQ namespace's Redis keys are removed after."""
+    with scratch_namespace() as queue_name:
+        return _run(prs, ci_seconds, timeout, queue_name)
+
+
+def _run(prs: int, ci_seconds: float, timeout: float, queue_name: str) -> dict:
     from app.wsgi import create_app
     from tests.conftest import drain
     from tests.github_env import start_world
@@ -70,7 +77,7 @@ def run(prs: int = 10, ci_seconds: float = 0.0, timeout: float = 120.0) -> dict:
     with db.connect(url) as conn:
         db.migrate(conn)
     settings = Settings(
-        database_url=url, redis_url=REDIS_URL, queue_name=f"fleet-bench-{run_id}", webhook_secret="bench-secret",
+        database_url=url, redis_url=REDIS_URL, queue_name=queue_name, webhook_secret="bench-secret",
         github_api_url="http://127.0.0.1:9", log_format="console",
         # The simulator answers at once; Fleet's production write pacing would dominate the figure.
         writes_per_minute=100_000, writes_per_hour=1_000_000,
