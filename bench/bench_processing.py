@@ -107,29 +107,12 @@ def _run_worker(env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def _release_scheduled() -> int:
-    """Move every job scheduled for later to the queue now; returns how many."""
-    from rq.registry import ScheduledJobRegistry
-
-    from app import runtime
-
-    queue = runtime.queue()
-    registry = ScheduledJobRegistry(queue=queue)
-    ids = registry.get_job_ids()
-    for job_id in ids:
-        job = queue.fetch_job(job_id)
-        registry.remove(job_id)
-        if job is not None:
-            queue.enqueue_job(job)
-    return len(ids)
-
-
 def run(tasks: int = 12, profile: bool = False) -> dict:
     from app import db, deliveries, runtime
     from app.settings import Settings
     from app.sandbox.simulator.simulator import Simulator
     from jobs.dispatch import enqueue_delivery
-    from tests.conftest import drain
+    from tests.conftest import drain, release_scheduled
 
     logging.disable(logging.WARNING)
     with scratch_database() as url, scratch_namespace() as queue_name:
@@ -180,7 +163,7 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
             fleet_s = _run_worker(env)
             # A job scheduled for later (a gate evaluation waiting for GitHub to compute
             # mergeability) is still Fleet's work for these deliveries: run it now, and count it.
-            later = _release_scheduled()
+            later = release_scheduled()
             if later:
                 fleet_s += _run_worker(env) - startup
             pg_after, redis_after = _pg_counters(url), _redis_commands()

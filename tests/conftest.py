@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
 import redis
 from hypothesis import settings as hypothesis_settings
 from rq import SimpleWorker
+from rq.job import Job
 from werkzeug.serving import make_server
 
 from app import db, runtime
@@ -158,6 +159,24 @@ class CountingWorker(SimpleWorker):
     def perform_job(self, job, queue):
         self.ran += 1
         return super().perform_job(job, queue)
+
+
+def release_scheduled(wanted: Callable[[Job], bool] = lambda job: True) -> int:
+    """Move the scheduled jobs ``wanted`` picks to the queue now, as if their time had come;
+    returns how many (``drain`` then runs them)."""
+    from rq.registry import ScheduledJobRegistry
+
+    queue = runtime.queue()
+    registry = ScheduledJobRegistry(queue=queue)
+    moved = 0
+    for job_id in registry.get_job_ids():
+        job = queue.fetch_job(job_id)
+        if job is None or not wanted(job):
+            continue
+        registry.remove(job_id)
+        queue.enqueue_job(job)
+        moved += 1
+    return moved
 
 
 def drain(max_jobs: int = 10_000) -> int:

@@ -10,7 +10,7 @@ from githubkit import GitHub
 from app import runtime
 from app.settings import Settings
 from app.sandbox.simulator.simulator import Simulator
-from tests.conftest import ServedApp, drain
+from tests.conftest import ServedApp, drain, release_scheduled
 
 
 STATE_LABELS_YML = "tasks:\n  manage_labels: true\n"
@@ -62,19 +62,8 @@ class GitHubWorld:
 def run_mergeable_rechecks() -> int:
     """Move the scheduled re-evaluations of heads whose mergeability GitHub was still computing
     (``jobs.merge_queue.MERGEABLE_RECHECKS``) to the queue now; returns how many."""
-    from rq.registry import ScheduledJobRegistry
-
-    queue = runtime.queue()
-    registry = ScheduledJobRegistry(queue=queue)
-    moved = 0
-    for job_id in registry.get_job_ids():
-        job = queue.fetch_job(job_id)
-        if job is None or job.func_name != "jobs.merge_queue.evaluate_gates" or len(job.args) < 5 or not job.args[4]:
-            continue
-        registry.remove(job_id)
-        queue.enqueue_job(job)
-        moved += 1
-    return moved
+    return release_scheduled(lambda job: job.func_name == "jobs.merge_queue.evaluate_gates"
+                             and len(job.args) >= 5 and bool(job.args[4]))
 
 
 def start_world(settings: Settings, fleet_app_factory, repo: str = "octo/widgets") -> GitHubWorld:

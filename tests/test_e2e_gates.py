@@ -123,6 +123,17 @@ def test_queue_auto_queues_a_pr_once_its_gates_are_green(world, db_conn):
     assert queue_rows(db_conn)[0]["queued_by"] == "fleet[bot]"
 
 
+def green_head_just_reported(world, name: str) -> tuple[int, str]:
+    """(PR, head) of a new PR whose CI just reported success, its webhooks delivered, no job run."""
+    world.sim.add_user("alice", "write")
+    pr = open_task_pr(world, name)
+    world.settle()
+    head = head_of(world, pr)
+    world.sim.ci(world.repo, head, "tests", conclusion="success")
+    assert world.sim.wait_idle(timeout=10)
+    return pr, head
+
+
 def test_mergeability_still_being_computed_is_evaluated_again_later_not_slept_on(world, db_conn):
     """GitHub answers ``mergeable: null`` on the first read after a move (the simulator mimics it):
     the evaluation publishes nothing, schedules itself again, and the worker goes on."""
@@ -131,13 +142,7 @@ def test_mergeability_still_being_computed_is_evaluated_again_later_not_slept_on
     from app import runtime
     from tests.conftest import drain
 
-    sim = world.sim
-    sim.add_user("alice", "write")
-    pr = open_task_pr(world, "computing")
-    world.settle()
-    head = head_of(world, pr)
-    sim.ci(world.repo, head, "tests", conclusion="success")
-    assert sim.wait_idle(timeout=10)
+    pr, head = green_head_just_reported(world, "computing")
     drain()  # no rechecks run: only what the webhooks started
     assert gate_runs(world, head) == []  # a "waiting" run would be a write corrected a second later
     registry = ScheduledJobRegistry(queue=runtime.queue())
@@ -150,13 +155,7 @@ def test_mergeability_still_being_computed_is_evaluated_again_later_not_slept_on
 
 
 def test_after_the_last_recheck_a_head_still_being_computed_is_published_as_waiting(world, db_conn):
-    sim = world.sim
-    sim.add_user("alice", "write")
-    pr = open_task_pr(world, "never-computed")
-    world.settle()
-    head = head_of(world, pr)
-    sim.ci(world.repo, head, "tests", conclusion="success")
-    assert sim.wait_idle(timeout=10)
+    pr, head = green_head_just_reported(world, "never-computed")
     repo_id = db_conn.execute("SELECT id FROM repositories").fetchone()["id"]
     # The first read after the head moved still finds mergeable null; this is the last try.
     assert jobs.evaluate_gates(repo_id, pr, fresh=True, recheck=len(jobs.MERGEABLE_RECHECKS)) == "waiting"

@@ -223,17 +223,11 @@ def assign(world, repo: str, login: str, number: int) -> None:
 
 def run_scheduled_now() -> int:
     """Move every scheduled job to the queue (time passed) and run them; returns how many."""
-    from tests.conftest import drain
+    from tests.conftest import drain, release_scheduled
 
-    queue = runtime.queue()
-    registry = ScheduledJobRegistry(queue=queue)
-    ids = registry.get_job_ids()
-    for job_id in ids:
-        job = queue.fetch_job(job_id)
-        registry.remove(job_id)
-        queue.enqueue_job(job)
+    moved = release_scheduled()
     drain()
-    return len(ids)
+    return moved
 
 
 def scheduled_deliveries() -> dict[str, datetime]:

@@ -64,9 +64,8 @@ class RepoGateway:
     def write_slot_free_at(self, write_class: WriteClass) -> float | None:
         """When this installation's pacer would have a slot for a ``write_class`` write (epoch
         seconds); None when it would now, or when the client is not paced."""
-        free_at = getattr(getattr(self.gh, "config", None), "throttler", None)
-        free_at = getattr(free_at, "free_at", None)
-        return free_at(write_class) if free_at is not None else None
+        pacer = getattr(self.gh.config, "throttler", None)  # Fleet's WritePacer, or githubkit's own
+        return pacer.free_at(write_class) if hasattr(pacer, "free_at") else None
 
     # -- plumbing ---------------------------------------------------------------------------
 

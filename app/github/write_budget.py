@@ -106,8 +106,8 @@ class BudgetSpent(RuntimeError):
 # KEYS: minute log, hour log, spent-until, sequence. ARGV: minute ceiling, hour ceiling, now,
 # minute span, hour span (seconds).
 # Returns {1} (slot taken), {0, "minute"|"hour", time of the write that must age out} (ceiling
-# reached) or {-1, spent_until}.
-TAKE_SLOT = """
+# reached) or {-1, spent_until}. PEEK_SLOT decides the same way and counts nothing.
+SLOT_RULE = """
 local now = tonumber(ARGV[3])
 local spent = redis.call('GET', KEYS[3])
 if spent and tonumber(spent) > now then return {-1, spent} end
@@ -124,12 +124,15 @@ local m = free_at(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[1]))
 if m then return {0, 'minute', m} end
 local h = free_at(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[2]))
 if h then return {0, 'hour', h} end
+"""
+TAKE_SLOT = SLOT_RULE + """
 local id = ARGV[3] .. ':' .. redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[1], now, id); redis.call('EXPIRE', KEYS[1], 120)
 redis.call('ZADD', KEYS[2], now, id); redis.call('EXPIRE', KEYS[2], 7200)
 redis.call('EXPIRE', KEYS[4], 7200)
 return {1}
 """
+PEEK_SLOT = SLOT_RULE + "return {1}\n"
 
 # The pacer's windows are a little longer than GitHub's: a slot is taken before its request leaves,
 # and the request reaches GitHub up to a moment later (measured: 81 writes within one of GitHub's
@@ -165,12 +168,14 @@ class WriteBudget:
 
     def take(self, write_class: WriteClass | None = None) -> None:
         """Count one write of ``write_class`` (the current class by default), or raise BudgetSpent."""
-        write_class = write_class or current_class()
-        now = self.clock()
+        self._slot(TAKE_SLOT, write_class or current_class())
+
+    def _slot(self, script: str, write_class: WriteClass) -> None:
+        """Run one of the slot scripts; BudgetSpent when the class has no slot now."""
         result = self.redis.eval(
-            TAKE_SLOT, 4, self._key("minute"), self._key("hour"), self._key("spent-until"), self._key("seq"),
-            ceiling(write_class, self.per_minute), ceiling(write_class, self.per_hour, hourly=True), repr(now),
-            WINDOW_SECONDS["minute"], WINDOW_SECONDS["hour"],
+            script, 4, self._key("minute"), self._key("hour"), self._key("spent-until"), self._key("seq"),
+            ceiling(write_class, self.per_minute), ceiling(write_class, self.per_hour, hourly=True),
+            repr(self.clock()), WINDOW_SECONDS["minute"], WINDOW_SECONDS["hour"],
         )
         if int(result[0]) == 1:
             return
@@ -190,17 +195,10 @@ class WriteBudget:
         """When a write of ``write_class`` would find a slot (epoch seconds); None: it would now.
         Only a look, nothing is counted: a caller about to read a lot for one write (the merge
         queue's step) asks first and defers without reading (``take`` still decides)."""
-        spent = self.spent_until()
-        if spent is not None:
-            return spent
-        now = self.clock()
-        for window, budget, hourly in (("minute", self.per_minute, False), ("hour", self.per_hour, True)):
-            limit, span = ceiling(write_class, budget, hourly=hourly), WINDOW_SECONDS[window]
-            live = self.redis.zrangebyscore(self._key(window), f"({now - span!r}", "+inf", withscores=True)
-            if limit <= 0:
-                return now + span
-            if len(live) >= limit:
-                return live[len(live) - limit][1] + span
+        try:
+            self._slot(PEEK_SLOT, write_class)
+        except BudgetSpent as spent:
+            return spent.retry_at
         return None
 
     def spent_until(self) -> float | None:
