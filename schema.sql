@@ -488,3 +488,41 @@ CREATE TABLE IF NOT EXISTS next_waiters (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS next_waiters_agent ON next_waiters (repo_id, lower(login), agent_name);
 CREATE INDEX IF NOT EXISTS next_waiters_expiry ON next_waiters (expires_at);
+
+-- migrate: 0015 merge groups
+-- `queue.mode: groups` (app/queue/groups.py): queued PRs are merged, in queue order, into Fleet's
+-- own branch `fleet/queue/<base>/<id>` on top of the base tip or of the group ahead; CI runs on
+-- each group's head while up to `queue.depth` groups are under test, and the base is only ever
+-- fast-forwarded to a group head whose required checks passed. One row per group; a group is
+-- active until `ended_at`, and its branch is deleted once `branch_deleted_at` is set.
+CREATE TABLE IF NOT EXISTS queue_groups (
+    id                bigserial PRIMARY KEY,
+    repo_id           bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    base_ref          text NOT NULL,
+    state             text NOT NULL DEFAULT 'building',
+    prs               integer[] NOT NULL,
+    pr_heads          text[] NOT NULL,
+    parent_sha        text,
+    head_sha          text,
+    broken            text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    tested_since      timestamptz,
+    ended_at          timestamptz,
+    outcome           text,
+    detail            text,
+    branch_deleted_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS queue_groups_active ON queue_groups (repo_id, base_ref, id) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS queue_groups_by_head ON queue_groups (repo_id, head_sha) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS queue_groups_branch_left ON queue_groups (repo_id, base_ref)
+    WHERE ended_at IS NOT NULL AND branch_deleted_at IS NULL;
+-- A failed group of several PRs is split: its PRs are tested in groups of at most this many.
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS batch_limit integer;
+-- Why a queue that is configured for groups runs serially (the base refused Fleet's push).
+CREATE TABLE IF NOT EXISTS queue_serial_fallbacks (
+    repo_id   bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    base_ref  text NOT NULL,
+    reason    text NOT NULL,
+    since     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, base_ref)
+);

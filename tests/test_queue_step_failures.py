@@ -79,9 +79,9 @@ def test_a_timeout_is_named_by_its_call_and_counts_as_transient() -> None:
     import httpx
     from githubkit.exception import RequestError, RequestTimeout
 
-    from app.queue.service import _failure
+    from app.queue.effects import call_failure
 
     request = httpx.Request("GET", "http://sim/repos/o/r/compare/main...abc")
-    assert _failure(RequestTimeout(httpx.ReadTimeout("slow", request=request))) == (
+    assert call_failure(RequestTimeout(httpx.ReadTimeout("slow", request=request))) == (
         "GET /repos/o/r/compare/main...abc", None, "RequestTimeout", None)
-    assert _failure(RequestError(httpx.ConnectError("refused")))[:2] == ("a GitHub request", None)
+    assert call_failure(RequestError(httpx.ConnectError("refused")))[:2] == ("a GitHub request", None)

@@ -349,6 +349,48 @@ class RepoGateway:
         )
         return resp.status_code
 
+    # -- branches (merge groups) ---------------------------------------------------------
+
+    def branch_tip(self, branch: str) -> str | None:
+        """``GET .../git/ref/heads/{branch}``: the commit the branch points to; None when it
+        does not exist."""
+        try:
+            return self.gh.rest.git.get_ref(self.owner, self.repo, f"heads/{branch}").json()["object"]["sha"]
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+
+    def create_branch(self, branch: str, sha: str) -> None:
+        """``POST .../git/refs``: a new branch at ``sha`` (422 when it exists)."""
+        self._mutate("create_branch", branch, lambda: self.gh.rest.git.create_ref(
+            self.owner, self.repo, data={"ref": f"refs/heads/{branch}", "sha": sha}), sha=sha)
+
+    def fast_forward(self, branch: str, sha: str) -> None:
+        """``PATCH .../git/refs/heads/{branch}`` to ``sha``, never forced: GitHub answers 422
+        "Update is not a fast forward" when the branch moved elsewhere meanwhile."""
+        self._mutate("fast_forward", branch, lambda: self.gh.rest.git.update_ref(
+            self.owner, self.repo, f"heads/{branch}", data={"sha": sha, "force": False}), sha=sha)
+
+    def delete_branch(self, branch: str) -> bool:
+        """``DELETE .../git/refs/heads/{branch}``; False when it was already gone."""
+        try:
+            self._mutate("delete_branch", branch, lambda: self.gh.rest.git.delete_ref(
+                self.owner, self.repo, f"heads/{branch}"))
+        except GitHubRefused as exc:
+            if exc.status in (404, 422) and "does not exist" in exc.message.lower():
+                return False
+            raise
+        return True
+
+    def merge_into(self, branch: str, head_sha: str, message: str) -> str | None:
+        """``POST .../merges``: merge ``head_sha`` into ``branch``; the new commit, or None when
+        the branch already contains it (204). A conflict raises GitHubRefused (409)."""
+        resp = self._mutate("merge_into", branch, lambda: self.gh.rest.repos.merge(
+            self.owner, self.repo, data={"base": branch, "head": head_sha, "commit_message": message}),
+            head=head_sha)
+        return None if resp.status_code == 204 else resp.json()["sha"]
+
     def create_check_run(self, payload: dict[str, Any]) -> int:
         """``POST .../check-runs``; returns the new run's id."""
         return self._mutate(

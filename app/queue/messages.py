@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 from app.durations import format_duration
-from app.gates.rules import GateVerdict, PullSnapshot
+from app.gates.rules import GateResult, GateVerdict, PullSnapshot
 from app.gates.check_run import md_code, md_gate_reason, md_link, md_names, md_text
 from app.repos.config import QueueConfig
 from app.queue.state import Dequeue, FAILED_LABEL, GITHUB_MESSAGE_LIMIT, ReasonCode
@@ -118,3 +118,29 @@ def timeout_detail(verdict: GateVerdict | None, sha: str, timeout: timedelta) ->
         f"gates did not turn green within {format_duration(timeout)} on {short_sha(sha)}{pending}. "
         "`/queue` again to retry."
     )
+
+
+def group_checks_detail(checks: GateResult, branch: str, sha: str, base_ref: str) -> str:
+    """A PR alone in a merge group whose required checks failed: name the checks and the group."""
+    shown = []
+    for name in checks.names[:5]:
+        url = next((c.url for c in checks.checks if c.name == name and c.url), None)
+        link = md_link("details", url)
+        shown.append(f"{md_code(name, in_table=False)}" + (f" ({link})" if link else ""))
+    if len(checks.names) > 5:
+        shown.append(f"and {len(checks.names) - 5} more")
+    noun = "check" if len(checks.names) == 1 else "checks"
+    return (f"{noun} {', '.join(shown) or 'required'} failed on its merge group "
+            f"{md_code(branch, in_table=False)} ({short_sha(sha)}: {md_code(base_ref, in_table=False)} plus "
+            "the pull requests ahead of it, then this one). Fix it and `/queue` again.")
+
+
+def group_timeout_detail(checks: GateResult | None, branch: str, sha: str, timeout: timedelta) -> str:
+    """The required checks never finished on a merge group: most often CI does not run on
+    Fleet's group branches at all."""
+    pending = ""
+    if checks is not None and checks.names:
+        pending = f" (still waiting for {md_names(checks.names, in_table=False, limit=5)})"
+    return (f"required checks did not finish within {format_duration(timeout)} on its merge group "
+            f"{md_code(branch, in_table=False)} ({short_sha(sha)}){pending}. Does CI run on pushes to "
+            f"{md_code('fleet/queue/**', in_table=False)}? `/queue` again to retry.")

@@ -45,7 +45,7 @@ def is_behind(pr: PullSnapshot, base_head_sha: str | None) -> bool:
     return base_head_sha is None or pr.merge_base_sha != base_head_sha
 
 
-def _ended(entry: QueueEntry, pr: PullSnapshot | None, queue: QueueSnapshot) -> list[Action]:
+def ended_entry(entry: QueueEntry, pr: PullSnapshot | None, queue: QueueSnapshot) -> list[Action]:
     """The entry can no longer merge through the queue (or already merged elsewhere)."""
     if pr is None:
         return [dequeue_action(entry.pr_number, "not_found", "the pull request could not be found.")]
@@ -114,7 +114,7 @@ def decide_step(
         raise ValueError(f"snapshot is for #{pr.number}, the queue's current entry is #{entry.pr_number}")
     advance = AdvanceToNext(queue.repo, queue.base_ref)
 
-    ended = _ended(entry, pr, queue)
+    ended = ended_entry(entry, pr, queue)
     if ended:
         return ended + [advance]
     assert pr is not None

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from app import enqueue
 from app.event_scope import EventScope
 from app.github.identity import bot_login
+from app.queue import group_store
 from app.queue import store as queue_store
 from app.repos.registry import Repo
 
@@ -40,14 +41,21 @@ def schedule_gates(ctx: EventScope, repo: Repo, numbers: Iterable[int], force: b
         found = queue_store.active_entry(ctx.conn, repo.id, number)
         if found is not None:
             queues.add(found[0])
-            if not force:
-                # A queued PR's fleet/gates is the queue's: its step evaluates and publishes the
-                # head it merges (or dequeues); a run on a head the queue will update is a wasted write.
+            if not force and repo.config.queue.mode != "groups":
+                # A queued PR's fleet/gates is the serial queue's: its step evaluates and publishes
+                # the head it merges (or dequeues); a run on a head it will update is a wasted write.
+                # Merge groups take PRs whose gates are green on their own head: evaluate those.
                 queued.add(number)
     for number, sha in heads.items():
         if number not in queued:
             ctx.defer(lambda n=number, s=sha: enqueue.enqueue_evaluation(repo.id, n, s, force=force))
     for base in sorted(queues):
+        ctx.defer(lambda b=base: enqueue.enqueue_step(repo.id, b))
+
+
+def step_group_queues(ctx: EventScope, repo: Repo, sha: str) -> None:
+    """A check or status on a merge group's head: step the queues whose group it is."""
+    for base in group_store.bases_with_group_head(ctx.conn, repo.id, sha):
         ctx.defer(lambda b=base: enqueue.enqueue_step(repo.id, b))
 
 

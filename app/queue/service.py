@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-from githubkit.exception import RequestError, RequestFailed
+from githubkit.exception import RequestError
 
 from app.claims import service as claim_service
 from app.github.models import PullRequest
@@ -26,13 +26,15 @@ from app import db, runtime
 from app.gates import service as gate_service
 from app.github import held_writes
 from app.github import permissions
+from app.queue import effects
+from app.queue import group_service
 from app.queue import store as queue_store
 from app.repos import registry as repositories
 from app.github.identity import bot_login, is_bot
 from app.github.evidence import EvidenceRecorder
 from app.gates.check_run import md_code
 from app.gates.rules import GateVerdict, PullSnapshot, evaluate_gates
-from app.github.gateway import GitHubRefused, RepoGateway, github_message
+from app.github.gateway import GitHubRefused, RepoGateway
 from app.queue.commands import QueueCommand, decide_queue_command
 from app.queue.rules import (
     decide_merge_result, decide_step, decide_step_failure, decide_update_result, waits_quietly,
@@ -43,7 +45,6 @@ from app.queue.state import (
     WaitForChecks, WaitForUpdate, current_entry, new_entry, observe_push, transition,
 )
 from app.replies import marker
-from app.tasks.refs import closed_by_github
 from app.repos.registry import Repo
 from app.github.write_budget import BudgetSpent, WriteClass, writing
 
@@ -215,6 +216,9 @@ def step(repo_id: int, base_ref: str, *, now: Callable[[], datetime] = _now, job
         gh = gateway or runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
         try:
             with db.advisory_lock(settings.database_url, queue_store.queue_lock_key(repo.id, base_ref)):
+                if group_service.groups_mode(conn, repo, base_ref):
+                    return group_service.GroupStepper(conn, gh, repo, base_ref, now).run()
+                group_service.wind_down(conn, gh, repo, base_ref, now)
                 return _Stepper(conn, gh, repo, base_ref, now).run()
         finally:
             evidence.close()
@@ -241,7 +245,7 @@ class _Stepper:
             except (RequestError, GitHubRefused) as exc:
                 # Never a silent retry-forever: a 4xx fails the entry naming the call, 5xx and
                 # timeouts back off up to MAX_STEP_FAILURES (merge_queue.decide_step_failure).
-                call, status, message, retry_after = _failure(exc)
+                call, status, message, retry_after = effects.call_failure(exc)
                 log.warning("queue step call failed", extra={"repo": self.repo.full_name, "pr": entry.pr_number,
                                                                "call": call, "status": status})
                 now = self.now()
@@ -336,11 +340,11 @@ class _Stepper:
                 self.gh.evidence.record("queue_merged", f"#{action.pr}", "ok", None, sha=action.sha,
                                         merge_commit_sha=action.merge_commit_sha, base_ref=self.base_ref)
             elif isinstance(action, CloseLinkedTasks):
-                self._close_tasks(action, pr)
+                effects.close_linked_tasks(self.gh, self.repo, action, pr)
             elif isinstance(action, Dequeue):
                 entry = transition(entry, action, now)
                 if queue_store.finish_entry(self.conn, self.repo.id, entry, now, action.reason_code, action.message):
-                    self._announce(action, entry, pr)
+                    effects.announce_dequeue(self.conn, self.gh, self.repo, action, entry, pr)
             elif isinstance(action, Reevaluate):
                 entry = transition(entry, action, now)
                 self._save(entry, None)
@@ -362,86 +366,10 @@ class _Stepper:
         used) and the job defers."""
         try:
             with writing(WriteClass.MERGE):
-                return _answer(call)
+                return effects.call_answer(call)
         except BudgetSpent:
             self._save(before, None)
             raise
 
     def _save(self, entry: QueueEntry, wake_at: datetime | None) -> bool:
         return queue_store.save_entry(self.conn, self.repo.id, entry, wake_at)
-
-    def _close_tasks(self, action: CloseLinkedTasks, pr: PullSnapshot | None) -> None:
-        """GitHub closes issues named by closing keywords when merging into the default branch:
-        those cost nothing. Close the rest (branch-name links, other bases) if still open."""
-        by_github = closed_by_github(pr.body, self.repo.full_name, pr.base_ref, self.repo.default_branch) if pr else set()
-        for number in action.tasks:
-            if number in by_github:
-                continue
-            try:
-                issue = self.gh.issue(number)
-            except RequestFailed as exc:
-                if exc.response.status_code in (404, 410):
-                    continue
-                raise
-            if issue.get("pull_request") is not None:
-                continue
-            if issue.get("state") == "open":
-                self.gh.update_issue(number, state="closed", state_reason="completed")
-            else:
-                self.gh.evidence.record("close_linked_task", f"#{number}", "already-closed", None, pr=action.pr)
-
-    def _announce(self, action: Dequeue, entry: QueueEntry, pr: PullSnapshot | None) -> None:
-        """One comment per dequeued entry (a retried job finds it and does not post again), the
-        failure label, and the queue label taken off so adding it again re-queues."""
-        if action.reason_code == "user_request":
-            return
-        key = marker({"queue": "dequeued", "pr": action.pr, "reason": action.reason_code,
-                      "entry": int(entry.queued_at.timestamp() * 1000)})
-        held_writes.comment(self.conn, self.gh, self.repo.id, action.pr, f"{action.message}\n\n{key}", marker=key,
-                            look_first=True)
-        if pr is None or pr.state != "open":
-            return
-        if action.label:
-            held_writes.add_label(self.conn, self.gh, self.repo.id, action.pr, action.label)
-        label = self.repo.config.queue.label
-        if label and label.lower() in (name.lower() for name in pr.labels):
-            held_writes.remove_label(self.conn, self.gh, self.repo.id, action.pr, label)
-
-
-def _answer(call: Callable[[], object]) -> tuple[int, str, timedelta | None, dict]:
-    """(status, GitHub's message, retry-after, body) of a merge or update-branch call."""
-    try:
-        result = call()
-    except GitHubRefused as exc:
-        response = getattr(exc.__cause__, "response", None)
-        return exc.status, exc.message, _retry_after(response), {}
-    except RequestFailed as exc:
-        return exc.response.status_code, github_message(exc), _retry_after(exc.response), {}
-    if isinstance(result, dict):
-        return 200, "", None, result
-    return int(result), "", None, {}  # type: ignore[call-overload]
-
-
-def _failure(exc: RequestError | GitHubRefused) -> tuple[str, int | None, str, timedelta | None]:
-    """(the call as ``METHOD /path``, status or None for a timeout, GitHub's message, retry-after)."""
-    if isinstance(exc, GitHubRefused):
-        response = getattr(exc.__cause__, "response", None)
-        return exc.action, exc.status, exc.message, _retry_after(response)
-    if isinstance(exc, RequestFailed):
-        request = exc.response.raw_request
-        return (f"{request.method} {request.url.path}", exc.response.status_code, github_message(exc),
-                _retry_after(exc.response))
-    try:  # httpx raises when a transport error carries no request
-        request = exc.exc.request
-        call = f"{request.method} {request.url.path}"
-    except (AttributeError, RuntimeError):
-        call = "a GitHub request"
-    return call, None, type(exc).__name__, None
-
-
-def _retry_after(response) -> timedelta | None:
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return timedelta(seconds=float(value)) if value else None
-    except ValueError:
-        return None

@@ -148,7 +148,12 @@ class QueueConfig(_Section):
         "Merged by Fleet from #{number} by {author}.",
         description="Merge commit message; same placeholders plus `{body}` (the PR body without `[skip ci]`-style tokens or trailers).",
     )
-    batch_size: int = Field(1, ge=1, le=1, description="PRs tested together (only 1 is implemented).")
+    mode: Literal["serial", "groups"] = Field(
+        "serial",
+        description="`serial`: one PR at a time (update it, wait for CI on its head, merge). `groups`: PRs are merged in queue order into Fleet's own branches `fleet/queue/<base>/<id>`, up to `depth` of them tested at once, and the base is fast-forwarded to each group that passed; needs CI on `fleet/queue/**` pushes and `merge_method: merge` (otherwise, and when the base refuses Fleet's push, the queue runs serially and `fleet doctor` says why).",
+    )
+    depth: int = Field(3, ge=1, le=10, description="`mode: groups`: groups under test at once, each built on the one ahead.")
+    batch_size: int = Field(1, ge=1, le=20, description="`mode: groups`: PRs per group; a failed group of several is split in halves until the failing PR is found.")
 
     _timeout = field_validator("ci_timeout", mode="before")(_duration)
 

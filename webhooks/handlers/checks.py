@@ -19,6 +19,7 @@ def check_run_completed(ctx: EventContext) -> None:
     if _is_own(run.name):
         return
     scheduling.schedule_gates(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, run.head_sha))
+    scheduling.step_group_queues(ctx, repo, run.head_sha)
 
 
 def check_run_created(ctx: EventContext) -> None:
@@ -49,3 +50,4 @@ def status_changed(ctx: EventContext) -> None:
     pull_state.upsert_status(ctx.conn, repo.id, event.sha, event.context, event.state, event.target_url,
                              event.id, event.updated_at)
     scheduling.schedule_gates(ctx, repo, pull_state.prs_for_sha(ctx.conn, repo.id, event.sha))
+    scheduling.step_group_queues(ctx, repo, event.sha)

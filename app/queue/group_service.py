@@ -1,0 +1,276 @@
+"""Merge groups, I/O side: read one queue's groups and recorded PRs, ask ``groups.decide_groups``
+what to do and apply it. Runs inside ``queue.service.step`` with the queue's advisory lock held.
+
+Crash safety: a group's row is inserted (``building``) before its branch is created, and marked
+``landing`` before the base is moved. A step that finds a group still ``building`` ends it and
+builds again; one that finds it ``landing`` lands it again (GitHub answers the same fast-forward
+twice with nothing to do). Ended groups' branches are deleted by the next step that sees them, so
+no group branch outlives its group. Decisions read only what webhooks recorded; GitHub is read
+right before a landing (the group's checks and each PR, on the exact SHAs).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+import psycopg
+
+from app import enqueue
+from app.gates import service as gate_service
+from app.gates import store as gate_store
+from app.gates.rules import PullSnapshot, gate_checks
+from app.github.gateway import GitHubRefused, RepoGateway
+from app.github.models import PullRequest
+from app.github.write_budget import BudgetSpent, WriteClass, writing
+from app.queue import effects
+from app.queue import group_store
+from app.queue import store as queue_store
+from app.queue.groups import (
+    BuildGroup, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupAction, GroupLanded, GroupsView,
+    LandGroup, QueueGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
+    group_trouble,
+)
+from app.queue.messages import commit_title
+from app.queue.state import CloseLinkedTasks, Dequeue, MarkMerged, transition
+from app.repos.registry import Repo
+from app.tasks import pulls as pull_state
+
+log = logging.getLogger("fleet.queue.groups")
+
+MAX_ROUNDS = 12  # decisions per step job; more work is left to the next job
+# Actions that write to GitHub: the step asks the pacer for a MERGE slot before any of them.
+_WRITES = (BuildGroup, LandGroup, DeleteGroupBranch)
+# After these the queue is decided again at once (a group ended, landed or was built).
+_REDECIDE = (BuildGroup, EndGroups, GroupLanded)
+
+
+def groups_mode(conn: psycopg.Connection, repo: Repo, base_ref: str) -> bool:
+    """True when this queue runs as merge groups: configured, a merge method groups can carry,
+    and the base never refused Fleet's push."""
+    config = repo.config.queue
+    if config.mode != "groups" or config.merge_method != "merge":
+        return False
+    return group_store.serial_fallback(conn, repo.id, base_ref) is None
+
+
+def mode_reason(conn: psycopg.Connection, repo: Repo, base_ref: str) -> str:
+    """Which mode a queue runs in and why, for ``fleet doctor`` and the status issue."""
+    config = repo.config.queue
+    if config.mode != "groups":
+        return "serial (queue.mode: serial)"
+    if config.merge_method != "merge":
+        return (f"serial: merge groups need queue.merge_method: merge "
+                f"(it is {config.merge_method}; squash and rebase groups are not built yet)")
+    fallback = group_store.serial_fallback(conn, repo.id, base_ref)
+    if fallback is not None:
+        return f"serial since {fallback[1]:%Y-%m-%d %H:%M} UTC: {fallback[0]}"
+    return f"groups (depth {config.depth}, batch size {config.batch_size})"
+
+
+class GroupStepper:
+    def __init__(self, conn: psycopg.Connection, gh: RepoGateway, repo: Repo, base_ref: str,
+                 now: Callable[[], datetime]):
+        self.conn, self.gh, self.repo, self.base_ref, self.now = conn, gh, repo, base_ref, now
+        self.applied: list[str] = []
+
+    def run(self) -> list[str]:
+        for _ in range(MAX_ROUNDS):
+            view = self._view()
+            actions = decide_groups(view, self.repo.config.queue, self.now())
+            if not actions:
+                return self.applied
+            if any(isinstance(a, _WRITES) for a in actions):
+                self._defer_without_a_merge_slot()
+            log.info("queue groups step", extra={"repo": self.repo.full_name, "base": self.base_ref,
+                                                  "actions": [type(a).__name__ for a in actions]})
+            if not self._apply(view, actions):
+                return self.applied
+        enqueue.enqueue_step(self.repo.id, self.base_ref)  # more to do: another job continues
+        return self.applied
+
+    def _defer_without_a_merge_slot(self) -> None:
+        free_at = self.gh.write_slot_free_at(WriteClass.MERGE)
+        if free_at is not None:
+            raise BudgetSpent(self.repo.installation_id or 0, WriteClass.MERGE, free_at, "no merge slot yet")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _view(self) -> GroupsView:
+        queue = queue_store.load_queue(self.conn, self.repo.id, self.repo.full_name, self.base_ref)
+        groups = group_store.active_groups(self.conn, self.repo.id, self.base_ref)
+        pulls: dict[int, PullSnapshot] = {}
+        gates: dict[int, str] = {}
+        for entry in queue.entries:
+            pr = gate_store.pull_snapshot(self.conn, self.repo.id, self.repo.full_name, entry.pr_number, checks=())
+            if pr is None:
+                continue
+            pulls[pr.number] = pr
+            run = gate_store.gate_run(self.conn, self.repo.id, pr.head_sha)
+            if run is not None:
+                gates[pr.number] = run.conclusion
+        first_checks = None
+        if groups and groups[0].head_sha:
+            first_checks = self._checks_on(groups[0], gate_store.check_results(self.conn, self.repo.id, groups[0].head_sha))
+        return GroupsView(queue, groups, pulls, gates, first_checks,
+                          group_store.batch_limits(self.conn, self.repo.id, self.base_ref),
+                          group_store.left_branches(self.conn, self.repo.id, self.base_ref))
+
+    def _checks_on(self, group: QueueGroup, checks):
+        """The required-checks gate on the group's head (Fleet's own ``fleet/gates`` excluded)."""
+        assert group.head_sha is not None
+        head = PullSnapshot(self.repo.full_name, 0, group.head_sha, self.base_ref,
+                            group_branch(self.base_ref, group.id), "", checks=checks)
+        return gate_checks(head, self.repo.config.gates)
+
+    # -- applying --------------------------------------------------------------------------
+
+    def _apply(self, view: GroupsView, actions: list[GroupAction]) -> bool:
+        """Apply in order; True when the queue should be decided again at once."""
+        again = False
+        pending = list(actions)
+        while pending:
+            action = pending.pop(0)
+            self.applied.append(type(action).__name__)
+            again = again or isinstance(action, _REDECIDE)
+            if isinstance(action, DeleteGroupBranch):
+                self._delete_branch(action.group)
+            elif isinstance(action, EndGroups):
+                group_store.end_groups(self.conn, action.groups, action.outcome, action.reason, self.now())
+                pending[:0] = [DeleteGroupBranch(g) for g in action.groups]
+            elif isinstance(action, SplitBatch):
+                group_store.set_batch_limit(self.conn, self.repo.id, action.prs, action.limit)
+            elif isinstance(action, Dequeue):
+                self._dequeue(view, action)
+            elif isinstance(action, MarkMerged):
+                self._mark_merged(view, action)
+            elif isinstance(action, CloseLinkedTasks):
+                effects.close_linked_tasks(self.gh, self.repo, action, view.pulls.get(action.pr))
+            elif isinstance(action, BuildGroup):
+                self._build(view, action)
+            elif isinstance(action, LandGroup):
+                landed = self._land(view, action)
+                if landed is None:
+                    return False  # waits: the re-check found the checks not finished on GitHub
+                pending[:0] = landed
+            elif isinstance(action, GroupLanded):
+                group_store.end_groups(self.conn, (action.group,), "landed", f"base at {action.head_sha}", self.now())
+                self.gh.evidence.record("queue_group_landed", self.base_ref, "ok", None, sha=action.head_sha,
+                                        group=action.group)
+                pending.insert(0, DeleteGroupBranch(action.group))
+            elif isinstance(action, FallBackToSerial):
+                group_store.fall_back(self.conn, self.repo.id, self.base_ref, action.reason)
+                log.warning("merge queue fell back to serial", extra={"repo": self.repo.full_name,
+                                                                      "base": self.base_ref, "reason": action.reason})
+            else:  # pragma: no cover - a new action without an executor is a programming error
+                raise TypeError(f"no executor for {action!r}")
+        return again
+
+    def _dequeue(self, view: GroupsView, action: Dequeue) -> None:
+        entry = view.queue.entry(action.pr)
+        if entry is None:
+            return
+        entry = transition(entry, action, self.now())
+        if queue_store.finish_entry(self.conn, self.repo.id, entry, self.now(), action.reason_code, action.message):
+            effects.announce_dequeue(self.conn, self.gh, self.repo, action, entry, view.pulls.get(action.pr))
+
+    def _mark_merged(self, view: GroupsView, action: MarkMerged) -> None:
+        entry = view.queue.entry(action.pr)
+        if entry is None:
+            return
+        queue_store.finish_entry(self.conn, self.repo.id, transition(entry, action, self.now()), self.now(), "merged",
+                                 f"merged {action.sha}", action.merge_commit_sha)
+        self.gh.evidence.record("queue_merged", f"#{action.pr}", "ok", None, sha=action.sha,
+                                merge_commit_sha=action.merge_commit_sha, base_ref=self.base_ref)
+
+    def _delete_branch(self, group_id: int) -> None:
+        with writing(WriteClass.MERGE):
+            self.gh.delete_branch(group_branch(self.base_ref, group_id))
+        group_store.branch_deleted(self.conn, group_id)
+
+    def _build(self, view: GroupsView, action: BuildGroup) -> None:
+        """Record the group, create its branch on the base tip (or the group ahead), merge each
+        PR's head into it; a PR that conflicts there is dequeued and the rest go on."""
+        group_id = group_store.insert_group(self.conn, self.repo.id, self.base_ref, action.prs, action.heads)
+        branch = group_branch(self.base_ref, group_id)
+        ahead = next((g for g in view.groups if g.id == action.after), None)
+        parent = ahead.head_sha if ahead is not None else self.gh.branch_tip(self.base_ref)
+        if parent is None:
+            group_store.end_groups(self.conn, (group_id,), "abandoned", "the base branch does not exist", self.now())
+            group_store.branch_deleted(self.conn, group_id)
+            return
+        with writing(WriteClass.MERGE):
+            self.gh.create_branch(branch, parent)
+            tip, prs, heads = parent, [], []
+            for number, head in zip(action.prs, action.heads):
+                merged = self._merge_one(view, branch, group_id, number, head)
+                if merged is False:
+                    continue
+                tip = merged or tip
+                prs.append(number)
+                heads.append(head)
+        if not prs:
+            group_store.end_groups(self.conn, (group_id,), "abandoned", "no pull request merged cleanly", self.now())
+            return
+        group_store.mark_built(self.conn, group_id, tuple(prs), tuple(heads), parent, tip, self.now())
+
+    def _merge_one(self, view: GroupsView, branch: str, group_id: int, number: int, head: str) -> str | None | bool:
+        """Merge one PR's head into the group: the new tip, None when already contained, False
+        when it conflicts (the PR is dequeued)."""
+        pr = view.pulls[number]
+        message = f"{commit_title(self.repo.config.queue, pr)}\n\nMerge group {group_id} of {self.base_ref}."
+        try:
+            return self.gh.merge_into(branch, head, message)
+        except GitHubRefused as exc:
+            if exc.status != 409:
+                raise
+        self._dequeue(view, group_pr_conflict(number, self.base_ref, group_id))
+        return False
+
+    def _land(self, view: GroupsView, action: LandGroup) -> list[GroupAction] | None:
+        """Re-check on GitHub (the group's checks on its exact head, each PR's head), then
+        fast-forward the base. Returns the follow-up actions, or None to wait."""
+        group = next(g for g in view.groups if g.id == action.group)
+        if group.state != "landing":
+            checks = self._checks_on(group, gate_service.read_checks(self.conn, self.gh, self.repo, action.head_sha))
+            if checks.state != "passed":
+                return None if checks.state == "waiting" else []  # a failure: recorded, decided next round
+            fresh = {n: self._read_pull(n) for n in group.prs}
+            trouble = group_trouble(group, view.queue, {n: p for n, p in fresh.items() if p is not None},
+                                    self.repo.config.queue)
+            if trouble is not None:
+                reason, dequeues = trouble
+                return dequeues + [EndGroups(tuple(g.id for g in view.groups), "abandoned", reason)]
+            group_store.mark_landing(self.conn, group.id)
+        try:
+            with writing(WriteClass.MERGE):
+                self.gh.fast_forward(self.base_ref, action.head_sha)
+            status, message = 200, ""
+        except GitHubRefused as exc:
+            status, message = exc.status, exc.message
+        pulls = {n: p for n, p in view.pulls.items()}
+        return decide_land_result(replace(group, state="landing"), status, message,
+                                  tuple(g.id for g in view.groups), pulls)
+
+    def _read_pull(self, number: int) -> PullSnapshot | None:
+        """The PR as GitHub has it now, recorded on the way."""
+        raw = gate_service.read_pull(self.gh, number)
+        if raw is None:
+            return None
+        pull_state.upsert_pull(self.conn, self.repo.id, self.repo.full_name, PullRequest.model_validate(raw),
+                               self.repo.config)
+        return gate_store.pull_snapshot(self.conn, self.repo.id, self.repo.full_name, number, checks=())
+
+
+def wind_down(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, base_ref: str,
+              now: Callable[[], datetime]) -> None:
+    """A queue that runs serially now (configured so, or fallen back): end any group left from
+    group mode and delete the branches of ended groups. Two queries when there is nothing."""
+    active = group_store.active_groups(conn, repo.id, base_ref)
+    if active:
+        group_store.end_groups(conn, tuple(g.id for g in active), "abandoned", "the queue runs serially", now())
+    for group_id in group_store.left_branches(conn, repo.id, base_ref):
+        with writing(WriteClass.MERGE):
+            gh.delete_branch(group_branch(base_ref, group_id))
+        group_store.branch_deleted(conn, group_id)

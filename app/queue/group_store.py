@@ -1,0 +1,138 @@
+"""Merge groups in Postgres: ``queue_groups`` rows as ``queue.groups.QueueGroup``, the split
+batch limits on ``queue_entries`` and the serial fallback of a queue.
+
+Plain SQL in named functions; no GitHub calls and no decisions here.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+
+from app.queue.groups import GROUP_BRANCH_PREFIX, QueueGroup
+
+_GROUP_COLUMNS = "id, state, prs, pr_heads, parent_sha, head_sha, tested_since, broken"
+ACTIVE_GROUPS = f"""
+SELECT {_GROUP_COLUMNS} FROM queue_groups
+WHERE repo_id = %s AND base_ref = %s AND ended_at IS NULL ORDER BY id
+"""
+LEFT_BRANCHES = """
+SELECT id FROM queue_groups
+WHERE repo_id = %s AND base_ref = %s AND ended_at IS NOT NULL AND branch_deleted_at IS NULL ORDER BY id
+"""
+INSERT_GROUP = """
+INSERT INTO queue_groups (repo_id, base_ref, state, prs, pr_heads) VALUES (%s, %s, 'building', %s, %s)
+RETURNING id
+"""
+MARK_BUILT = """
+UPDATE queue_groups SET state = 'testing', prs = %s, pr_heads = %s, parent_sha = %s, head_sha = %s,
+    tested_since = %s
+WHERE id = %s AND ended_at IS NULL
+"""
+MARK_LANDING = "UPDATE queue_groups SET state = 'landing' WHERE id = %s AND ended_at IS NULL"
+END_GROUPS = """
+UPDATE queue_groups SET ended_at = %s, outcome = %s, detail = %s
+WHERE id = ANY(%s) AND ended_at IS NULL
+"""
+BRANCH_DELETED = "UPDATE queue_groups SET branch_deleted_at = now() WHERE id = %s"
+BREAK_GROUP = """
+UPDATE queue_groups SET broken = %s WHERE repo_id = %s AND id = %s AND ended_at IS NULL RETURNING base_ref
+"""
+BASES_OF_HEAD = """
+SELECT DISTINCT base_ref FROM queue_groups WHERE repo_id = %s AND head_sha = %s AND ended_at IS NULL
+"""
+SET_BATCH_LIMIT = """
+UPDATE queue_entries SET batch_limit = %s
+WHERE repo_id = %s AND pr_number = ANY(%s) AND finished_at IS NULL
+"""
+BATCH_LIMITS = """
+SELECT pr_number, batch_limit FROM queue_entries
+WHERE repo_id = %s AND base_ref = %s AND finished_at IS NULL AND batch_limit IS NOT NULL
+"""
+FALLBACK = "SELECT reason, since FROM queue_serial_fallbacks WHERE repo_id = %s AND base_ref = %s"
+FALL_BACK = """
+INSERT INTO queue_serial_fallbacks (repo_id, base_ref, reason) VALUES (%s, %s, %s)
+ON CONFLICT (repo_id, base_ref) DO UPDATE SET reason = EXCLUDED.reason, since = now()
+"""
+CLEAR_FALLBACKS = "DELETE FROM queue_serial_fallbacks WHERE repo_id = %s"
+
+
+def _group(row: dict) -> QueueGroup:
+    return QueueGroup(row["id"], tuple(row["prs"]), tuple(row["pr_heads"]), row["state"], row["parent_sha"],
+                      row["head_sha"], row["tested_since"], row["broken"])
+
+
+def active_groups(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tuple[QueueGroup, ...]:
+    """The queue's active groups, first (the next to land) to last."""
+    return tuple(_group(r) for r in conn.execute(ACTIVE_GROUPS, (repo_id, base_ref)).fetchall())
+
+
+def left_branches(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tuple[int, ...]:
+    """Ended groups whose branch Fleet has not deleted yet."""
+    return tuple(r["id"] for r in conn.execute(LEFT_BRANCHES, (repo_id, base_ref)).fetchall())
+
+
+def insert_group(conn: psycopg.Connection, repo_id: int, base_ref: str, prs: tuple[int, ...],
+                 heads: tuple[str, ...]) -> int:
+    """Record a group about to be built (its id names its branch)."""
+    return conn.execute(INSERT_GROUP, (repo_id, base_ref, list(prs), list(heads))).fetchone()["id"]
+
+
+def mark_built(conn: psycopg.Connection, group_id: int, prs: tuple[int, ...], heads: tuple[str, ...],
+               parent_sha: str, head_sha: str, now: datetime) -> None:
+    conn.execute(MARK_BUILT, (list(prs), list(heads), parent_sha, head_sha, now, group_id))
+
+
+def mark_landing(conn: psycopg.Connection, group_id: int) -> None:
+    conn.execute(MARK_LANDING, (group_id,))
+
+
+def end_groups(conn: psycopg.Connection, group_ids: tuple[int, ...], outcome: str, detail: str,
+               now: datetime) -> None:
+    conn.execute(END_GROUPS, (now, outcome, detail[:500], list(group_ids)))
+
+
+def branch_deleted(conn: psycopg.Connection, group_id: int) -> None:
+    conn.execute(BRANCH_DELETED, (group_id,))
+
+
+def group_id_of_branch(branch: str) -> int | None:
+    """The group a ``fleet/queue/<base>/<id>`` branch belongs to."""
+    if not branch.startswith(GROUP_BRANCH_PREFIX):
+        return None
+    tail = branch.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def break_group(conn: psycopg.Connection, repo_id: int, group_id: int, reason: str) -> str | None:
+    """Mark an active group as unable to land; returns its base, or None when it is not active."""
+    row = conn.execute(BREAK_GROUP, (reason, repo_id, group_id)).fetchone()
+    return row["base_ref"] if row else None
+
+
+def bases_with_group_head(conn: psycopg.Connection, repo_id: int, sha: str) -> list[str]:
+    """The queues with an active group whose head is ``sha`` (its CI results step them)."""
+    return [r["base_ref"] for r in conn.execute(BASES_OF_HEAD, (repo_id, sha)).fetchall()]
+
+
+def set_batch_limit(conn: psycopg.Connection, repo_id: int, prs: tuple[int, ...], limit: int) -> None:
+    conn.execute(SET_BATCH_LIMIT, (limit, repo_id, list(prs)))
+
+
+def batch_limits(conn: psycopg.Connection, repo_id: int, base_ref: str) -> dict[int, int]:
+    return {r["pr_number"]: r["batch_limit"] for r in conn.execute(BATCH_LIMITS, (repo_id, base_ref)).fetchall()}
+
+
+def serial_fallback(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tuple[str, datetime] | None:
+    """(reason, since) when this queue fell back to serial; None when it has not."""
+    row = conn.execute(FALLBACK, (repo_id, base_ref)).fetchone()
+    return (row["reason"], row["since"]) if row else None
+
+
+def fall_back(conn: psycopg.Connection, repo_id: int, base_ref: str, reason: str) -> None:
+    conn.execute(FALL_BACK, (repo_id, base_ref, reason))
+
+
+def clear_fallbacks(conn: psycopg.Connection, repo_id: int) -> None:
+    """A new config: try groups again."""
+    conn.execute(CLEAR_FALLBACKS, (repo_id,))

@@ -1,0 +1,283 @@
+"""End to end through the simulator: the merge queue in group mode (``queue.mode: groups``).
+
+Queued PRs are merged into Fleet's branches ``fleet/queue/main/<id>``, CI runs there, and the base
+is only ever fast-forwarded to a group head whose required check passed on exactly that SHA.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from app import runtime
+from app.queue import group_store
+from app.queue.groups import GROUP_BRANCH_PREFIX
+from tests.test_e2e_merge_queue import (
+    comments_text, labels_of, merge_calls, open_task_pr, queue_rows, repo_id, run_ci, sim_repo,
+)
+
+GROUPS_YML = ("gates:\n  required_checks: [tests]\nqueue:\n  mode: groups\n  merge_method: merge\n"
+              "  depth: {depth}\n  batch_size: {batch}\n")
+
+
+@pytest.fixture
+def settings(settings):
+    value = replace(settings, writes_per_minute=100_000, writes_per_hour=1_000_000,
+                    queue_name=f"{settings.queue_name}-mg")
+    runtime.configure(value)
+    return value
+
+
+def use_groups(world, depth: int = 2, batch: int = 1, extra: str = "") -> None:
+    world.sim.set_file(world.repo, ".github/fleet.yml", GROUPS_YML.format(depth=depth, batch=batch) + extra)
+    world.settle()
+
+
+def group_heads(world) -> dict[str, str]:
+    """branch -> head of every group branch that exists now."""
+    with world.sim.world.lock:
+        return {b: sha for b, sha in sim_repo(world).git.branches.items() if b.startswith(GROUP_BRANCH_PREFIX)}
+
+
+def contains(world, head: str, sha: str) -> bool:
+    with world.sim.world.lock:
+        return sim_repo(world).git.is_ancestor(sha, head)
+
+
+def run_group_ci(world, failing_heads: frozenset[str] = frozenset(), silent: bool = False) -> int:
+    """CI on every group head without a result: failure when the group contains one of
+    ``failing_heads`` (a PR head), else success; ``silent``: CI is not configured for groups."""
+    if silent:
+        return 0
+    reported = 0
+    with world.sim.world.lock:
+        done = {c.head_sha for c in sim_repo(world).check_runs if c.name == "tests"}
+    for sha in set(group_heads(world).values()) - done:
+        bad = any(contains(world, sha, head) for head in failing_heads)
+        world.sim.ci(world.repo, sha, "tests", conclusion="failure" if bad else "success")
+        reported += 1
+    return reported
+
+
+def drive(world, failing_heads: frozenset[str] = frozenset(), rounds: int = 80) -> None:
+    """Settle, let CI report on new PR and group heads, until nothing changes."""
+    for _ in range(rounds):
+        world.settle()
+        if run_ci(world) + run_group_ci(world, failing_heads) == 0:
+            return
+    raise AssertionError("the queue did not settle")
+
+
+def pr_head(world, number: int) -> str:
+    return world.sim.pull(world.repo, number)["head"]["sha"]
+
+
+def queue_prs(world, prs: list[int], who: str = "alice") -> None:
+    world.settle()
+    run_ci(world)  # each PR green on its own head first: only those join a group
+    world.settle()
+    for number in prs:
+        world.sim.comment(world.repo, number, "/queue", author=who)
+
+
+def base_moves(conn) -> list[tuple[str, str]]:
+    """(sha, outcome) of Fleet's fast-forwards of ``main``, from its evidence."""
+    rows = conn.execute("SELECT detail->>'sha' AS sha, outcome FROM evidence WHERE action = 'fast_forward' "
+                        "AND target = 'main' ORDER BY id").fetchall()
+    return [(r["sha"], r["outcome"]) for r in rows]
+
+
+def assert_base_only_on_green(world, conn) -> None:
+    """Every commit Fleet moved the base to passed ``tests`` as that exact tree."""
+    with world.sim.world.lock:
+        runs = {(c.head_sha, c.conclusion) for c in sim_repo(world).check_runs if c.name == "tests"}
+    for sha, outcome in base_moves(conn):
+        if outcome == "ok":
+            assert (sha, "success") in runs, sha
+
+
+def groups(conn) -> list[dict]:
+    return conn.execute("SELECT * FROM queue_groups ORDER BY id").fetchall()
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+def test_four_prs_land_through_groups_tested_in_parallel(world, db_conn):
+    """Depth 2: two groups are under test at once, each built on the one ahead; the base is
+    fast-forwarded to each group head that passed, the PRs turn merged on GitHub, in queue order;
+    no merge call, no update-branch, and no group branch left behind."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2)
+    prs = [open_task_pr(world, f"grp{i}") for i in range(4)]
+    heads = {n: pr_head(world, n) for n in prs}
+    queue_prs(world, prs)
+    world.settle()
+    building = groups(db_conn)
+    assert [g["prs"] for g in building] == [[prs[0]], [prs[1]]]  # depth 2: two at once
+    assert building[1]["parent_sha"] == building[0]["head_sha"]  # the second on top of the first
+    drive(world)
+
+    with world.sim.world.lock:
+        pulls = {i.number: i.pull for i in sim_repo(world).issues.values() if i.pull}
+    assert all(pulls[n].merged for n in prs)
+    assert sorted(prs, key=lambda n: (pulls[n].merged_at, n)) == prs
+    assert merge_calls(world) == [] and not [c for c in world.sim.calls("PUT") if c.path.endswith("/update-branch")]
+    assert [s for _, s in base_moves(db_conn)] == ["ok"] * 4
+    assert_base_only_on_green(world, db_conn)
+    assert group_heads(world) == {}
+    rows = groups(db_conn)
+    assert [(g["outcome"], g["branch_deleted_at"] is not None) for g in rows] == [("landed", True)] * 4
+    assert [(r["pr_number"], r["outcome"]) for r in queue_rows(db_conn)] == [(n, "merged") for n in prs]
+    for number in prs:  # each merged head is the one that was queued and tested
+        assert contains(world, world.sim.world.repo(world.repo).git.branches["main"], heads[number])
+        task = int(world.sim.pull(world.repo, number)["body"].split("#")[1])
+        assert world.sim.issue(world.repo, task)["state"] == "closed"
+        assert all(c["user"]["login"] != "fleet[bot]" for c in world.comments(number))
+
+
+def test_a_failing_pr_alone_in_its_group_is_dequeued_and_the_groups_behind_rebuilt(world, db_conn):
+    """Batch 1, depth 3: the second PR's group fails; it is dequeued with one comment naming the
+    check and its group, the groups behind (built on it) are rebuilt without it and land."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=3)
+    prs = [open_task_pr(world, f"fail{i}") for i in range(4)]
+    bad = prs[1]
+    queue_prs(world, prs)
+    drive(world, failing_heads=frozenset({pr_head(world, bad)}))
+
+    with world.sim.world.lock:
+        pulls = {i.number: i.pull for i in sim_repo(world).issues.values() if i.pull}
+    assert [n for n in prs if pulls[n].merged] == [prs[0], prs[2], prs[3]]
+    assert not pulls[bad].merged
+    text = comments_text(world, bad)
+    assert text.count("Removed from the merge queue") == 1
+    assert "`tests`" in text and "fleet/queue/main/" in text
+    assert "fleet:queue-failed" in labels_of(world, bad)
+    assert_base_only_on_green(world, db_conn)
+    assert group_heads(world) == {}
+    outcomes = {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)}
+    assert outcomes == {prs[0]: "merged", bad: "checks_failed", prs[2]: "merged", prs[3]: "merged"}
+
+
+def test_a_failed_batch_is_split_until_the_culprit_is_alone(world, db_conn):
+    """Batch 4: the group of four fails; halves are tested, then the half with the culprit is
+    split again; only the culprit is dequeued and the other three land."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2, batch=4)
+    prs = [open_task_pr(world, f"bis{i}") for i in range(4)]
+    bad = prs[2]
+    queue_prs(world, prs)
+    drive(world, failing_heads=frozenset({pr_head(world, bad)}))
+
+    outcomes = {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)}
+    assert outcomes == {prs[0]: "merged", prs[1]: "merged", bad: "checks_failed", prs[3]: "merged"}
+    sizes = [(len(g["prs"]), g["outcome"]) for g in groups(db_conn)]
+    assert sizes[0] == (4, "failed")
+    assert (1, "failed") in sizes  # the culprit alone
+    assert comments_text(world, bad).count("Removed from the merge queue") == 1
+    assert_base_only_on_green(world, db_conn)
+    assert group_heads(world) == {}
+
+
+# --- races and bad input ----------------------------------------------------------------------
+
+def test_a_push_to_a_pr_in_a_group_rebuilds_without_the_stale_head(world, db_conn):
+    """A push to a PR whose group is under test: that PR is dequeued (its new head was never
+    tested), the group and those behind are rebuilt, and nothing stale lands."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2)
+    prs = [open_task_pr(world, f"push{i}") for i in range(3)]
+    queue_prs(world, prs)
+    world.settle()
+    stale = pr_head(world, prs[0])
+    branch = world.sim.pull(world.repo, prs[0])["head"]["ref"]
+    world.sim.push(world.repo, branch, {"more.txt": "more\n"}, author="alice")
+    drive(world)
+
+    outcomes = {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)}
+    assert outcomes == {prs[0]: "head_changed", prs[1]: "merged", prs[2]: "merged"}
+    main = world.sim.world.repo(world.repo).git.branches["main"]
+    assert not contains(world, main, stale)
+    assert "new commits were pushed while it was in a merge group" in comments_text(world, prs[0])
+    assert group_heads(world) == {}
+
+
+def test_dequeue_of_a_pr_in_a_group_rebuilds_the_queue_without_it(world, db_conn):
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2)
+    prs = [open_task_pr(world, f"deq{i}") for i in range(3)]
+    queue_prs(world, prs)
+    world.settle()
+    world.sim.comment(world.repo, prs[0], "/dequeue", author="alice")
+    drive(world)
+    outcomes = {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)}
+    assert outcomes == {prs[0]: "user_request", prs[1]: "merged", prs[2]: "merged"}
+    main = world.sim.world.repo(world.repo).git.branches["main"]
+    assert not contains(world, main, pr_head(world, prs[0]))
+    assert group_heads(world) == {}
+
+
+def test_a_base_moved_by_a_person_rebuilds_every_group_on_the_new_tip(world, db_conn):
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2)
+    prs = [open_task_pr(world, f"mv{i}") for i in range(2)]
+    queue_prs(world, prs)
+    world.settle()
+    world.sim.push(world.repo, "main", {"hotfix.txt": "fix\n"}, author="alice")
+    hotfix = world.sim.world.repo(world.repo).git.branches["main"]
+    drive(world)
+    main = world.sim.world.repo(world.repo).git.branches["main"]
+    assert contains(world, main, hotfix)
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {prs[0]: "merged", prs[1]: "merged"}
+    assert_base_only_on_green(world, db_conn)
+    assert any(g["outcome"] == "abandoned" for g in groups(db_conn))
+    assert group_heads(world) == {}
+
+
+def test_a_group_branch_deleted_by_someone_is_rebuilt(world, db_conn):
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=1)
+    [pr] = [open_task_pr(world, "gone")]
+    queue_prs(world, [pr])
+    world.settle()
+    [branch] = group_heads(world)
+    world.sim.delete_branch(world.repo, branch)
+    drive(world)
+    rows = groups(db_conn)
+    assert rows[0]["outcome"] == "abandoned" and "deleted" in rows[0]["detail"]
+    assert rows[-1]["outcome"] == "landed"
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "merged"}
+
+
+def test_a_check_that_never_reports_on_groups_times_out_naming_the_cause(world, db_conn):
+    """CI not configured for fleet/queue/**: the check reports on the PR but never on the
+    group; after ci_timeout the PR is dequeued saying to run CI on group branches."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=1, extra="  ci_timeout: 1s\n")
+    pr = open_task_pr(world, "silent")
+    queue_prs(world, [pr])
+    world.settle()
+    import time
+    time.sleep(1.1)
+    from jobs.merge_queue import step_queue
+    step_queue(repo_id(db_conn), "main")
+    world.settle()
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "ci_timeout"}
+    assert "fleet/queue/**" in comments_text(world, pr)
+    assert group_heads(world) == {}
+
+
+def test_a_base_that_refuses_fleets_push_falls_back_to_the_serial_queue(world, db_conn):
+    """Branch protection forbids the App's push to main: the landing is refused, the queue says
+    why in its fallback record and merges serially (PUT merge) instead."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=1)
+    world.sim.protect_branch(world.repo, "main", restrict_pushes=True)
+    pr = open_task_pr(world, "prot")
+    queue_prs(world, [pr])
+    drive(world)
+    fallback = group_store.serial_fallback(db_conn, repo_id(db_conn), "main")
+    assert fallback is not None and "422" in fallback[0]
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "merged"}
+    assert [c.status for c in merge_calls(world)] == [200]
+    assert group_heads(world) == {}
