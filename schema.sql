@@ -518,6 +518,8 @@ CREATE INDEX IF NOT EXISTS queue_groups_branch_left ON queue_groups (repo_id, ba
     WHERE ended_at IS NOT NULL AND branch_deleted_at IS NULL;
 -- A failed group of several PRs is split: its PRs are tested in groups of at most this many.
 ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS batch_limit integer;
+-- Failed groups it was in that were built again to re-run the checks (`queue.retries`).
+ALTER TABLE queue_entries ADD COLUMN IF NOT EXISTS group_retries integer NOT NULL DEFAULT 0;
 -- Why a queue that is configured for groups runs serially (the base refused Fleet's push).
 CREATE TABLE IF NOT EXISTS queue_serial_fallbacks (
     repo_id   bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,

@@ -29,7 +29,7 @@ from app.queue import group_store
 from app.queue import store as queue_store
 from app.queue.groups import (
     BuildGroup, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupAction, GroupLanded, GroupsView,
-    LandGroup, QueueGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
+    LandGroup, QueueGroup, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
     group_trouble,
 )
 from app.queue.messages import commit_title
@@ -113,9 +113,9 @@ class GroupStepper:
         first_checks = None
         if groups and groups[0].head_sha:
             first_checks = self._checks_on(groups[0], gate_store.check_results(self.conn, self.repo.id, groups[0].head_sha))
-        return GroupsView(queue, groups, pulls, gates, first_checks,
-                          group_store.batch_limits(self.conn, self.repo.id, self.base_ref),
-                          group_store.left_branches(self.conn, self.repo.id, self.base_ref))
+        limits, retries = group_store.entry_marks(self.conn, self.repo.id, self.base_ref)
+        return GroupsView(queue, groups, pulls, gates, first_checks, limits,
+                          group_store.left_branches(self.conn, self.repo.id, self.base_ref), retries)
 
     def _checks_on(self, group: QueueGroup, checks):
         """The required-checks gate on the group's head (Fleet's own ``fleet/gates`` excluded)."""
@@ -141,6 +141,8 @@ class GroupStepper:
                 pending[:0] = [DeleteGroupBranch(g) for g in action.groups]
             elif isinstance(action, SplitBatch):
                 group_store.set_batch_limit(self.conn, self.repo.id, action.prs, action.limit)
+            elif isinstance(action, RetryGroup):
+                group_store.count_retry(self.conn, self.repo.id, action.prs)
             elif isinstance(action, Dequeue):
                 self._dequeue(view, action)
             elif isinstance(action, MarkMerged):

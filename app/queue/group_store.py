@@ -45,9 +45,13 @@ SET_BATCH_LIMIT = """
 UPDATE queue_entries SET batch_limit = %s
 WHERE repo_id = %s AND pr_number = ANY(%s) AND finished_at IS NULL
 """
-BATCH_LIMITS = """
-SELECT pr_number, batch_limit FROM queue_entries
-WHERE repo_id = %s AND base_ref = %s AND finished_at IS NULL AND batch_limit IS NOT NULL
+COUNT_RETRY = """
+UPDATE queue_entries SET group_retries = group_retries + 1
+WHERE repo_id = %s AND pr_number = ANY(%s) AND finished_at IS NULL
+"""
+ENTRY_MARKS = """
+SELECT pr_number, batch_limit, group_retries FROM queue_entries
+WHERE repo_id = %s AND base_ref = %s AND finished_at IS NULL AND (batch_limit IS NOT NULL OR group_retries > 0)
 """
 FALLBACK = "SELECT reason, since FROM queue_serial_fallbacks WHERE repo_id = %s AND base_ref = %s"
 FALL_BACK = """
@@ -119,8 +123,15 @@ def set_batch_limit(conn: psycopg.Connection, repo_id: int, prs: tuple[int, ...]
     conn.execute(SET_BATCH_LIMIT, (limit, repo_id, list(prs)))
 
 
-def batch_limits(conn: psycopg.Connection, repo_id: int, base_ref: str) -> dict[int, int]:
-    return {r["pr_number"]: r["batch_limit"] for r in conn.execute(BATCH_LIMITS, (repo_id, base_ref)).fetchall()}
+def count_retry(conn: psycopg.Connection, repo_id: int, prs: tuple[int, ...]) -> None:
+    conn.execute(COUNT_RETRY, (repo_id, list(prs)))
+
+
+def entry_marks(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tuple[dict[int, int], dict[int, int]]:
+    """(batch limit, group retries used) of the queue's entries that have one."""
+    rows = conn.execute(ENTRY_MARKS, (repo_id, base_ref)).fetchall()
+    return ({r["pr_number"]: r["batch_limit"] for r in rows if r["batch_limit"] is not None},
+            {r["pr_number"]: r["group_retries"] for r in rows if r["group_retries"]})
 
 
 def serial_fallback(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tuple[str, datetime] | None:

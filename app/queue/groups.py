@@ -79,6 +79,7 @@ class GroupsView:
     first_checks: GateResult | None = None
     batch_limits: Mapping[int, int] = field(default_factory=dict)
     left_branches: tuple[int, ...] = ()
+    retries_used: Mapping[int, int] = field(default_factory=dict)
 
 
 # --- actions ----------------------------------------------------------------------------------
@@ -116,6 +117,12 @@ class SplitBatch:
 
 
 @dataclass(frozen=True)
+class RetryGroup:
+    """A failed group within ``queue.retries``: count the retry; it is built again as it was."""
+    prs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class DeleteGroupBranch:
     group: int
 
@@ -133,7 +140,7 @@ class FallBackToSerial:
     reason: str
 
 
-GroupAction = Union[BuildGroup, LandGroup, EndGroups, SplitBatch, DeleteGroupBranch, GroupLanded,
+GroupAction = Union[BuildGroup, LandGroup, EndGroups, SplitBatch, RetryGroup, DeleteGroupBranch, GroupLanded,
                     FallBackToSerial, Dequeue, MarkMerged, CloseLinkedTasks]
 
 
@@ -199,6 +206,8 @@ def _judge_first(group: QueueGroup, view: GroupsView, config: QueueConfig, now: 
         return [LandGroup(group.id, group.head_sha)]
     if checks is not None and checks.state == "failing":
         failed = EndGroups((group.id,), "failed", f"checks failed on {group.head_sha}")
+        if max(view.retries_used.get(pr, 0) for pr in group.prs) < config.retries:
+            return [RetryGroup(group.prs), failed] + ahead_of_rest
         if len(group.prs) > 1:
             return [SplitBatch(group.prs, (len(group.prs) + 1) // 2), failed] + ahead_of_rest
         detail = group_checks_detail(checks, branch, group.head_sha or "", view.queue.base_ref)

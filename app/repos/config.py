@@ -154,6 +154,7 @@ class QueueConfig(_Section):
     )
     depth: int = Field(3, ge=1, le=10, description="`mode: groups`: groups under test at once, each built on the one ahead.")
     batch_size: int = Field(1, ge=1, le=20, description="`mode: groups`: PRs per group; a failed group of several is split in halves until the failing PR is found.")
+    retries: int = Field(0, ge=0, le=3, description="`mode: groups`: a failed group is built again (its checks re-run on a new commit) up to this many times before any PR in it is blamed, for flaky checks.")
 
     _timeout = field_validator("ci_timeout", mode="before")(_duration)
 
