@@ -5,13 +5,18 @@ is only ever fast-forwarded to a group head whose required check passed on exact
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 
 import pytest
 
-from app import runtime
+from app import db, runtime
+from app.github.gateway import RepoGateway
 from app.queue import group_store
-from app.queue.groups import GROUP_BRANCH_PREFIX
+from app.queue import service as queue_service
+from app.queue.groups import GROUP_BRANCH_PREFIX, group_branch
+from jobs.merge_queue import poll_queues, step_queue
 from tests.test_e2e_merge_queue import (
     comments_text, labels_of, merge_calls, open_task_pr, queue_rows, repo_id, run_ci, sim_repo,
 )
@@ -257,9 +262,7 @@ def test_a_check_that_never_reports_on_groups_times_out_naming_the_cause(world, 
     pr = open_task_pr(world, "silent")
     queue_prs(world, [pr])
     world.settle()
-    import time
     time.sleep(1.1)
-    from jobs.merge_queue import step_queue
     step_queue(repo_id(db_conn), "main")
     world.settle()
     assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "ci_timeout"}
@@ -280,4 +283,118 @@ def test_a_base_that_refuses_fleets_push_falls_back_to_the_serial_queue(world, d
     assert fallback is not None and "422" in fallback[0]
     assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "merged"}
     assert [c.status for c in merge_calls(world)] == [200]
+    assert group_heads(world) == {}
+
+
+# --- crashes and concurrent workers -----------------------------------------------------------------
+
+class WorkerKilled(BaseException):
+    """Stands in for SIGKILL: not an Exception, so nothing on the way catches it."""
+
+
+def test_a_worker_killed_mid_build_leaves_a_group_the_next_step_ends_and_rebuilds(world, db_conn, monkeypatch):
+    """Killed after the group's branch was created, before its PR was merged into it: the next
+    step ends the half-built group, deletes its branch and builds it again; it lands once."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=1)
+    pr = open_task_pr(world, "midbuild")
+    original = RepoGateway.merge_into
+
+    def die(self, *args, **kwargs):
+        raise WorkerKilled()
+
+    monkeypatch.setattr(RepoGateway, "merge_into", die)
+    queue_prs(world, [pr])
+    world.settle()  # the step job dies in the worker (RQ records it as failed)
+    [half] = groups(db_conn)
+    assert half["state"] == "building" and group_heads(world) == {group_branch("main", half["id"]): half_parent(world)}
+    monkeypatch.setattr(RepoGateway, "merge_into", original)
+    step_queue(repo_id(db_conn), "main")
+    drive(world)
+    rows = groups(db_conn)
+    assert [(g["outcome"], g["branch_deleted_at"] is not None) for g in rows] == [("abandoned", True), ("landed", True)]
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "merged"}
+    assert group_heads(world) == {}
+
+
+def half_parent(world) -> str:
+    return world.sim.world.repo(world.repo).git.branches["main"]
+
+
+def test_a_worker_killed_right_after_moving_the_base_lands_the_group_once(world, db_conn, monkeypatch):
+    """Killed between the fast-forward and recording it: the group is still `landing`; the next
+    step moves the base to the same head again (nothing changes) and records it: one landing."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=1)
+    pr = open_task_pr(world, "midland")
+    queue_prs(world, [pr])
+    world.settle()
+    original = RepoGateway.fast_forward
+
+    def move_then_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise WorkerKilled()
+
+    monkeypatch.setattr(RepoGateway, "fast_forward", move_then_die)
+    run_group_ci(world)
+    world.settle()  # the step job that lands dies in the worker right after the fast-forward
+    [landing] = groups(db_conn)
+    assert landing["state"] == "landing" and landing["ended_at"] is None
+    assert world.sim.pull(world.repo, pr)["merged"] is True
+    monkeypatch.setattr(RepoGateway, "fast_forward", original)
+    poll_queues()
+    drive(world)
+    [landed] = groups(db_conn)
+    assert landed["outcome"] == "landed" and landed["branch_deleted_at"] is not None
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "merged"}
+    # Every retry (the killed worker was retried while still dying) moved the base to the same
+    # head, which changes nothing after the first: one landing.
+    moves = base_moves(db_conn)
+    assert len(moves) >= 2 and {o for _, o in moves} == {"ok"} and len({s for s, _ in moves}) == 1
+
+
+def test_four_workers_stepping_one_queue_at_once_land_each_group_once(world, db_conn):
+    """Four threads step the same queue while CI reports: the queue's lock lets one at a time
+    decide, so each group lands once, in order, and no branch is left."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=3)
+    prs = [open_task_pr(world, f"four{i}") for i in range(5)]
+    queue_prs(world, prs)
+    world.settle()
+    rid = repo_id(db_conn)
+    deadline = time.monotonic() + 30
+    errors: list[BaseException] = []
+
+    def busy() -> bool:
+        return time.monotonic() < deadline and bool(db_conn.execute(
+            "SELECT 1 FROM queue_entries WHERE finished_at IS NULL").fetchone())
+
+    def worker() -> None:
+        with db.connect(world.settings.database_url, autocommit=True) as conn:
+            while time.monotonic() < deadline and conn.execute(
+                    "SELECT 1 FROM queue_entries WHERE finished_at IS NULL").fetchone():
+                try:
+                    queue_service.step(rid, "main")
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+                    return
+
+    def ci() -> None:
+        while busy():
+            run_group_ci(world)
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)] + [threading.Thread(target=ci)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    drive(world)
+    assert errors == []
+    with world.sim.world.lock:
+        pulls = {i.number: i.pull for i in sim_repo(world).issues.values() if i.pull}
+    assert sorted(prs, key=lambda n: (pulls[n].merged_at, n)) == prs and all(pulls[n].merged for n in prs)
+    landed = [g for g in groups(db_conn) if g["outcome"] == "landed"]
+    assert len([o for _, o in base_moves(db_conn) if o == "ok"]) == len(landed)
+    assert_base_only_on_green(world, db_conn)
     assert group_heads(world) == {}

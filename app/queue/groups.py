@@ -173,7 +173,11 @@ def decide_groups(view: GroupsView, config: QueueConfig, now: datetime) -> list[
 def group_trouble(group: QueueGroup, queue: QueueSnapshot, pulls: Mapping[int, PullSnapshot],
                   config: QueueConfig) -> tuple[str, list[GroupAction]] | None:
     """Why ``group`` can no longer land as built (and the dequeues that go with it), or None.
-    ``pulls`` may be the recorded PRs or, right before landing, the ones just read."""
+    ``pulls`` may be the recorded PRs or, right before landing, the ones just read. A group
+    already ``landing`` is past judging: its PRs turn merged by that very push, and landing it
+    again is what finds out (the same fast-forward twice changes nothing)."""
+    if group.state == "landing":
+        return None
     if group.state == "building":
         return "its build was interrupted", []
     if group.broken:
