@@ -321,3 +321,21 @@ def test_burst_of_500_events_gives_a_handful_of_edits() -> None:
         elif isinstance(decision, timedelta):
             pending = decision
     assert 1 <= edits <= 5 and pending is not None
+
+
+def test_a_queue_in_group_mode_says_its_mode_and_which_prs_are_in_a_group() -> None:
+    snap = StatusSnapshot(repo="acme/rocket", generated_at=NOW, queues=[
+        MergeQueue("main", (QueueEntry(1, 40, "First", "alice", "in_group", NOW, f"{URL}/pull/40"),
+                            QueueEntry(2, 41, "Second", "bob", "queued", NOW, f"{URL}/pull/41")),
+                   mode="merge groups (depth 3, batch size 1)"),
+        MergeQueue("release", (QueueEntry(1, 42, "Third", "carol", "queued", NOW, f"{URL}/pull/42"),),
+                   mode="serial: GitHub refused Fleet's push to the base (422: <b>Protected</b> | x)"),
+        MergeQueue("dev", (QueueEntry(1, 43, "Fourth", "dave", "queued", NOW, f"{URL}/pull/43"),)),
+    ])
+    body = render_status(snap, StatusConfig())
+    assert "Mode: merge groups \\(depth 3, batch size 1\\)" in body  # Markdown-escaped parentheses
+    assert "| testing in a merge group |" in body
+    assert "Mode: serial: GitHub refused Fleet's push to the base \\(422:" in body
+    assert "<b>" not in body
+    assert body.count("Mode:") == 2  # a serially configured queue says nothing new
+    assert_body_safe(body)

@@ -263,6 +263,68 @@ def check_repository_gates(settings: Settings) -> list[Check]:
     return checks
 
 
+QUEUE_BASES = """
+SELECT base_ref FROM queue_entries WHERE repo_id = %(repo)s AND finished_at IS NULL
+UNION SELECT base_ref FROM queue_groups WHERE repo_id = %(repo)s
+UNION SELECT base_ref FROM queue_serial_fallbacks WHERE repo_id = %(repo)s
+"""
+FALLBACKS = "SELECT base_ref, reason, since FROM queue_serial_fallbacks WHERE repo_id = %s"
+# The checks (runs and statuses) ever reported on a merge group's head, and whether any group
+# was ever pushed: a required check missing from a tested group means CI skips Fleet's branches.
+GROUP_CHECKS = """
+SELECT c.name FROM check_runs c JOIN queue_groups g ON g.repo_id = c.repo_id AND g.head_sha = c.head_sha
+WHERE c.repo_id = %(repo)s
+UNION SELECT s.context FROM commit_statuses s JOIN queue_groups g ON g.repo_id = s.repo_id AND g.head_sha = s.sha
+WHERE s.repo_id = %(repo)s
+"""
+GROUPS_TESTED = "SELECT count(*) AS n FROM queue_groups WHERE repo_id = %s AND head_sha IS NOT NULL"
+
+
+def check_merge_queues(settings: Settings) -> list[Check]:
+    """Per repository that asks for merge groups: which mode each queue runs in and why, and
+    whether its required checks ever reported on a ``fleet/queue/**`` branch."""
+    from app import db
+    from app.repos import registry as repositories
+
+    checks = []
+    try:
+        with db.connect(settings.database_url, timeout=5) as conn:
+            for row in conn.execute(ACTIVE_REPOSITORIES).fetchall():
+                repo = repositories.get(conn, row["id"])
+                if repo is not None and repo.config.queue.mode == "groups":
+                    checks.extend(_queue_modes(conn, repo))
+    except Exception as exc:  # the postgres check above already says what is wrong
+        return [Check("merge queues", "warn", f"cannot read the merge queues ({type(exc).__name__})",
+                      "fix the Postgres problem above")]
+    return checks
+
+
+def _queue_modes(conn, repo) -> list[Check]:
+    name = f"merge queue {repo.full_name}"
+    config = repo.config.queue
+    fallbacks = {r["base_ref"]: f"{r['reason']} (since {r['since']:%Y-%m-%d %H:%M} UTC)"
+                 for r in conn.execute(FALLBACKS, (repo.id,)).fetchall()}
+    bases = sorted({r["base_ref"] for r in conn.execute(QUEUE_BASES, {"repo": repo.id}).fetchall()}
+                   | {repo.default_branch})
+    checks = []
+    for base in bases:
+        text = f"into {base}: {config.mode_text(fallbacks.get(base))}"
+        if config.groups_refused() is None and base not in fallbacks:
+            checks.append(Check(name, "ok", text))
+        else:
+            checks.append(Check(name, "warn", text, "fix what it says, then push a change to .github/fleet.yml "
+                                                     "(a new config tries merge groups again)"))
+    if not conn.execute(GROUPS_TESTED, (repo.id,)).fetchone()["n"]:
+        return checks + [Check(name, "ok", "no merge group has been tested yet")]
+    reported = {r["name"] for r in conn.execute(GROUP_CHECKS, {"repo": repo.id}).fetchall()}
+    never = [n for n, _ in repo.config.gates.required() if n not in reported]
+    for check in never:
+        checks.append(Check(name, "warn", f"required check {check} has never reported on a fleet/queue/** branch",
+                            "run that CI on pushes to Fleet's group branches too, e.g. GitHub Actions "
+                            "`on: {push: {branches: ['fleet/queue/**']}}`"))
+    return checks
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else ""
@@ -278,6 +340,7 @@ def run_checks(env: dict[str, str] | None = None, manifest: Path | None = None) 
     yield from postgres
     if all(check.level == "ok" for check in postgres):
         yield from check_repository_gates(settings)
+        yield from check_merge_queues(settings)
         yield from check_parked_deliveries(settings)
         yield from check_held_writes(settings)
     yield from check_redis(settings)

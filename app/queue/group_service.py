@@ -47,26 +47,11 @@ _REDECIDE = (BuildGroup, EndGroups, GroupLanded)
 
 
 def groups_mode(conn: psycopg.Connection, repo: Repo, base_ref: str) -> bool:
-    """True when this queue runs as merge groups: configured, a merge method groups can carry,
-    and the base never refused Fleet's push."""
-    config = repo.config.queue
-    if config.mode != "groups" or config.merge_method != "merge":
+    """True when this queue runs as merge groups: configured so, with a merge method groups can
+    carry, and the base never refused Fleet's push."""
+    if repo.config.queue.groups_refused() is not None:
         return False
     return group_store.serial_fallback(conn, repo.id, base_ref) is None
-
-
-def mode_reason(conn: psycopg.Connection, repo: Repo, base_ref: str) -> str:
-    """Which mode a queue runs in and why, for ``fleet doctor`` and the status issue."""
-    config = repo.config.queue
-    if config.mode != "groups":
-        return "serial (queue.mode: serial)"
-    if config.merge_method != "merge":
-        return (f"serial: merge groups need queue.merge_method: merge "
-                f"(it is {config.merge_method}; squash and rebase groups are not built yet)")
-    fallback = group_store.serial_fallback(conn, repo.id, base_ref)
-    if fallback is not None:
-        return f"serial since {fallback[1]:%Y-%m-%d %H:%M} UTC: {fallback[0]}"
-    return f"groups (depth {config.depth}, batch size {config.batch_size})"
 
 
 class GroupStepper:

@@ -158,6 +158,23 @@ class QueueConfig(_Section):
 
     _timeout = field_validator("ci_timeout", mode="before")(_duration)
 
+    def groups_refused(self) -> str | None:
+        """Why this configuration runs the queue serially, or None when it asks for merge groups
+        that it can have (a base that refuses Fleet's push is recorded separately)."""
+        if self.mode != "groups":
+            return "queue.mode: serial"
+        if self.merge_method != "merge":
+            return (f"merge groups need queue.merge_method: merge (it is {self.merge_method}; "
+                    "groups of squashed or rebased commits are not built yet)")
+        return None
+
+    def mode_text(self, fallback: str | None) -> str:
+        """The queue's mode and why, as ``fleet doctor`` and the status issue say it."""
+        refused = self.groups_refused()
+        if refused is None and fallback is None:
+            return f"merge groups (depth {self.depth}, batch size {self.batch_size})"
+        return f"serial: {refused or fallback}"
+
 
 class StatusConfig(_Section):
     enabled: bool = Field(True, description="Maintain the pinned status issue.")

@@ -23,7 +23,7 @@ BAR_WIDTH = 10
 MAX_ROWS = 200
 
 TaskState = Literal["ready", "blocked", "claimed", "review", "queued", "done"]
-QueueState = Literal["updating", "waiting_checks", "merging", "failed"]
+QueueState = Literal["updating", "waiting_checks", "merging", "failed", "in_group"]
 TASK_STATES: tuple[TaskState, ...] = ("ready", "blocked", "claimed", "review", "queued", "done")
 STATE_NAMES = {"review": "in review"}
 QUEUE_STATE_NAMES = {
@@ -31,6 +31,7 @@ QUEUE_STATE_NAMES = {
     "waiting_checks": "waiting for checks",
     "merging": "merging",
     "failed": "failed",
+    "in_group": "testing in a merge group",
 }
 
 
@@ -91,6 +92,7 @@ class QueueEntry:
 class MergeQueue:
     base: str
     entries: tuple[QueueEntry, ...] = ()
+    mode: str = ""  # said only when the repository asks for merge groups (QueueConfig.mode_text)
 
 
 @dataclass(frozen=True)

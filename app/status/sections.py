@@ -301,6 +301,7 @@ def queue_sections(snap: StatusSnapshot, now: datetime) -> list[_Section]:
     for i, queue in enumerate(sorted(snap.queues, key=lambda q: (q.base.casefold(), q.base))):
         head = (["## Merge queue", ""] if i == 0 else []) + [
             f"### Into {code(queue.base, 100)}", "",
+            *([f"Mode: {cell(queue.mode, 300)}", ""] if queue.mode else []),
             *_table(["Pos", "Pull request", "Author", "State", "In queue"], ["--:", "---", "---", "---", "---"]),
         ]
         rows = [

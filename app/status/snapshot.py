@@ -41,6 +41,8 @@ FROM queue_entries q LEFT JOIN pull_requests p ON p.repo_id = q.repo_id AND p.nu
 WHERE q.repo_id = %s AND q.finished_at IS NULL
 ORDER BY q.base_ref, (q.state <> 'queued') DESC, q.priority, q.queued_at, q.pr_number
 """
+QUEUE_FALLBACKS = "SELECT base_ref, reason FROM queue_serial_fallbacks WHERE repo_id = %s"
+IN_GROUPS = "SELECT DISTINCT unnest(prs) AS pr FROM queue_groups WHERE repo_id = %s AND ended_at IS NULL"
 # How far back the status issue's ETA and burndown read snapshots; retention keeps at least this.
 PROGRESS_HISTORY = timedelta(days=45)
 
@@ -90,7 +92,7 @@ def load(conn: psycopg.Connection, repo: Repo, api_url: str, now: datetime) -> S
     epics += [EpicRow(f"i{n}", titles.get(n, f"#{n}"), f"{base}/issues/{n}") for n in sorted(parents)]
     return StatusSnapshot(
         repo=repo.full_name, generated_at=now, tasks=tasks, epics=epics,
-        agents=_agents(conn, repo.id), queues=_queues(conn, repo.id, base),
+        agents=_agents(conn, repo.id), queues=_queues(conn, repo, base),
         progress=_progress(conn, repo.id, now), warnings=config_warnings(repo.config.gates),
     )
 
@@ -110,16 +112,20 @@ QUEUE_STATES = {"queued": "queued", "updating": "updating", "waiting_checks": "w
                 "merging": "merging", "failed": "failed"}
 
 
-def _queues(conn: psycopg.Connection, repo_id: int, base: str) -> list[MergeQueue]:
+def _queues(conn: psycopg.Connection, repo, base: str) -> list[MergeQueue]:
     by_base: dict[str, list[QueueEntry]] = {}
-    for row in conn.execute(QUEUE, (repo_id,)).fetchall():
+    grouped = {r["pr"] for r in conn.execute(IN_GROUPS, (repo.id,)).fetchall()}
+    for row in conn.execute(QUEUE, (repo.id,)).fetchall():
         entries = by_base.setdefault(row["base_ref"], [])
+        state = "in_group" if row["pr_number"] in grouped else QUEUE_STATES.get(row["state"], "queued")
         entries.append(QueueEntry(
             position=len(entries) + 1, pr=row["pr_number"], title=row["title"] or "", author=row["author"] or "",
-            state=QUEUE_STATES.get(row["state"], "queued"), queued_at=row["queued_at"],
-            url=f"{base}/pull/{row['pr_number']}",
+            state=state, queued_at=row["queued_at"], url=f"{base}/pull/{row['pr_number']}",
         ))
-    return [MergeQueue(b, tuple(e)) for b, e in sorted(by_base.items())]
+    config = repo.config.queue
+    fallbacks = {r["base_ref"]: r["reason"] for r in conn.execute(QUEUE_FALLBACKS, (repo.id,)).fetchall()}
+    return [MergeQueue(b, tuple(e), config.mode_text(fallbacks.get(b)) if config.mode == "groups" else "")
+            for b, e in sorted(by_base.items())]
 
 
 def _progress(conn: psycopg.Connection, repo_id: int, now: datetime) -> list[ProgressPoint]:
