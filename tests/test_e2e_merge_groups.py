@@ -185,6 +185,23 @@ def test_a_failed_batch_is_split_until_the_culprit_is_alone(world, db_conn):
     assert group_heads(world) == {}
 
 
+def test_with_gates_before_merge_each_landed_group_head_carries_a_green_fleet_gates(world, db_conn):
+    """Branch protection that requires `fleet/gates` on the base: Fleet writes it, green, on the
+    group's head right before moving the base there (and on no other group head)."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2, extra="  gates_before_merge: true\n")
+    prs = [open_task_pr(world, f"gbm{i}") for i in range(2)]
+    queue_prs(world, prs)
+    drive(world)
+    landed = [sha for sha, outcome in base_moves(db_conn) if outcome == "ok"]
+    assert len(landed) == 2
+    with world.sim.world.lock:
+        gates = {c.head_sha: (c.status, c.conclusion) for c in sim_repo(world).check_runs if c.name == "fleet/gates"}
+    for sha in landed:
+        assert gates[sha] == ("completed", "success")
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {n: "merged" for n in prs}
+
+
 # --- races and bad input ----------------------------------------------------------------------
 
 def test_a_push_to_a_pr_in_a_group_rebuilds_without_the_stale_head(world, db_conn):

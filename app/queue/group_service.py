@@ -20,7 +20,8 @@ import psycopg
 from app import enqueue
 from app.gates import service as gate_service
 from app.gates import store as gate_store
-from app.gates.rules import PullSnapshot, gate_checks
+from app.gates.check_run import md_code
+from app.gates.rules import OWN_CHECK_NAME, PullSnapshot, gate_checks
 from app.github.gateway import GitHubRefused, RepoGateway
 from app.github.models import PullRequest
 from app.github.write_budget import BudgetSpent, WriteClass, writing
@@ -229,6 +230,8 @@ class GroupStepper:
             if trouble is not None:
                 reason, dequeues = trouble
                 return dequeues + [EndGroups(tuple(g.id for g in view.groups), "abandoned", reason)]
+            if self.repo.config.queue.gates_before_merge:
+                self._publish_gates(group, checks)
             group_store.mark_landing(self.conn, group.id)
         try:
             with writing(WriteClass.MERGE):
@@ -239,6 +242,18 @@ class GroupStepper:
         pulls = {n: p for n, p in view.pulls.items()}
         return decide_land_result(replace(group, state="landing"), status, message,
                                   tuple(g.id for g in view.groups), pulls)
+
+    def _publish_gates(self, group: QueueGroup, checks) -> None:
+        """``fleet/gates`` on the group's head, green, right before landing it: for branch
+        protection that requires it on every commit the base moves to (one write per group)."""
+        prs = ", ".join(f"#{n}" for n in group.prs)
+        with writing(WriteClass.MERGE):
+            self.gh.create_check_run({
+                "name": OWN_CHECK_NAME, "head_sha": group.head_sha, "status": "completed", "conclusion": "success",
+                "output": {"title": f"Merge group {group.id}: {checks.reason}",
+                           "summary": f"The base {md_code(self.base_ref, in_table=False)} plus {prs}, in queue order; "
+                                      "every PR's own gates were green on the head merged here."},
+            })
 
     def _read_pull(self, number: int) -> PullSnapshot | None:
         """The PR as GitHub has it now, recorded on the way."""
