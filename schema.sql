@@ -504,6 +504,7 @@ CREATE TABLE IF NOT EXISTS queue_groups (
     pr_heads          text[] NOT NULL,
     parent_sha        text,
     head_sha          text,
+    built_count       integer NOT NULL DEFAULT 0,
     broken            text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     tested_since      timestamptz,

@@ -161,7 +161,7 @@ def test_merge_queue_modes_and_ci_that_never_ran_on_groups_are_reported(database
     assert "merge queue octo/plain" not in text  # serial by configuration: nothing to say
     assert "no merge group has been tested yet" in text and "never reported" not in text
 
-    gid = group_store.insert_group(db_conn, grouped, "main", (5,), ("a" * 40,))
+    gid = group_store.insert_group(db_conn, grouped, "main", (5,), ("a" * 40,), "b" * 40)
     group_store.mark_built(db_conn, gid, (5,), ("a" * 40,), "b" * 40, "e" * 40, datetime.now(timezone.utc))
     db_conn.execute("INSERT INTO check_runs (id, repo_id, head_sha, name, status, conclusion) "
                     "VALUES (1, %s, %s, 'tests', 'completed', 'success')", (grouped, "e" * 40))

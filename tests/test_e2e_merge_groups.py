@@ -310,9 +310,9 @@ class WorkerKilled(BaseException):
     """Stands in for SIGKILL: not an Exception, so nothing on the way catches it."""
 
 
-def test_a_worker_killed_mid_build_leaves_a_group_the_next_step_ends_and_rebuilds(world, db_conn, monkeypatch):
+def test_a_worker_killed_mid_build_leaves_a_group_the_next_step_resumes(world, db_conn, monkeypatch):
     """Killed after the group's branch was created, before its PR was merged into it: the next
-    step ends the half-built group, deletes its branch and builds it again; it lands once."""
+    step goes on from what the group recorded (the branch is not created twice); it lands once."""
     world.sim.add_user("alice", "write")
     use_groups(world, depth=1)
     pr = open_task_pr(world, "midbuild")
@@ -330,8 +330,10 @@ def test_a_worker_killed_mid_build_leaves_a_group_the_next_step_ends_and_rebuild
     step_queue(repo_id(db_conn), "main")
     drive(world)
     rows = groups(db_conn)
-    assert [(g["outcome"], g["branch_deleted_at"] is not None) for g in rows] == [("abandoned", True), ("landed", True)]
+    assert [(g["outcome"], g["branch_deleted_at"] is not None) for g in rows] == [("landed", True)]
     assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {pr: "merged"}
+    created = db_conn.execute("SELECT outcome FROM evidence WHERE action = 'create_branch'").fetchall()
+    assert [r["outcome"] for r in created] == ["ok"]
     assert group_heads(world) == {}
 
 

@@ -186,13 +186,22 @@ def test_with_requeue_on_push_the_pushed_pr_stays_queued_and_waits_for_its_new_g
     assert kinds(actions) == ["EndGroups", "BuildGroup"] and actions[1].prs == (2,)
 
 
-def test_a_pr_that_left_the_queue_or_a_broken_or_interrupted_group_ends_it_and_those_behind():
+def test_a_pr_that_left_the_queue_or_a_broken_group_ends_it_and_those_behind():
     groups = [group(10, (1,)), group(11, (9,))]  # 9 is no longer queued
     actions = decide_groups(view(groups=groups, first_checks=WAITING), config(depth=2), NOW)
     assert actions[0] == EndGroups((11,), "abandoned", "#9 left the queue")
-    for broken in (group(10, (1,), broken="its branch was deleted"), group(10, (1,), state="building")):
-        actions = decide_groups(view(groups=[broken]), config(depth=1), NOW)
-        assert kinds(actions) == ["EndGroups", "BuildGroup"] and actions[0].groups == (10,)
+    actions = decide_groups(view(groups=[group(10, (1,), broken="its branch was deleted")]), config(depth=1), NOW)
+    assert kinds(actions) == ["EndGroups", "BuildGroup"] and actions[0].groups == (10,)
+
+
+def test_a_group_whose_build_stopped_part_way_is_resumed_not_rebuilt():
+    groups = [group(10, (1,)), group(11, (2, 3), state="building", built_count=1)]
+    actions = decide_groups(view(groups=groups, first_checks=PASSED), config(depth=3, batch_size=2), NOW)
+    assert actions == [LandGroup(10, groups[0].head_sha), BuildGroup((2, 3), (head(2), head(3)), 10, 11)]
+    pulls = {n: pr(n) for n in (1, 2, 3, 4)}
+    pulls[3] = pr(3, head_sha=head(3, 1))  # but a push to a PR in it still ends it
+    actions = decide_groups(view(groups=groups, pulls=pulls, first_checks=WAITING), config(depth=3, batch_size=2), NOW)
+    assert kinds(actions)[:2] == ["Dequeue", "EndGroups"] and actions[1].groups == (11,)
 
 
 # --- GitHub's answer to the landing ---------------------------------------------------------------

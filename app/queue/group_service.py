@@ -1,10 +1,10 @@
 """Merge groups, I/O side: read one queue's groups and recorded PRs, ask ``groups.decide_groups``
 what to do and apply it. Runs inside ``queue.service.step`` with the queue's advisory lock held.
 
-Crash safety: a group's row is inserted (``building``) before its branch is created, and marked
-``landing`` before the base is moved. A step that finds a group still ``building`` ends it and
-builds again; one that finds it ``landing`` lands it again (GitHub answers the same fast-forward
-twice with nothing to do). Ended groups' branches are deleted by the next step that sees them, so
+Crash safety: a group's row is inserted (``building``) before its branch is created, its progress
+recorded after every merge into it, and it is marked ``landing`` before the base is moved. A step
+that finds a group still ``building`` goes on from what it recorded; one that finds it ``landing``
+lands it again (GitHub answers the same fast-forward twice with nothing to do). Ended groups' branches are deleted by the next step that sees them, so
 no group branch outlives its group. Decisions read only what webhooks recorded; GitHub is read
 right before a landing (the group's checks and each PR, on the exact SHAs).
 """
@@ -33,7 +33,7 @@ from app.queue.groups import (
     LandGroup, QueueGroup, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
     group_trouble,
 )
-from app.queue.messages import commit_title
+from app.queue.messages import commit_title, dequeue_action
 from app.queue.state import CloseLinkedTasks, Dequeue, MarkMerged, transition
 from app.repos.registry import Repo
 from app.tasks import pulls as pull_state
@@ -178,30 +178,59 @@ class GroupStepper:
         group_store.branch_deleted(self.conn, group_id)
 
     def _build(self, view: GroupsView, action: BuildGroup) -> None:
-        """Record the group, create its branch on the base tip (or the group ahead), merge each
-        PR's head into it; a PR that conflicts there is dequeued and the rest go on."""
-        group_id = group_store.insert_group(self.conn, self.repo.id, self.base_ref, action.prs, action.heads)
-        branch = group_branch(self.base_ref, group_id)
+        """Build a group, or go on with one whose build stopped part-way: create its branch on
+        the base tip (or the group ahead), merge each PR's head into it, recording progress after
+        every merge, so a killed worker or a spent write budget repeats at most the call in
+        flight. A PR that conflicts there is dequeued and the rest go on."""
+        group = self._group_to_build(view, action)
+        if group is None:
+            return
+        branch = group_branch(self.base_ref, group.id)
+        kept = list(zip(group.prs[:group.built_count], group.pr_heads[:group.built_count]))
+        todo = list(zip(group.prs[group.built_count:], group.pr_heads[group.built_count:]))
+        tip = group.head_sha or group.parent_sha
+        assert tip is not None and group.parent_sha is not None
+        with writing(WriteClass.MERGE):
+            if group.head_sha is None:  # the branch is recorded as created by setting the head
+                self._create_branch(branch, group.parent_sha)
+                group_store.note_built(self.conn, group.id, group.prs, group.pr_heads, tip, 0)
+            while todo:
+                number, head = todo.pop(0)
+                merged = self._merge_one(view, branch, group.id, number, head)
+                if merged is not False:
+                    kept.append((number, head))
+                    # None: the branch already contained it (the merge of a killed worker): read the tip.
+                    tip = merged or self.gh.branch_tip(branch) or tip
+                prs, heads = zip(*(kept + todo)) if kept or todo else ((), ())
+                group_store.note_built(self.conn, group.id, tuple(prs), tuple(heads), tip, len(kept))
+        if not kept:
+            group_store.end_groups(self.conn, (group.id,), "abandoned", "no pull request merged cleanly", self.now())
+            return
+        prs, heads = zip(*kept)
+        group_store.mark_built(self.conn, group.id, tuple(prs), tuple(heads), group.parent_sha, tip, self.now())
+
+    def _group_to_build(self, view: GroupsView, action: BuildGroup) -> QueueGroup | None:
+        """The group being resumed, or a new one recorded on the base tip or the group ahead."""
+        if action.resume is not None:
+            return next(g for g in view.groups if g.id == action.resume)
         ahead = next((g for g in view.groups if g.id == action.after), None)
         parent = ahead.head_sha if ahead is not None else self.gh.branch_tip(self.base_ref)
         if parent is None:
-            group_store.end_groups(self.conn, (group_id,), "abandoned", "the base branch does not exist", self.now())
-            group_store.branch_deleted(self.conn, group_id)
-            return
-        with writing(WriteClass.MERGE):
-            self.gh.create_branch(branch, parent)
-            tip, prs, heads = parent, [], []
-            for number, head in zip(action.prs, action.heads):
-                merged = self._merge_one(view, branch, group_id, number, head)
-                if merged is False:
-                    continue
-                tip = merged or tip
-                prs.append(number)
-                heads.append(head)
-        if not prs:
-            group_store.end_groups(self.conn, (group_id,), "abandoned", "no pull request merged cleanly", self.now())
-            return
-        group_store.mark_built(self.conn, group_id, tuple(prs), tuple(heads), parent, tip, self.now())
+            for number in action.prs:
+                self._dequeue(view, dequeue_action(number, "base_changed", (
+                    f"its base branch {md_code(self.base_ref, in_table=False)} does not exist. "
+                    "`/queue` again once it points at an existing branch.")))
+            return None
+        group_id = group_store.insert_group(self.conn, self.repo.id, self.base_ref, action.prs, action.heads, parent)
+        return QueueGroup(group_id, action.prs, action.heads, "building", parent)
+
+    def _create_branch(self, branch: str, sha: str) -> None:
+        """Create the group's branch; one already there is the one a killed worker created."""
+        try:
+            self.gh.create_branch(branch, sha)
+        except GitHubRefused as exc:
+            if exc.status != 422 or "already exists" not in exc.message.lower():
+                raise
 
     def _merge_one(self, view: GroupsView, branch: str, group_id: int, number: int, head: str) -> str | None | bool:
         """Merge one PR's head into the group: the new tip, None when already contained, False

@@ -11,7 +11,7 @@ import psycopg
 
 from app.queue.groups import GROUP_BRANCH_PREFIX, QueueGroup
 
-_GROUP_COLUMNS = "id, state, prs, pr_heads, parent_sha, head_sha, tested_since, broken"
+_GROUP_COLUMNS = "id, state, prs, pr_heads, parent_sha, head_sha, tested_since, broken, built_count"
 ACTIVE_GROUPS = f"""
 SELECT {_GROUP_COLUMNS} FROM queue_groups
 WHERE repo_id = %s AND base_ref = %s AND ended_at IS NULL ORDER BY id
@@ -21,8 +21,13 @@ SELECT id FROM queue_groups
 WHERE repo_id = %s AND base_ref = %s AND ended_at IS NOT NULL AND branch_deleted_at IS NULL ORDER BY id
 """
 INSERT_GROUP = """
-INSERT INTO queue_groups (repo_id, base_ref, state, prs, pr_heads) VALUES (%s, %s, 'building', %s, %s)
+INSERT INTO queue_groups (repo_id, base_ref, state, prs, pr_heads, parent_sha)
+VALUES (%s, %s, 'building', %s, %s, %s)
 RETURNING id
+"""
+NOTE_BUILT = """
+UPDATE queue_groups SET prs = %s, pr_heads = %s, head_sha = %s, built_count = %s
+WHERE id = %s AND ended_at IS NULL
 """
 MARK_BUILT = """
 UPDATE queue_groups SET state = 'testing', prs = %s, pr_heads = %s, parent_sha = %s, head_sha = %s,
@@ -63,7 +68,7 @@ CLEAR_FALLBACKS = "DELETE FROM queue_serial_fallbacks WHERE repo_id = %s"
 
 def _group(row: dict) -> QueueGroup:
     return QueueGroup(row["id"], tuple(row["prs"]), tuple(row["pr_heads"]), row["state"], row["parent_sha"],
-                      row["head_sha"], row["tested_since"], row["broken"])
+                      row["head_sha"], row["tested_since"], row["broken"], row["built_count"])
 
 
 def active_groups(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tuple[QueueGroup, ...]:
@@ -77,9 +82,16 @@ def left_branches(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tupl
 
 
 def insert_group(conn: psycopg.Connection, repo_id: int, base_ref: str, prs: tuple[int, ...],
-                 heads: tuple[str, ...]) -> int:
-    """Record a group about to be built (its id names its branch)."""
-    return conn.execute(INSERT_GROUP, (repo_id, base_ref, list(prs), list(heads))).fetchone()["id"]
+                 heads: tuple[str, ...], parent_sha: str) -> int:
+    """Record a group about to be built on ``parent_sha`` (its id names its branch)."""
+    return conn.execute(INSERT_GROUP, (repo_id, base_ref, list(prs), list(heads), parent_sha)).fetchone()["id"]
+
+
+def note_built(conn: psycopg.Connection, group_id: int, prs: tuple[int, ...], heads: tuple[str, ...],
+               head_sha: str, built_count: int) -> None:
+    """Progress while building: ``built_count`` of ``prs`` are settled, the branch is at ``head_sha``
+    (a PR dequeued for a conflict is dropped from ``prs``)."""
+    conn.execute(NOTE_BUILT, (list(prs), list(heads), head_sha, built_count, group_id))
 
 
 def mark_built(conn: psycopg.Connection, group_id: int, prs: tuple[int, ...], heads: tuple[str, ...],

@@ -13,7 +13,7 @@ built on it); their PRs go back to the queue and are built again, in order.
 Lifecycle of a group::
 
     building --(branch pushed, PRs merged)--> testing --(first, checks passed)--> landing --> landed
-        \\--(interrupted)--> abandoned            \\--(first, checks failed)--> failed
+        (resumed where it stopped)                 \\--(first, checks failed)--> failed
 
 The executor (``queue.group_service``) records each intent before the GitHub call it leads to,
 so a worker killed between any two steps leaves rows the next step recovers from.
@@ -61,6 +61,7 @@ class QueueGroup:
     head_sha: str | None = None
     tested_since: datetime | None = None
     broken: str | None = None
+    built_count: int = 0  # while building: PRs merged into the branch so far
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,12 @@ class GroupsView:
 @dataclass(frozen=True)
 class BuildGroup:
     """Create the group's branch at ``after``'s head (None: the base tip) and merge each PR's
-    head into it, in order."""
+    head into it, in order. ``resume``: the group whose build stopped part-way (a worker killed,
+    the write budget spent); it goes on from what it recorded."""
     prs: tuple[int, ...]
     heads: tuple[str, ...]
     after: int | None
+    resume: int | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ def decide_groups(view: GroupsView, config: QueueConfig, now: datetime) -> list[
             reason, dequeues = trouble
             actions += dequeues + [EndGroups(rest, "abandoned", reason)]
             break
+        if group.state == "building":  # always the last group: builds go one at a time, in order
+            actions.append(BuildGroup(group.prs, group.pr_heads, kept[-1].id if kept else None, group.id))
+            return actions
         if i == 0:
             verdict = _judge_first(group, view, config, now)
             if verdict:
@@ -178,8 +184,6 @@ def group_trouble(group: QueueGroup, queue: QueueSnapshot, pulls: Mapping[int, P
     again is what finds out (the same fast-forward twice changes nothing)."""
     if group.state == "landing":
         return None
-    if group.state == "building":
-        return "its build was interrupted", []
     if group.broken:
         return group.broken, []
     for number, head in zip(group.prs, group.pr_heads):
