@@ -505,6 +505,11 @@ CREATE TABLE IF NOT EXISTS queue_groups (
     parent_sha        text,
     head_sha          text,
     built_count       integer NOT NULL DEFAULT 0,
+    -- Per PR, the commit on the group that carries it (its merge commit, or its squashed commit)
+    -- and, while building a squashed group, the tree its merge produced.
+    carriers          text[] NOT NULL DEFAULT '{}',
+    trees             text[] NOT NULL DEFAULT '{}',
+    squashed          boolean NOT NULL DEFAULT false,
     broken            text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     tested_since      timestamptz,

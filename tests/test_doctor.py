@@ -137,6 +137,7 @@ def test_merge_queue_modes_and_ci_that_never_ran_on_groups_are_reported(database
     (a base that refused Fleet's push, a merge method groups cannot carry), and warns when a
     required check never reported on any group that was tested."""
     from app.queue import group_store
+    from app.queue.groups import QueueGroup
     from app.repos import registry as repositories
     from app.repos.config import parse_repo_config
 
@@ -144,7 +145,7 @@ def test_merge_queue_modes_and_ci_that_never_ran_on_groups_are_reported(database
     repositories.upsert_repository(db_conn, 1, "octo/grouped")
     repositories.store_config(db_conn, 1, parse_repo_config(groups_yml), "c" * 40)
     repositories.upsert_repository(db_conn, 2, "octo/squashing")
-    repositories.store_config(db_conn, 2, parse_repo_config("queue:\n  mode: groups\n"), "d" * 40)
+    repositories.store_config(db_conn, 2, parse_repo_config("queue:\n  mode: groups\n  merge_method: rebase\n"), "d" * 40)
     repositories.upsert_repository(db_conn, 3, "octo/plain")
     grouped = db_conn.execute("SELECT id FROM repositories WHERE full_name = 'octo/grouped'").fetchone()["id"]
     group_store.fall_back(db_conn, grouped, "release", "GitHub refused Fleet's push to the base (422: Protected)")
@@ -157,12 +158,13 @@ def test_merge_queue_modes_and_ci_that_never_ran_on_groups_are_reported(database
     text = report()
     assert "[ok  ] merge queue octo/grouped: into main: merge groups (depth 3, batch size 1)" in text
     assert "[WARN] merge queue octo/grouped: into release: serial: GitHub refused Fleet's push to the base" in text
-    assert "[WARN] merge queue octo/squashing: into main: serial: merge groups need queue.merge_method: merge" in text
+    assert "[WARN] merge queue octo/squashing: into main: serial: merge groups need queue.merge_method merge or squash" in text
     assert "merge queue octo/plain" not in text  # serial by configuration: nothing to say
     assert "no merge group has been tested yet" in text and "never reported" not in text
 
     gid = group_store.insert_group(db_conn, grouped, "main", (5,), ("a" * 40,), "b" * 40)
-    group_store.mark_built(db_conn, gid, (5,), ("a" * 40,), "b" * 40, "e" * 40, datetime.now(timezone.utc))
+    built = QueueGroup(gid, (5,), ("a" * 40,), "building", "b" * 40, "e" * 40, carriers=("e" * 40,))
+    group_store.mark_built(db_conn, built, datetime.now(timezone.utc))
     db_conn.execute("INSERT INTO check_runs (id, repo_id, head_sha, name, status, conclusion) "
                     "VALUES (1, %s, %s, 'tests', 'completed', 'success')", (grouped, "e" * 40))
     text = report()

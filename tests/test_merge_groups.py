@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from app.gates.rules import GateResult, PullSnapshot
 from app.queue.groups import (
-    BuildGroup, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupLanded, GroupsView, LandGroup, QueueGroup,
+    AnnounceLanded, ClosePull, LandedPull, BuildGroup, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupLanded, GroupsView, LandGroup, QueueGroup,
     RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch,
 )
 from app.queue.state import CloseLinkedTasks, Dequeue, MarkMerged, QueueEntry, QueueSnapshot
@@ -50,7 +50,7 @@ def view(prs=(1, 2, 3, 4), groups=(), gates=None, pulls=None, **overrides) -> Gr
 
 
 def config(**overrides) -> QueueConfig:
-    return QueueConfig(mode="groups", merge_method="merge", **overrides)
+    return QueueConfig(**{"mode": "groups", "merge_method": "merge", **overrides})
 
 
 def kinds(actions) -> list[str]:
@@ -206,18 +206,27 @@ def test_a_group_whose_build_stopped_part_way_is_resumed_not_rebuilt():
 
 # --- GitHub's answer to the landing ---------------------------------------------------------------
 
-def test_a_landed_group_marks_its_prs_merged_and_closes_their_tasks():
+def test_a_landed_group_is_recorded_then_its_entries_are_finished_as_github_needs():
     g = group(10, (1, 2))
-    actions = decide_land_result(g, 200, "", (10, 11), {1: pr(1), 2: pr(2)})
-    assert actions == [GroupLanded(10, g.head_sha), MarkMerged(1, head(1), g.head_sha), CloseLinkedTasks(1, (101,)),
-                       MarkMerged(2, head(2), g.head_sha), CloseLinkedTasks(2, (102,))]
+    assert decide_land_result(g, 200, "", (10, 11)) == [GroupLanded(10, g.head_sha)]
+    merged = {1: LandedPull(1, head(1), "m1", 10, False), 2: LandedPull(2, head(2), "m2", 10, False)}
+    actions = decide_groups(view(prs=(1, 2, 3), landed=merged), config(), NOW)
+    assert actions == [CloseLinkedTasks(1, (101,)), MarkMerged(1, head(1), "m1"), CloseLinkedTasks(2, (102,)),
+                       MarkMerged(2, head(2), "m2"), BuildGroup((3,), (head(3),), None)]
+
+
+def test_a_squashed_landing_is_announced_once_the_pr_closed_and_every_task_closed_by_fleet():
+    squashed = {1: LandedPull(1, head(1), "s1", 10, True)}
+    actions = decide_groups(view(prs=(1,), landed=squashed), config(merge_method="squash"), NOW)
+    assert actions == [AnnounceLanded(1, "s1", 10), ClosePull(1), CloseLinkedTasks(1, (101,), github_closes=False),
+                       MarkMerged(1, head(1), "s1")]
 
 
 def test_a_base_that_moved_rebuilds_everything_and_a_refusal_falls_back_to_serial():
     g = group(10, (1,))
-    assert decide_land_result(g, 422, "Update is not a fast forward", (10, 11), {}) == [
+    assert decide_land_result(g, 422, "Update is not a fast forward", (10, 11)) == [
         EndGroups((10, 11), "abandoned", "the base branch moved")]
-    refused = decide_land_result(g, 422, "Protected branch update failed for refs/heads/main.", (10,), {})
+    refused = decide_land_result(g, 422, "Protected branch update failed for refs/heads/main.", (10,))
     assert isinstance(refused[0], FallBackToSerial) and "Protected branch" in refused[0].reason
     assert refused[1] == EndGroups((10,), "abandoned", "the queue fell back to serial")
 

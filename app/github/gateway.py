@@ -383,13 +383,31 @@ class RepoGateway:
             raise
         return True
 
-    def merge_into(self, branch: str, head_sha: str, message: str) -> str | None:
-        """``POST .../merges``: merge ``head_sha`` into ``branch``; the new commit, or None when
-        the branch already contains it (204). A conflict raises GitHubRefused (409)."""
+    def merge_into(self, branch: str, head_sha: str, message: str) -> tuple[str, str] | None:
+        """``POST .../merges``: merge ``head_sha`` into ``branch``; (the new commit, its tree), or
+        None when the branch already contains it (204). A conflict raises GitHubRefused (409)."""
         resp = self._mutate("merge_into", branch, lambda: self.gh.rest.repos.merge(
             self.owner, self.repo, data={"base": branch, "head": head_sha, "commit_message": message}),
             head=head_sha)
-        return None if resp.status_code == 204 else resp.json()["sha"]
+        if resp.status_code == 204:
+            return None
+        data = resp.json()
+        return data["sha"], data["commit"]["tree"]["sha"]
+
+    def commit_tree(self, sha: str) -> str:
+        """``GET .../git/commits/{sha}``: the commit's tree."""
+        return self.gh.rest.git.get_commit(self.owner, self.repo, sha).json()["tree"]["sha"]
+
+    def create_commit(self, message: str, tree: str, parent: str) -> str:
+        """``POST .../git/commits``: a commit object (no ref moves, so no push); its sha."""
+        return self._mutate("create_commit", f"tree:{tree[:12]}", lambda: self.gh.rest.git.create_commit(
+            self.owner, self.repo, data={"message": message, "tree": tree, "parents": [parent]}),
+            parent=parent).json()["sha"]
+
+    def force_branch(self, branch: str, sha: str) -> None:
+        """``PATCH .../git/refs/heads/{branch}`` with ``force``: only ever Fleet's own group branches."""
+        self._mutate("force_branch", branch, lambda: self.gh.rest.git.update_ref(
+            self.owner, self.repo, f"heads/{branch}", data={"sha": sha, "force": True}), sha=sha)
 
     def create_check_run(self, payload: dict[str, Any]) -> int:
         """``POST .../check-runs``; returns the new run's id."""

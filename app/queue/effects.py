@@ -21,7 +21,9 @@ from app.tasks.refs import closed_by_github
 def close_linked_tasks(gh: RepoGateway, repo: Repo, action: CloseLinkedTasks, pr: PullSnapshot | None) -> None:
     """GitHub closes issues named by closing keywords when merging into the default branch:
     those cost nothing. Close the rest (branch-name links, other bases) if still open."""
-    by_github = closed_by_github(pr.body, repo.full_name, pr.base_ref, repo.default_branch) if pr else set()
+    by_github = set()
+    if pr is not None and action.github_closes:
+        by_github = closed_by_github(pr.body, repo.full_name, pr.base_ref, repo.default_branch)
     for number in action.tasks:
         if number in by_github:
             continue

@@ -29,11 +29,13 @@ from app.queue import effects
 from app.queue import group_store
 from app.queue import store as queue_store
 from app.queue.groups import (
-    BuildGroup, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupAction, GroupLanded, GroupsView,
+    AnnounceLanded, BuildGroup, ClosePull, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupAction, GroupLanded, GroupsView,
     LandGroup, QueueGroup, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
     group_trouble,
 )
-from app.queue.messages import commit_title, dequeue_action
+from app.queue.messages import commit_message, commit_title, dequeue_action, short_sha
+from app.replies import marker
+from app.github import held_writes
 from app.queue.state import CloseLinkedTasks, Dequeue, MarkMerged, transition
 from app.repos.registry import Repo
 from app.tasks import pulls as pull_state
@@ -101,7 +103,8 @@ class GroupStepper:
             first_checks = self._checks_on(groups[0], gate_store.check_results(self.conn, self.repo.id, groups[0].head_sha))
         limits, retries = group_store.entry_marks(self.conn, self.repo.id, self.base_ref)
         return GroupsView(queue, groups, pulls, gates, first_checks, limits,
-                          group_store.left_branches(self.conn, self.repo.id, self.base_ref), retries)
+                          group_store.left_branches(self.conn, self.repo.id, self.base_ref), retries,
+                          group_store.landed_pulls(self.conn, self.repo.id, self.base_ref))
 
     def _checks_on(self, group: QueueGroup, checks):
         """The required-checks gate on the group's head (Fleet's own ``fleet/gates`` excluded)."""
@@ -147,6 +150,12 @@ class GroupStepper:
                 self.gh.evidence.record("queue_group_landed", self.base_ref, "ok", None, sha=action.head_sha,
                                         group=action.group)
                 pending.insert(0, DeleteGroupBranch(action.group))
+            elif isinstance(action, AnnounceLanded):
+                self._announce_landed(action)
+            elif isinstance(action, ClosePull):
+                pr = view.pulls.get(action.pr)
+                if pr is None or pr.state == "open":
+                    self.gh.update_issue(action.pr, state="closed")
             elif isinstance(action, FallBackToSerial):
                 group_store.fall_back(self.conn, self.repo.id, self.base_ref, action.reason)
                 log.warning("merge queue fell back to serial", extra={"repo": self.repo.full_name,
@@ -181,33 +190,59 @@ class GroupStepper:
         """Build a group, or go on with one whose build stopped part-way: create its branch on
         the base tip (or the group ahead), merge each PR's head into it, recording progress after
         every merge, so a killed worker or a spent write budget repeats at most the call in
-        flight. A PR that conflicts there is dequeued and the rest go on."""
+        flight. A PR that conflicts there is dequeued and the rest go on. A squashed group then
+        gets one commit per PR, with the tree its merge produced, and its branch moves there."""
         group = self._group_to_build(view, action)
         if group is None:
             return
         branch = group_branch(self.base_ref, group.id)
-        kept = list(zip(group.prs[:group.built_count], group.pr_heads[:group.built_count]))
-        todo = list(zip(group.prs[group.built_count:], group.pr_heads[group.built_count:]))
-        tip = group.head_sha or group.parent_sha
-        assert tip is not None and group.parent_sha is not None
+        assert group.parent_sha is not None
         with writing(WriteClass.MERGE):
             if group.head_sha is None:  # the branch is recorded as created by setting the head
                 self._create_branch(branch, group.parent_sha)
-                group_store.note_built(self.conn, group.id, group.prs, group.pr_heads, tip, 0)
-            while todo:
-                number, head = todo.pop(0)
-                merged = self._merge_one(view, branch, group.id, number, head)
-                if merged is not False:
-                    kept.append((number, head))
-                    # None: the branch already contained it (the merge of a killed worker): read the tip.
-                    tip = merged or self.gh.branch_tip(branch) or tip
-                prs, heads = zip(*(kept + todo)) if kept or todo else ((), ())
-                group_store.note_built(self.conn, group.id, tuple(prs), tuple(heads), tip, len(kept))
-        if not kept:
+                group = replace(group, head_sha=group.parent_sha)
+                group_store.note_built(self.conn, group)
+            while group.built_count < len(group.prs):
+                group = self._merge_next(view, branch, group)
+                group_store.note_built(self.conn, group)
+            if group.prs and group.squashed:
+                group = self._squash(view, branch, group)
+        if not group.prs:
             group_store.end_groups(self.conn, (group.id,), "abandoned", "no pull request merged cleanly", self.now())
             return
-        prs, heads = zip(*kept)
-        group_store.mark_built(self.conn, group.id, tuple(prs), tuple(heads), group.parent_sha, tip, self.now())
+        group_store.mark_built(self.conn, group, self.now())
+
+    def _merge_next(self, view: GroupsView, branch: str, group: QueueGroup) -> QueueGroup:
+        """Merge the next PR's head into the group's branch: the group after it (a PR that
+        conflicts there is dequeued and dropped)."""
+        i = group.built_count
+        number, head = group.prs[i], group.pr_heads[i]
+        message = f"{commit_title(self.repo.config.queue, view.pulls[number])}\n\nMerge group {group.id} of {self.base_ref}."
+        try:
+            merged = self.gh.merge_into(branch, head, message)
+        except GitHubRefused as exc:
+            if exc.status != 409:
+                raise
+            self._dequeue(view, group_pr_conflict(number, self.base_ref, group.id))
+            return replace(group, prs=group.prs[:i] + group.prs[i + 1:], pr_heads=group.pr_heads[:i] + group.pr_heads[i + 1:])
+        if merged is None:  # already contained: a killed worker merged it; ask GitHub where the branch is
+            tip = self.gh.branch_tip(branch) or group.head_sha or ""
+            merged = (tip, self.gh.commit_tree(tip) if group.squashed else "")
+        tip, tree = merged
+        return replace(group, head_sha=tip, built_count=i + 1, carriers=group.carriers[:i] + (tip,),
+                       trees=group.trees[:i] + (tree,))
+
+    def _squash(self, view: GroupsView, branch: str, group: QueueGroup) -> QueueGroup:
+        """One commit per PR on the parent, each with the tree its merge produced (so the last has
+        the group's tree), then the branch moved there: what CI tests is what lands."""
+        tip, carriers = group.parent_sha or "", []
+        config = self.repo.config.queue
+        for number, tree in zip(group.prs, group.trees):
+            pr = view.pulls[number]
+            tip = self.gh.create_commit(f"{commit_title(config, pr)}\n\n{commit_message(config, pr)}", tree, tip)
+            carriers.append(tip)
+        self.gh.force_branch(branch, tip)
+        return replace(group, head_sha=tip, carriers=tuple(carriers))
 
     def _group_to_build(self, view: GroupsView, action: BuildGroup) -> QueueGroup | None:
         """The group being resumed, or a new one recorded on the base tip or the group ahead."""
@@ -221,8 +256,10 @@ class GroupStepper:
                     f"its base branch {md_code(self.base_ref, in_table=False)} does not exist. "
                     "`/queue` again once it points at an existing branch.")))
             return None
-        group_id = group_store.insert_group(self.conn, self.repo.id, self.base_ref, action.prs, action.heads, parent)
-        return QueueGroup(group_id, action.prs, action.heads, "building", parent)
+        squashed = self.repo.config.queue.merge_method == "squash"
+        group_id = group_store.insert_group(self.conn, self.repo.id, self.base_ref, action.prs, action.heads, parent,
+                                            squashed)
+        return QueueGroup(group_id, action.prs, action.heads, "building", parent, squashed=squashed)
 
     def _create_branch(self, branch: str, sha: str) -> None:
         """Create the group's branch; one already there is the one a killed worker created."""
@@ -268,9 +305,7 @@ class GroupStepper:
             status, message = 200, ""
         except GitHubRefused as exc:
             status, message = exc.status, exc.message
-        pulls = {n: p for n, p in view.pulls.items()}
-        return decide_land_result(replace(group, state="landing"), status, message,
-                                  tuple(g.id for g in view.groups), pulls)
+        return decide_land_result(replace(group, state="landing"), status, message, tuple(g.id for g in view.groups))
 
     def _publish_gates(self, group: QueueGroup, checks) -> None:
         """``fleet/gates`` on the group's head, green, right before landing it: for branch
@@ -283,6 +318,15 @@ class GroupStepper:
                            "summary": f"The base {md_code(self.base_ref, in_table=False)} plus {prs}, in queue order; "
                                       "every PR's own gates were green on the head merged here."},
             })
+
+    def _announce_landed(self, action: AnnounceLanded) -> None:
+        """The PR's changes are on the base as Fleet's own commit: say which, once."""
+        key = marker({"queue": "landed", "pr": action.pr, "commit": action.carrier, "group": action.group})
+        body = (f"Merged by Fleet into {md_code(self.base_ref, in_table=False)} as {short_sha(action.carrier)}, "
+                f"squashed, with merge group {action.group}: its required checks passed on exactly that tree. "
+                f"GitHub shows this pull request as closed, not merged, because its own commits are not on "
+                f"{md_code(self.base_ref, in_table=False)}.\n\n{key}")
+        held_writes.comment(self.conn, self.gh, self.repo.id, action.pr, body, marker=key, look_first=True)
 
     def _read_pull(self, number: int) -> PullSnapshot | None:
         """The PR as GitHub has it now, recorded on the way."""

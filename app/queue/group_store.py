@@ -9,9 +9,9 @@ from datetime import datetime
 
 import psycopg
 
-from app.queue.groups import GROUP_BRANCH_PREFIX, QueueGroup
+from app.queue.groups import GROUP_BRANCH_PREFIX, LandedPull, QueueGroup
 
-_GROUP_COLUMNS = "id, state, prs, pr_heads, parent_sha, head_sha, tested_since, broken, built_count"
+_GROUP_COLUMNS = "id, state, prs, pr_heads, parent_sha, head_sha, tested_since, broken, built_count, carriers, trees, squashed"
 ACTIVE_GROUPS = f"""
 SELECT {_GROUP_COLUMNS} FROM queue_groups
 WHERE repo_id = %s AND base_ref = %s AND ended_at IS NULL ORDER BY id
@@ -21,17 +21,25 @@ SELECT id FROM queue_groups
 WHERE repo_id = %s AND base_ref = %s AND ended_at IS NOT NULL AND branch_deleted_at IS NULL ORDER BY id
 """
 INSERT_GROUP = """
-INSERT INTO queue_groups (repo_id, base_ref, state, prs, pr_heads, parent_sha)
-VALUES (%s, %s, 'building', %s, %s, %s)
+INSERT INTO queue_groups (repo_id, base_ref, state, prs, pr_heads, parent_sha, squashed)
+VALUES (%s, %s, 'building', %s, %s, %s, %s)
 RETURNING id
 """
 NOTE_BUILT = """
-UPDATE queue_groups SET prs = %s, pr_heads = %s, head_sha = %s, built_count = %s
+UPDATE queue_groups SET prs = %s, pr_heads = %s, head_sha = %s, built_count = %s, carriers = %s, trees = %s
 WHERE id = %s AND ended_at IS NULL
 """
+# Queued PRs whose group landed (the entry is finished once GitHub was told what it must be).
+LANDED_PULLS = """
+SELECT DISTINCT ON (q.pr_number) q.pr_number, g.id, g.squashed, g.prs, g.pr_heads, g.carriers
+FROM queue_entries q
+JOIN queue_groups g ON g.repo_id = q.repo_id AND g.base_ref = q.base_ref AND g.outcome = 'landed'
+    AND q.pr_number = ANY(g.prs) AND g.created_at >= q.queued_at
+WHERE q.repo_id = %s AND q.base_ref = %s AND q.finished_at IS NULL
+ORDER BY q.pr_number, g.id DESC
+"""
 MARK_BUILT = """
-UPDATE queue_groups SET state = 'testing', prs = %s, pr_heads = %s, parent_sha = %s, head_sha = %s,
-    tested_since = %s
+UPDATE queue_groups SET state = 'testing', prs = %s, pr_heads = %s, carriers = %s, head_sha = %s, tested_since = %s
 WHERE id = %s AND ended_at IS NULL
 """
 MARK_LANDING = "UPDATE queue_groups SET state = 'landing' WHERE id = %s AND ended_at IS NULL"
@@ -68,7 +76,8 @@ CLEAR_FALLBACKS = "DELETE FROM queue_serial_fallbacks WHERE repo_id = %s"
 
 def _group(row: dict) -> QueueGroup:
     return QueueGroup(row["id"], tuple(row["prs"]), tuple(row["pr_heads"]), row["state"], row["parent_sha"],
-                      row["head_sha"], row["tested_since"], row["broken"], row["built_count"])
+                      row["head_sha"], row["tested_since"], row["broken"], row["built_count"],
+                      tuple(row["carriers"]), tuple(row["trees"]), row["squashed"])
 
 
 def active_groups(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tuple[QueueGroup, ...]:
@@ -82,21 +91,33 @@ def left_branches(conn: psycopg.Connection, repo_id: int, base_ref: str) -> tupl
 
 
 def insert_group(conn: psycopg.Connection, repo_id: int, base_ref: str, prs: tuple[int, ...],
-                 heads: tuple[str, ...], parent_sha: str) -> int:
+                 heads: tuple[str, ...], parent_sha: str, squashed: bool = False) -> int:
     """Record a group about to be built on ``parent_sha`` (its id names its branch)."""
-    return conn.execute(INSERT_GROUP, (repo_id, base_ref, list(prs), list(heads), parent_sha)).fetchone()["id"]
+    return conn.execute(INSERT_GROUP, (repo_id, base_ref, list(prs), list(heads), parent_sha, squashed)).fetchone()["id"]
 
 
-def note_built(conn: psycopg.Connection, group_id: int, prs: tuple[int, ...], heads: tuple[str, ...],
-               head_sha: str, built_count: int) -> None:
-    """Progress while building: ``built_count`` of ``prs`` are settled, the branch is at ``head_sha``
-    (a PR dequeued for a conflict is dropped from ``prs``)."""
-    conn.execute(NOTE_BUILT, (list(prs), list(heads), head_sha, built_count, group_id))
+def note_built(conn: psycopg.Connection, group: QueueGroup) -> None:
+    """Progress while building: the first ``built_count`` of ``prs`` are merged into the branch,
+    which is at ``head_sha`` (a PR dequeued for a conflict is dropped from ``prs``)."""
+    conn.execute(NOTE_BUILT, (list(group.prs), list(group.pr_heads), group.head_sha, group.built_count,
+                              list(group.carriers), list(group.trees), group.id))
 
 
-def mark_built(conn: psycopg.Connection, group_id: int, prs: tuple[int, ...], heads: tuple[str, ...],
-               parent_sha: str, head_sha: str, now: datetime) -> None:
-    conn.execute(MARK_BUILT, (list(prs), list(heads), parent_sha, head_sha, now, group_id))
+def mark_built(conn: psycopg.Connection, group: QueueGroup, now: datetime) -> None:
+    """Built: CI is to run on ``head_sha``; ``carriers`` name each PR's commit on the group."""
+    conn.execute(MARK_BUILT, (list(group.prs), list(group.pr_heads), list(group.carriers), group.head_sha, now,
+                              group.id))
+
+
+def landed_pulls(conn: psycopg.Connection, repo_id: int, base_ref: str) -> dict[int, LandedPull]:
+    """Queued PRs whose group landed, not finished yet."""
+    found = {}
+    for row in conn.execute(LANDED_PULLS, (repo_id, base_ref)).fetchall():
+        i = list(row["prs"]).index(row["pr_number"])
+        carriers = list(row["carriers"])
+        found[row["pr_number"]] = LandedPull(row["pr_number"], row["pr_heads"][i],
+                                             carriers[i] if i < len(carriers) else "", row["id"], row["squashed"])
+    return found
 
 
 def mark_landing(conn: psycopg.Connection, group_id: int) -> None:

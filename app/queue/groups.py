@@ -62,6 +62,21 @@ class QueueGroup:
     tested_since: datetime | None = None
     broken: str | None = None
     built_count: int = 0  # while building: PRs merged into the branch so far
+    carriers: tuple[str, ...] = ()  # per PR merged so far: its commit on the group
+    trees: tuple[str, ...] = ()  # squashed groups, while building: the tree each merge produced
+    squashed: bool = False
+
+
+@dataclass(frozen=True)
+class LandedPull:
+    """A queued PR whose group landed; its entry is finished once GitHub says what it must.
+    ``squashed``: the base carries it as Fleet's own commit ``carrier``, so GitHub will not mark
+    the PR merged nor close its tasks: Fleet says so on the PR and closes both."""
+    pr: int
+    head_sha: str
+    carrier: str
+    group: int
+    squashed: bool
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,7 @@ class GroupsView:
     batch_limits: Mapping[int, int] = field(default_factory=dict)
     left_branches: tuple[int, ...] = ()
     retries_used: Mapping[int, int] = field(default_factory=dict)
+    landed: Mapping[int, LandedPull] = field(default_factory=dict)
 
 
 # --- actions ----------------------------------------------------------------------------------
@@ -138,13 +154,27 @@ class GroupLanded:
 
 
 @dataclass(frozen=True)
+class AnnounceLanded:
+    """One comment on a PR whose changes Fleet landed as its own commit (a squashed group)."""
+    pr: int
+    carrier: str
+    group: int
+
+
+@dataclass(frozen=True)
+class ClosePull:
+    """Close a PR that landed squashed (GitHub keeps it open: its head is not in the base)."""
+    pr: int
+
+
+@dataclass(frozen=True)
 class FallBackToSerial:
     """The base refused Fleet's push: this queue runs serially, saying why."""
     reason: str
 
 
 GroupAction = Union[BuildGroup, LandGroup, EndGroups, SplitBatch, RetryGroup, DeleteGroupBranch, GroupLanded,
-                    FallBackToSerial, Dequeue, MarkMerged, CloseLinkedTasks]
+                    AnnounceLanded, ClosePull, FallBackToSerial, Dequeue, MarkMerged, CloseLinkedTasks]
 
 
 # --- the decision -------------------------------------------------------------------------------
@@ -154,6 +184,7 @@ def decide_groups(view: GroupsView, config: QueueConfig, now: datetime) -> list[
     groups in order (only the first may land or fail), then build at most one new group behind
     the ones kept. The executor applies them and decides again."""
     actions: list[GroupAction] = [DeleteGroupBranch(g) for g in view.left_branches]
+    actions += finish_landed(view)
     kept: list[QueueGroup] = []
     for i, group in enumerate(view.groups):
         rest = tuple(g.id for g in view.groups[i:])
@@ -172,8 +203,28 @@ def decide_groups(view: GroupsView, config: QueueConfig, now: datetime) -> list[
                 if not isinstance(verdict[0], LandGroup):
                     break  # the first group failed: every group behind it was ended too
         kept.append(group)
-    dequeued = {a.pr for a in actions if isinstance(a, Dequeue)}
-    return actions + _build_next(view, kept, dequeued, config)
+    done = {a.pr for a in actions if isinstance(a, (Dequeue, MarkMerged))}
+    return actions + _build_next(view, kept, done, config)
+
+
+def finish_landed(view: GroupsView) -> list[GroupAction]:
+    """Finish the entries of PRs whose group landed. Merged groups: GitHub marked the PRs merged
+    and closed the tasks its closing keywords name; Fleet closes the rest. Squashed groups: Fleet
+    comments once naming the commit, closes the PR and every linked task. The entry is finished
+    last, so a worker killed on the way repeats only idempotent steps."""
+    actions: list[GroupAction] = []
+    for entry in view.queue.ordered():
+        landed = view.landed.get(entry.pr_number)
+        if landed is None:
+            continue
+        pr = view.pulls.get(entry.pr_number)
+        tasks = tuple(pr.linked_tasks) if pr is not None else ()
+        if landed.squashed:
+            actions += [AnnounceLanded(landed.pr, landed.carrier, landed.group), ClosePull(landed.pr)]
+        if tasks:
+            actions.append(CloseLinkedTasks(landed.pr, tasks, github_closes=not landed.squashed))
+        actions.append(MarkMerged(landed.pr, landed.head_sha, landed.carrier))
+    return actions
 
 
 def group_trouble(group: QueueGroup, queue: QueueSnapshot, pulls: Mapping[int, PullSnapshot],
@@ -269,20 +320,13 @@ def _build_next(view: GroupsView, kept: list[QueueGroup], dequeued: set[int],
 
 # --- GitHub's answers ---------------------------------------------------------------------------
 
-def decide_land_result(group: QueueGroup, status: int, message: str, active: tuple[int, ...],
-                       pulls: Mapping[int, PullSnapshot]) -> list[GroupAction]:
+def decide_land_result(group: QueueGroup, status: int, message: str, active: tuple[int, ...]) -> list[GroupAction]:
     """What to do with GitHub's answer to fast-forwarding the base to the group's head.
     ``active``: every active group, first to last. A 5xx is raised by the caller (the step
     backs off and lands again: the intent is recorded)."""
     assert group.head_sha is not None
     if status in (200, 201):
-        actions: list[GroupAction] = [GroupLanded(group.id, group.head_sha)]
-        for number, head in zip(group.prs, group.pr_heads):
-            actions.append(MarkMerged(number, head, group.head_sha))
-            pr = pulls.get(number)
-            if pr is not None and pr.linked_tasks:
-                actions.append(CloseLinkedTasks(number, tuple(pr.linked_tasks)))
-        return actions
+        return [GroupLanded(group.id, group.head_sha)]  # its entries are finished by finish_landed
     lowered = message.lower()
     if status == 422 and "fast forward" in lowered:
         return [EndGroups(active, "abandoned", "the base branch moved")]

@@ -183,9 +183,12 @@ class MarkMerged:
 
 @dataclass(frozen=True)
 class CloseLinkedTasks:
-    """Close the tasks the merged PR was linked to (idempotent)."""
+    """Close the tasks the merged PR was linked to (idempotent). ``github_closes``: GitHub
+    itself closes those its closing keywords name (it merged the PR into the default branch);
+    False when Fleet landed the PR's changes as a commit of its own (a squashed merge group)."""
     pr: int
     tasks: tuple[int, ...]
+    github_closes: bool = True
 
 
 @dataclass(frozen=True)

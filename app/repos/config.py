@@ -150,7 +150,7 @@ class QueueConfig(_Section):
     )
     mode: Literal["serial", "groups"] = Field(
         "serial",
-        description="`serial`: one PR at a time (update it, wait for CI on its head, merge). `groups`: PRs are merged in queue order into Fleet's own branches `fleet/queue/<base>/<id>`, up to `depth` of them tested at once, and the base is fast-forwarded to each group that passed; needs CI on `fleet/queue/**` pushes and `merge_method: merge` (otherwise, and when the base refuses Fleet's push, the queue runs serially and `fleet doctor` says why).",
+        description="`serial`: one PR at a time (update it, wait for CI on its head, merge). `groups`: PRs are merged in queue order into Fleet's own branches `fleet/queue/<base>/<id>`, up to `depth` of them tested at once, and the base is fast-forwarded to each group that passed; needs CI on `fleet/queue/**` pushes and `merge_method` merge or squash (with rebase, and when the base refuses Fleet's push, the queue runs serially and `fleet doctor` says why).",
     )
     depth: int = Field(3, ge=1, le=10, description="`mode: groups`: groups under test at once, each built on the one ahead.")
     batch_size: int = Field(1, ge=1, le=20, description="`mode: groups`: PRs per group; a failed group of several is split in halves until the failing PR is found.")
@@ -163,9 +163,9 @@ class QueueConfig(_Section):
         that it can have (a base that refuses Fleet's push is recorded separately)."""
         if self.mode != "groups":
             return "queue.mode: serial"
-        if self.merge_method != "merge":
-            return (f"merge groups need queue.merge_method: merge (it is {self.merge_method}; "
-                    "groups of squashed or rebased commits are not built yet)")
+        if self.merge_method == "rebase":
+            return ("merge groups need queue.merge_method merge or squash: GitHub's API cannot replay a "
+                    "pull request's commits one by one (that needs a clone), so rebase merges one at a time")
         return None
 
     def mode_text(self, fallback: str | None) -> str:
