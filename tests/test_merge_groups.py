@@ -145,6 +145,7 @@ def test_a_failed_batch_is_split_in_halves():
     actions = decide_groups(view(groups=groups, first_checks=FAILING), config(batch_size=4), NOW)
     assert actions[:2] == [SplitBatch((1, 2, 3, 4), 2), EndGroups((10,), "failed", f"checks failed on {groups[0].head_sha}")]
     assert not any(isinstance(a, Dequeue) for a in actions)
+    assert actions[2:] == [BuildGroup((1, 2), (head(1), head(2)), None)]  # the first half, not all four again
 
 
 def test_a_failed_group_within_retries_is_built_again_as_it_was():

@@ -204,7 +204,14 @@ def decide_groups(view: GroupsView, config: QueueConfig, now: datetime) -> list[
                     break  # the first group failed: every group behind it was ended too
         kept.append(group)
     done = {a.pr for a in actions if isinstance(a, (Dequeue, MarkMerged))}
-    return actions + _build_next(view, kept, done, config)
+    return actions + _build_next(view, kept, done, config, _limits_after(view.batch_limits, actions))
+
+
+def _limits_after(limits: Mapping[int, int], actions: list[GroupAction]) -> Mapping[int, int]:
+    """The batch limits once this decision's splits are applied: the group built right after a
+    split must already be the smaller one, or the same PRs would be tested together again."""
+    splits = {pr: a.limit for a in actions if isinstance(a, SplitBatch) for pr in a.prs}
+    return {**limits, **splits} if splits else limits
 
 
 def finish_landed(view: GroupsView) -> list[GroupAction]:
@@ -280,7 +287,7 @@ def _judge_first(group: QueueGroup, view: GroupsView, config: QueueConfig, now: 
 
 
 def _build_next(view: GroupsView, kept: list[QueueGroup], dequeued: set[int],
-                config: QueueConfig) -> list[GroupAction]:
+                config: QueueConfig, limits: Mapping[int, int]) -> list[GroupAction]:
     """End what the record says can no longer merge, then one new group of the next eligible
     PRs in queue order, if there is room. A PR whose gates still wait does not hold up the PRs
     behind it."""
@@ -305,7 +312,7 @@ def _build_next(view: GroupsView, kept: list[QueueGroup], dequeued: set[int],
             continue
         if gates != "success" or full:
             continue
-        limit = min(cap, view.batch_limits.get(number, config.batch_size))
+        limit = min(cap, limits.get(number, config.batch_size))
         if batch and len(batch) >= limit:
             full = True  # it starts the next group; the PRs after it keep their order behind it
             continue
