@@ -110,13 +110,15 @@ OPERATIONS: list[tuple[str, str]] = [
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs"),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/status"),
     ("POST", "/repos/{owner}/{repo}/statuses/{sha}"),
-    # Branches, refs, merges
+    # Branches, refs, commits, merges
     ("GET", "/repos/{owner}/{repo}/branches"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
     ("POST", "/repos/{owner}/{repo}/git/refs"),
     ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),
     ("DELETE", "/repos/{owner}/{repo}/git/refs/{ref}"),
+    ("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),
+    ("POST", "/repos/{owner}/{repo}/git/commits"),
     ("POST", "/repos/{owner}/{repo}/merges"),
     ("GET", "/repos/{owner}/{repo}/compare/{basehead}"),
     # Teams

@@ -15,8 +15,23 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Person:
+    """A git identity as a commit records it (``author`` / ``committer`` lines)."""
+
+    name: str
+    email: str
+    date: str
+
+
+@dataclass(frozen=True)
 class Commit:
-    """One immutable commit."""
+    """One immutable commit.
+
+    ``author`` is the login the commit is attributed to; ``git_author`` and ``git_committer``
+    are set only when a client named the identities itself (the git commits API), otherwise
+    both are derived from ``author`` and ``timestamp``. ``signature`` is the ``gpgsig`` header,
+    ``verified`` whether GitHub considers it valid.
+    """
 
     sha: str
     tree: dict
@@ -24,6 +39,10 @@ class Commit:
     message: str
     author: str
     timestamp: str
+    git_author: Person | None = None
+    git_committer: Person | None = None
+    signature: str | None = None
+    verified: bool = False
 
     @property
     def tree_sha(self) -> str:
@@ -51,16 +70,26 @@ class GitStore:
 
     commits: dict = field(default_factory=dict)
     branches: dict = field(default_factory=dict)
+    trees: dict = field(default_factory=dict)  # tree sha -> tree, for every commit's tree
     _counter: itertools.count = field(default_factory=itertools.count)
 
-    def commit(self, tree, parents, message, author, timestamp) -> Commit:
-        """Record a new commit and return it (branches are not moved)."""
+    def commit(self, tree, parents, message, author, timestamp, **identity) -> Commit:
+        """Record a new commit and return it (branches are not moved).
+
+        ``identity`` takes Commit's optional ``git_author``, ``git_committer``, ``signature``
+        and ``verified``."""
         n = next(self._counter)
         raw = json.dumps([tree, list(parents), message, author, timestamp, n], sort_keys=True)
         sha = hashlib.sha1(raw.encode()).hexdigest()
-        c = Commit(sha, dict(tree), tuple(parents), message, author, timestamp)
+        c = Commit(sha, dict(tree), tuple(parents), message, author, timestamp, **identity)
         self.commits[sha] = c
+        self.trees.setdefault(c.tree_sha, c.tree)
         return c
+
+    def tree_by_sha(self, tree_sha: str) -> dict | None:
+        """The tree (a copy) whose ``Commit.tree_sha`` is ``tree_sha``, or None."""
+        tree = self.trees.get(tree_sha)
+        return None if tree is None else dict(tree)
 
     def resolve(self, ref: str) -> str | None:
         """Turn a branch name, ``refs/heads/x``, ``heads/x`` or (prefix of a) sha into a sha."""

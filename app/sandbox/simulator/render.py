@@ -7,7 +7,9 @@ as GitHub's own payloads largely do.
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timezone
 
+from .git_model import Person
 from .state import (AppInfo, CheckRun, CheckSuite, Comment, Installation, Issue, IssueEvent, Label,
                     Milestone, Reaction, Repo, Review, Status, User, World, iso, node_id)
 
@@ -312,13 +314,67 @@ def pr_refs(world: World, r: Repo, sha: str) -> list:
 
 def simple_commit_json(world: World, r: Repo, c) -> dict:
     """A ``simple-commit`` (push payload ``head_commit`` style, without file lists)."""
-    person = _person(world, c.author)
+    author, committer = commit_people(c)
     return {"id": c.sha, "tree_id": c.tree_sha, "message": c.message, "timestamp": c.timestamp,
-            "author": person, "committer": person}
+            "author": _person(world, author), "committer": _person(world, committer)}
 
 
-def _person(world: World, login: str) -> dict:
-    return {"name": login, "email": f"{login}@users.noreply.localhost", "username": login}
+def _person(world: World, who: Person) -> dict:
+    """A push payload's author/committer; ``username`` when the email is an account's."""
+    out = {"name": who.name, "email": who.email}
+    if who.email.endswith(NOREPLY):
+        out["username"] = who.email[:-len(NOREPLY)]
+    return out
+
+
+NOREPLY = "@users.noreply.localhost"  # the simulator's stand-in for users.noreply.github.com
+
+
+def git_email(login: str) -> str:
+    """The commit email of a simulated account."""
+    return f"{login}{NOREPLY}"
+
+
+def user_for_email(world: World, email: str | None) -> User | None:
+    """The account a commit email belongs to (GitHub links commits to users by email)."""
+    if not email or not email.endswith(NOREPLY):
+        return None
+    return world.users.get(email[:-len(NOREPLY)].lower())
+
+
+def commit_people(c) -> tuple[Person, Person]:
+    """The git (author, committer) of a commit: the ones a client named, else its login's."""
+    author = c.git_author or Person(c.author, git_email(c.author), c.timestamp)
+    return author, c.git_committer or author
+
+
+def person_json(who: Person) -> dict:
+    """A ``git-user``-style {name, email, date}."""
+    return {"name": who.name, "email": who.email, "date": who.date}
+
+
+def verification_json(c) -> dict:
+    """A commit's ``verification``: unsigned, GitHub-signed (valid), or signed with a key the
+    simulated world does not know (``unknown_key``)."""
+    if c.signature is None:
+        return {"verified": False, "reason": "unsigned", "signature": None, "payload": None,
+                "verified_at": None}
+    return {"verified": c.verified, "reason": "valid" if c.verified else "unknown_key",
+            "signature": c.signature, "payload": commit_payload(c),
+            "verified_at": commit_people(c)[1].date if c.verified else None}
+
+
+def commit_payload(c) -> str:
+    """The commit object text a signature covers (what git hashes, minus the ``gpgsig`` header)."""
+    author, committer = commit_people(c)
+    lines = [f"tree {c.tree_sha}", *(f"parent {p}" for p in c.parents),
+             f"author {_ident_line(author)}", f"committer {_ident_line(committer)}"]
+    return "\n".join(lines) + "\n\n" + c.message
+
+
+def _ident_line(who: Person) -> str:
+    when = datetime.strptime(who.date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return f"{who.name} <{who.email}> {int(when.timestamp())} +0000"
 
 
 def push_commit_json(world: World, r: Repo, c, parent_tree: dict) -> dict:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .git_model import blob_sha, diff
 from .protection import is_protected
-from .render import (_labels, _opt_iso, author_association, milestone_json, repo_json,
-                     status_json, user_json)
+from .render import (_labels, _opt_iso, author_association, commit_people, milestone_json, person_json,
+                     repo_json, status_json, user_for_email, user_json, verification_json)
 from .state import Issue, Repo, World, iso, node_id
 
 
@@ -94,21 +94,42 @@ def pr_files_json(world: World, r: Repo, i: Issue) -> list:
 def git_commit_json(world: World, r: Repo, c) -> dict:
     """A ``commit`` as returned by the commits API and embedded in branches."""
     api = f"{world.api_url}/repos/{r.full_name}"
-    person = {"name": c.author, "email": f"{c.author}@users.noreply.localhost", "date": c.timestamp}
-    author = world.users.get(c.author.lower())
+    author, committer = commit_people(c)
     return {
-        "sha": c.sha, "node_id": node_id("C", int(c.sha[:8], 16)), "url": f"{api}/commits/{c.sha}",
+        "sha": c.sha, "node_id": _commit_node_id(c), "url": f"{api}/commits/{c.sha}",
         "html_url": f"{world.html_url}/{r.full_name}/commit/{c.sha}",
         "comments_url": f"{api}/commits/{c.sha}/comments",
-        "commit": {"url": f"{api}/git/commits/{c.sha}", "author": person, "committer": person,
-                   "message": c.message, "comment_count": 0,
-                   "verification": {"verified": False, "reason": "unsigned", "signature": None,
-                                    "payload": None, "verified_at": None},
-                   "tree": {"sha": c.tree_sha, "url": f"{api}/git/trees/{c.tree_sha}"}},
-        "author": user_json(world, author), "committer": user_json(world, author),
+        "commit": {"url": f"{api}/git/commits/{c.sha}", "author": person_json(author),
+                   "committer": person_json(committer), "message": c.message, "comment_count": 0,
+                   "verification": verification_json(c), "tree": _tree_ref(api, c)},
+        "author": user_json(world, user_for_email(world, author.email)),
+        "committer": user_json(world, user_for_email(world, committer.email)),
         "parents": [{"sha": s, "url": f"{api}/commits/{s}", "html_url": f"{world.html_url}/{r.full_name}/commit/{s}"}
                     for s in c.parents],
     }
+
+
+def git_data_commit_json(world: World, r: Repo, c) -> dict:
+    """A ``git-commit``: the Git database API's view of a commit object (POST git/commits)."""
+    api = f"{world.api_url}/repos/{r.full_name}"
+    author, committer = commit_people(c)
+    return {
+        "sha": c.sha, "node_id": _commit_node_id(c), "url": f"{api}/git/commits/{c.sha}",
+        "html_url": f"{world.html_url}/{r.full_name}/commit/{c.sha}",
+        "author": person_json(author), "committer": person_json(committer), "message": c.message,
+        "tree": _tree_ref(api, c),
+        "parents": [{"sha": s, "url": f"{api}/git/commits/{s}", "html_url": f"{world.html_url}/{r.full_name}/commit/{s}"}
+                    for s in c.parents],
+        "verification": verification_json(c),
+    }
+
+
+def _commit_node_id(c) -> str:
+    return node_id("C", int(c.sha[:8], 16))
+
+
+def _tree_ref(api: str, c) -> dict:
+    return {"sha": c.tree_sha, "url": f"{api}/git/trees/{c.tree_sha}"}
 
 
 def branch_short_json(world: World, r: Repo, name: str) -> dict:

@@ -1,14 +1,15 @@
-"""Repository endpoints: repo, permissions, contents, branches, refs, merges, checks, statuses."""
+"""Repository endpoints: repo, permissions, contents, branches, refs, commits, merges, checks, statuses."""
 from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from . import ops_checks, ops_refs
+from . import ops_checks, ops_commits, ops_refs
 from .errors import ApiError, not_found, validation
 from .http import actor, body, locked, page_of, paginate, require, respond, world
 from .ops_repo import get_repo, merge_refs
 from .render import check_run_json, content_json, permissions_json, repo_json, status_json, user_json
-from .render_git import branch_json, branch_short_json, combined_status_json, git_commit_json, ref_json
+from .render_git import (branch_json, branch_short_json, combined_status_json, git_commit_json,
+                         git_data_commit_json, ref_json)
 
 bp = Blueprint("sim_repo", __name__)
 REPO = "/repos/<owner>/<repo>"
@@ -155,6 +156,29 @@ def delete_ref(owner, repo, ref):
     r = _repo(owner, repo, "write")
     ops_refs.delete_ref(world(), r, ref, actor(), _by_app())
     return respond(None, 204)
+
+
+@bp.get(REPO + "/git/commits/<sha>")
+@locked
+def get_commit(owner, repo, sha):
+    """GET git/commits/{sha}: the ``git-commit``; 404 for anything that is not a commit here."""
+    r = _repo(owner, repo, "read")
+    c = r.git.commits.get(sha)
+    if c is None:
+        raise not_found()
+    return respond(git_data_commit_json(world(), r, c))
+
+
+@bp.post(REPO + "/git/commits")
+@locked
+def create_commit(owner, repo):
+    """POST git/commits: 201 with the ``git-commit``; 422 for a bad or unknown tree or parent.
+
+    Moves no ref and so emits nothing."""
+    r = _repo(owner, repo, "write")
+    c = ops_commits.create_commit(world(), r, body(), actor(), _by_app())
+    out = git_data_commit_json(world(), r, c)
+    return respond(out, 201, {"Location": out["url"]})
 
 
 @bp.post(REPO + "/merges")
