@@ -22,7 +22,7 @@ from tests.test_e2e_merge_queue import (
     comments_text, labels_of, merge_calls, open_task_pr, queue_rows, repo_id, run_ci, sim_repo,
 )
 
-GROUPS_YML = ("gates:\n  required_checks: [tests]\nqueue:\n  mode: groups\n  merge_method: merge\n"
+GROUPS_YML = ("gates:\n  required_checks: [tests]\nqueue:\n  mode: groups\n  merge_method: {method}\n"
               "  depth: {depth}\n  batch_size: {batch}\n")
 
 
@@ -34,8 +34,8 @@ def settings(settings):
     return value
 
 
-def use_groups(world, depth: int = 2, batch: int = 1, extra: str = "") -> None:
-    world.sim.set_file(world.repo, ".github/fleet.yml", GROUPS_YML.format(depth=depth, batch=batch) + extra)
+def use_groups(world, depth: int = 2, batch: int = 1, extra: str = "", method: str = "merge") -> None:
+    world.sim.set_file(world.repo, ".github/fleet.yml", GROUPS_YML.format(depth=depth, batch=batch, method=method) + extra)
     world.settle()
 
 
@@ -200,6 +200,39 @@ def test_with_gates_before_merge_each_landed_group_head_carries_a_green_fleet_ga
     for sha in landed:
         assert gates[sha] == ("completed", "success")
     assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {n: "merged" for n in prs}
+
+
+def test_squashed_groups_land_one_commit_per_pr_and_close_each_pr_saying_which(world, db_conn):
+    """merge_method squash: the base gets one single-parent commit per PR, in queue order, each
+    with exactly the tree CI passed on the group; each PR is closed (GitHub cannot call it merged)
+    with one comment naming its commit, and its task is closed by Fleet."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2, batch=2, method="squash")
+    before = world.sim.world.repo(world.repo).git.branches["main"]
+    prs = [open_task_pr(world, f"sq{i}") for i in range(3)]
+    queue_prs(world, prs)
+    drive(world)
+
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {n: "merged" for n in prs}
+    carriers = {r["pr_number"]: r["merge_commit_sha"] for r in queue_rows(db_conn)}
+    with world.sim.world.lock:
+        git = sim_repo(world).git
+        chain, sha = [], git.branches["main"]
+        while sha != before:
+            commit = git.commits[sha]
+            assert len(commit.parents) == 1  # squashed: no merge commits on the base
+            chain.append(sha)
+            sha = commit.parents[0]
+    assert list(reversed(chain)) == [carriers[n] for n in prs]
+    assert_base_only_on_green(world, db_conn)
+    for number in prs:
+        pull = world.sim.pull(world.repo, number)
+        assert pull["state"] == "closed" and pull["merged"] is False
+        said = [c["body"] for c in world.comments(number) if c["user"]["login"] == "fleet[bot]"]
+        assert len(said) == 1 and carriers[number][:12] in said[0] and "squashed" in said[0]
+        task = int(pull["body"].split("#")[1])
+        assert world.sim.issue(world.repo, task)["state"] == "closed"
+    assert group_heads(world) == {}
 
 
 # --- races and bad input ----------------------------------------------------------------------
