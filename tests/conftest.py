@@ -30,9 +30,17 @@ hypothesis_settings.load_profile("fleet")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Pick the run's Hypothesis seed unless one was given (runs before Hypothesis's plugin reads it)."""
+    """Pick the run's Hypothesis seed unless one was given (runs before Hypothesis's plugin reads it).
+    A pytest-xdist worker takes the seed its controller picked (and shows in the header)."""
     if getattr(config.option, "hypothesis_seed", "absent") is None:
-        config.option.hypothesis_seed = secrets.randbelow(2**32)
+        workerinput = getattr(config, "workerinput", {})
+        config.option.hypothesis_seed = workerinput.get("hypothesis_seed", secrets.randbelow(2**32))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist (controller side): hand every worker the run's one Hypothesis seed."""
+    node.workerinput["hypothesis_seed"] = node.config.option.hypothesis_seed
 
 
 def _seed_line(config: pytest.Config) -> str:
@@ -82,11 +90,54 @@ def queue_namespace() -> Iterator[str]:
             client.delete(*keys)
 
 
+# Every table TRUNCATE ... CASCADE would empty: TABLES and, transitively, the tables referencing them.
+_CLEANED_TABLES = """
+WITH RECURSIVE cleaned(rel) AS (
+    SELECT unnest(%s::regclass[])
+    UNION
+    SELECT c.conrelid FROM pg_constraint c JOIN cleaned ON c.confrelid = cleaned.rel WHERE c.contype = 'f'
+)
+SELECT rel::regclass::text AS rel,
+       ARRAY(SELECT DISTINCT c.confrelid::regclass::text FROM pg_constraint c
+             WHERE c.contype = 'f' AND c.conrelid = cleaned.rel AND c.confrelid <> cleaned.rel) AS parents,
+       ARRAY(SELECT format('setval(%%L, %%s, false)', s.seqrelid::regclass::text, s.seqstart)
+             FROM pg_depend d JOIN pg_sequence s ON s.seqrelid = d.objid
+             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND d.refobjid = cleaned.rel AND d.deptype IN ('a', 'i')) AS restarts
+FROM cleaned
+"""
+
+
+def empty_tables(conn) -> None:
+    """``TRUNCATE {TABLES} RESTART IDENTITY CASCADE`` in effect, in milliseconds instead of 150-300
+    (TRUNCATE makes new files for every table and index): the same tables are emptied with DELETE,
+    children before parents, and their own sequences restart. Falls back to TRUNCATE itself when the
+    foreign keys form a cycle."""
+    rows = conn.execute(_CLEANED_TABLES, ([t.strip() for t in TABLES.split(",")],)).fetchall()
+    parents = {row["rel"]: set(row["parents"]) for row in rows}
+    order: list[str] = []
+    while parents:
+        # a table no remaining table references may go now
+        ready = sorted(rel for rel in parents if not any(rel in ps for ps in parents.values()))
+        if not ready:
+            conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+            return
+        for rel in ready:
+            order.append(rel)
+            del parents[rel]
+    restarts = [call for row in rows for call in row["restarts"]]
+    script = "".join(f"DELETE FROM {rel};" for rel in order)
+    if restarts:
+        script += "SELECT " + ", ".join(restarts) + ";"
+    with conn.transaction():
+        conn.execute(script)  # one round trip (no parameters: several statements may go at once)
+
+
 @pytest.fixture
 def db_conn(database_url: str):
     """A clean database (all rows removed) and an autocommit connection to it."""
     with db.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        empty_tables(conn)
         yield conn
 
 
@@ -109,10 +160,15 @@ def settings(database_url: str, queue_namespace: str, db_conn) -> Iterator[Setti
 
 def _empty_queue() -> None:
     """No job of an earlier test (queued or scheduled for later) leaks into the next one."""
-    from rq.registry import ScheduledJobRegistry
-
     queue = runtime.queue()
     queue.empty()
+    drop_scheduled_jobs(queue)
+
+
+def drop_scheduled_jobs(queue) -> None:
+    """Remove every job scheduled for later on ``queue``, with its keys."""
+    from rq.registry import ScheduledJobRegistry
+
     scheduled = ScheduledJobRegistry(queue=queue)
     for job_id in scheduled.get_job_ids():
         try:
@@ -192,7 +248,8 @@ class ServedApp:
     def __init__(self, wsgi_app):
         self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval keeps stop() fast: with the default (0.5 s) each stop waited ~0.5 s.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def stop(self) -> None:

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from app import runtime
+from app.github.client import RetryPolicy
 from app.sandbox.simulator.openapi import WebhookValidator
 from jobs import leases
 from jobs.leases import backoff_delay, check_leases, refusal_reason
@@ -44,6 +46,14 @@ def two_repos(world):
     return w
 
 
+@pytest.fixture
+def quick_retries(monkeypatch):
+    """GitHub's 5xx answers are retried as often as ever, backing off from 10 ms instead of 250 ms
+    (the suite would otherwise sleep 1.75 s per failing call)."""
+    monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (3, 0.01, RetryPolicy().max_wait, None))
+    runtime.github_clients.cache_clear()  # clients built before (the world's) take the new policy
+
+
 def emitted_match_the_official_schema(world, event, action):
     """The simulator's new events are what GitHub sends (the vendored official schema)."""
     found = [e for e in world.sim.events if e.event == event and e.payload.get("action") == action]
@@ -57,7 +67,7 @@ def expired():
     return datetime.now(timezone.utc) + timedelta(days=30)
 
 
-def test_a_failing_repository_does_not_stop_the_others_and_backs_off(two_repos, db_conn, caplog):
+def test_a_failing_repository_does_not_stop_the_others_and_backs_off(two_repos, db_conn, caplog, quick_retries):
     w = two_repos
     bad = claim(w, OTHER, "In the failing repository")
     good = claim(w, w.repo, "In a healthy repository")
