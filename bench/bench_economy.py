@@ -6,7 +6,7 @@ happy path (no CI failures unless ``--failure-rate``), and sorts every call Flee
 was for. The plan import is counted apart: it is a one-off per plan, not a cost of merging a
 task. Goal (issue 13): at most 6 writes and 20 calls per merged task.
 
-    python -m bench.bench_economy [--agents 8 --agents 16] [--ci-seconds 1] [--failure-rate 0]
+    python -m bench.bench_economy [--agents 8 --agents 16] [--ci-seconds 1] [--failure-rate 0] [--queue-mode serial]
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ WRITE_CATEGORIES = {
     "check runs": ("checks/create", "checks/update"),
     "merge": ("pulls/merge",),
     "update-branch": ("pulls/update-branch",),
+    # queue.mode: groups: a group branch created, each PR merged into it, the base fast-forwarded, the branch deleted
+    "merge groups": ("git/create-ref", "repos/merge", "git/update-ref", "git/delete-ref"),
     "assignees": ("issues/add-assignees", "issues/remove-assignees"),
     "issue edits (status issue, closing tasks)": ("issues/update", "issues/create", "issues/lock"),
     "tokens": ("apps/create-installation-access-token",),
@@ -43,8 +45,9 @@ def write_category(endpoint: str) -> str:
     return "other"
 
 
-def run_demo(agents: int, ci_seconds: float, timeout: float, failure_rate: float = 0.0) -> dict:
-    """One demo run at GitHub's limits; its JSON summary."""
+def run_demo(agents: int, ci_seconds: float, timeout: float, failure_rate: float = 0.0,
+             queue_mode: str | None = None) -> dict:
+    """One demo run at GitHub's limits; its JSON summary (``queue_mode`` None: the demo's default)."""
     database = f"fleet_bench_economy_{run_id()}"
     env = {**os.environ, "DATABASE_URL": f"{PG_BASE}/postgres", "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,6 +56,8 @@ def run_demo(agents: int, ci_seconds: float, timeout: float, failure_rate: float
                "--ci-seconds", str(ci_seconds), "--failure-rate", str(failure_rate), "--timeout", str(timeout),
                "--database", database,
                "--bind", f"127.0.0.1:{free_port()}", "--json", str(out)]
+        if queue_mode:
+            cmd += ["--queue-mode", queue_mode]
         try:
             subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout + 120, check=False)
             return json.loads(out.read_text())
@@ -109,8 +114,8 @@ def report(agents: int, f: dict) -> list[str]:
 
 
 def run(agent_counts: tuple[int, ...] = (8, 16), ci_seconds: float = 1.0, timeout: float = 600,
-        failure_rate: float = 0.0) -> dict[int, dict]:
-    return {n: per_task(run_demo(n, ci_seconds, timeout, failure_rate)) for n in agent_counts}
+        failure_rate: float = 0.0, queue_mode: str | None = None) -> dict[int, dict]:
+    return {n: per_task(run_demo(n, ci_seconds, timeout, failure_rate, queue_mode)) for n in agent_counts}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ci-seconds", type=float, default=1.0, help="simulated CI duration per head")
     parser.add_argument("--timeout", type=float, default=600, help="give a demo run up after this many seconds")
     parser.add_argument("--failure-rate", type=float, default=0.0, help="share of CI runs that fail (default 0: the happy path)")
+    parser.add_argument("--queue-mode", choices=("serial", "groups"),
+                        help="the demo's queue.mode (default: the demo's own, serial)")
     args = parser.parse_args(argv)
-    for n, figures in run(tuple(args.agents or (8, 16)), args.ci_seconds, args.timeout, args.failure_rate).items():
+    for n, figures in run(tuple(args.agents or (8, 16)), args.ci_seconds, args.timeout, args.failure_rate,
+                          args.queue_mode).items():
         print("\n".join(report(n, figures)), flush=True)
     return 0
 

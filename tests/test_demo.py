@@ -41,6 +41,60 @@ def test_demo_config_and_helpers():
     assert is_fleet_identity("app") and is_fleet_identity("installation:7") and not is_fleet_identity("user:agent-a")
 
 
+def test_demo_config_sets_the_queue_mode():
+    from app.repos.config import parse_repo_config
+
+    groups = parse_repo_config(fleet_yml("30s", "groups", depth=2, batch_size=4)).queue
+    assert (groups.mode, groups.merge_method, groups.depth, groups.batch_size) == ("groups", "merge", 2, 4)
+    assert parse_repo_config(fleet_yml("30s", "serial")).queue.mode == "serial"
+
+
+def test_demo_ci_blames_one_pr_of_a_failing_group_until_that_pr_moves_on():
+    """A group head failing by the rate blames one of the PRs merged into it (never one of the
+    group it was built on); later groups with that head fail too; the PR's fix starts clean."""
+    import random
+
+    from app.sandbox.demo import DEMO_REPO, SimulatedCI
+    from app.sandbox.simulator import ops_repo
+    from app.sandbox.simulator.simulator import Simulator
+
+    sim = Simulator()
+    sim.create_repo(DEMO_REPO)
+    sim.add_user("agent-a", "write")
+    branches = {}
+    for n in (1, 2, 3):
+        sim.push(DEMO_REPO, f"agent-a/{n}-x", {f"{n}.md": "x"}, author="agent-a")
+        branches[sim.open_pr(DEMO_REPO, f"agent-a/{n}-x", title="x", author="agent-a")] = f"agent-a/{n}-x"
+    first, second, third = sorted(branches)
+
+    def group(gid: int, after: str | None, prs: list[int]) -> str:
+        name = f"fleet/queue/main/{gid}"
+        sim.create_branch(DEMO_REPO, name, after)
+        with sim.world.lock:
+            r = sim.world.repo(DEMO_REPO)
+            for number in prs:
+                ops_repo.merge_refs(sim.world, r, name, r.issues[number].pull.head_sha, r.owner, "group")
+        return sim.branch_sha(DEMO_REPO, name)
+
+    below = group(1, None, [first])
+    on_top = group(2, below, [second, third])
+    blamed = set()
+    for seed in range(8):
+        ci = SimulatedCI(sim, DEMO_REPO, 0, 1.0, Tally(), random.Random(seed))  # every roll fails
+        failed, why = ci._group_verdict(on_top)
+        assert failed and why.endswith("breaks it combined with the others")
+        blamed.add(int(why.split("#")[1].split()[0]))
+    assert blamed <= {second, third} and blamed
+    culprit = sorted(blamed)[0]
+    ci = SimulatedCI(sim, DEMO_REPO, 0, 1.0, Tally(), random.Random(0))
+    ci.failed_heads.add(sim.pull(DEMO_REPO, culprit)["head"]["sha"])
+    ci.failure_rate = 0.0
+    assert ci._group_verdict(below) == (False, None)
+    assert ci._group_verdict(group(3, below, [culprit])) == (True, "contains a failing change")
+    sim.push(DEMO_REPO, branches[culprit], {"fix.md": "fixed"}, author="agent-a")  # the agent's fix
+    assert ci._group_verdict(group(4, below, [culprit])) == (False, None)
+
+
 def test_percentile_is_nearest_rank():
     assert percentile([], 50) is None
     assert percentile([3.0], 99) == 3.0

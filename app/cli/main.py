@@ -102,6 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed, json_path=Path(args.json) if args.json else None, real_limits=args.real_limits,
         writes_per_minute=args.writes_per_minute, writes_per_hour=args.writes_per_hour, race=args.race, spent_budget=args.spent_budget,
         verdict_timeout=args.verdict_timeout,
+        queue_mode=args.queue_mode, depth=args.depth, batch_size=args.batch_size,
     ))
 
 
@@ -228,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "reserve of claim verdicts and merges")
     demo.add_argument("--verdict-timeout", type=float, default=60, metavar="SECONDS",
                       help="an agent with no verdict on its claim after this long steps back (default 60)")
+    demo.add_argument("--queue-mode", choices=("serial", "groups"), default="serial",
+                      help="queue.mode in the demo's .github/fleet.yml (default serial: one PR at a time; groups: PRs "
+                           "tested together in merge groups, the simulated CI runs on their branches too)")
+    demo.add_argument("--depth", type=int, default=3, choices=range(1, 11), metavar="N",
+                      help="with --queue-mode groups: queue.depth, groups under test at once (default 3)")
+    demo.add_argument("--batch-size", type=int, default=1, choices=range(1, 21), metavar="N",
+                      help="with --queue-mode groups: queue.batch_size, PRs per group (default 1)")
     replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
     replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
     sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")

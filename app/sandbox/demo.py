@@ -13,7 +13,8 @@ namespace of its own, against the GitHub simulator served in this process. Then:
   ``Closes #N``, comment ``/queue``, renew the lease with ``/progress`` while waiting, push a fix
   and re-queue when Fleet dequeues the PR after a CI failure, and move on when the claim is undone;
 - a simulated CI reports the ``ci`` check on every new PR head after ``--ci-seconds``, failing with
-  probability ``--failure-rate``;
+  probability ``--failure-rate``, and, with ``--queue-mode groups``, on every head of Fleet's merge
+  group branches (``fleet/queue/...``) too (see "CI on merge groups" below);
 - the first agent Fleet lets hold a claim goes silent, so its lease expires and Fleet hands the task on.
 
 With ``real_limits`` Fleet's write pacer runs at GitHub's budget (or a smaller one) and the
@@ -23,6 +24,16 @@ task, delivery waits and stalls. ``race`` makes every agent claim the same task 
 
 Progress is a live table (or plain log lines with ``--no-live``); the run ends with a summary and
 exits 0 only when every task of the plan was done.
+
+CI on merge groups (``--queue-mode groups``; the default is ``serial``, see ``DemoOptions``;
+``--depth`` and ``--batch-size`` set ``queue.depth`` and ``queue.batch_size``): a simulated
+failure stands for a broken change, so it sticks to the PR head it was drawn for. A group head fails when it contains a PR head that failed
+before and is still its PR's head; otherwise it fails with probability ``--failure-rate`` like any
+CI run, and then one of the PRs merged into that group (not those of the base or of the groups it
+was built on), drawn at random, is the culprit: a change that passes alone but breaks combined
+with the others. Every later group containing the culprit's head fails too, so Fleet's split of
+the group converges on it and dequeues it; its agent pushes a fix, and the PR's new head starts
+clean. Only PRs green on their own head join a group, so with ``--failure-rate 0`` no group fails.
 """
 from __future__ import annotations
 
@@ -74,6 +85,13 @@ class DemoOptions:
     race: bool = False  # agents make their first claim together and always go for the same (lowest) task
     spent_budget: bool = False  # with race: other work already spent the budget up to the verdicts' reserve
     verdict_timeout: float = 60.0  # an agent with no verdict on its claim after this long steps back
+    # queue.mode in the demo's .github/fleet.yml. Serial by default: at GitHub's write budget, with
+    # PRs arriving one at a time, merge groups took the sample plan ~1.7x as long (each merged PR
+    # costs ~3.4 more writes: group branch, merge into it, fast-forward, branch deletion, and a
+    # fleet/gates run on the PR head) and missed bench_economy's goal of 6 writes per merged task.
+    queue_mode: str = "serial"
+    depth: int = 3  # queue.depth (groups)
+    batch_size: int = 1  # queue.batch_size (groups)
 
 
 def parse_duration_seconds(text: str) -> float:
@@ -88,7 +106,16 @@ def parse_duration_seconds(text: str) -> float:
     return sum(float(n) * unit[u] for n, u in parts)
 
 
-def fleet_yml(lease: str) -> str:
+QUEUE_MODES = ("serial", "groups")
+
+
+def fleet_yml(lease: str, queue_mode: str = "serial", depth: int = 3, batch_size: int = 1) -> str:
+    queue = ""
+    if queue_mode == "groups":
+        queue = ("  mode: groups  # PRs tested together in fleet/queue/main/<id>; CI runs there too\n"
+                 "  merge_method: merge  # each PR's head merged into the group branch as it is\n"
+                 f"  depth: {depth}\n"
+                 f"  batch_size: {batch_size}\n")
     return (
         "# Written by `fleet demo`.\n"
         "claims:\n"
@@ -98,6 +125,7 @@ def fleet_yml(lease: str) -> str:
         f"  required_checks: [{CHECK_NAME}]  # reported by GitHub Actions (the simulator's CI)\n"
         "queue:\n"
         "  allow_authors: true  # agents have write access: each queues its own PR\n"
+        f"{queue}"
         "status:\n"
         "  min_interval: 30s  # the default: every edit of the status issue is a write\n"
     )
@@ -168,6 +196,8 @@ class Tally:
     agents: dict[str, AgentView] = field(default_factory=dict)
     ci_runs: int = 0
     ci_failures: int = 0
+    group_ci_runs: int = 0  # of ci_runs: on merge group heads
+    group_ci_failures: int = 0
     dequeued: set[int] = field(default_factory=set)  # PRs Fleet took out of the queue at least once
     log: list[str] = field(default_factory=list)
     claims: list[ClaimRecord] = field(default_factory=list)
@@ -215,8 +245,9 @@ class Tally:
 # --- simulated CI ------------------------------------------------------------------------------
 
 class SimulatedCI(threading.Thread):
-    """Reports the ``ci`` check run on every new head of an open PR: in progress at once, then
-    success or (with probability ``failure_rate``) failure after ``seconds``."""
+    """Reports the ``ci`` check run on every new head of an open PR and of a merge group branch:
+    in progress at once, then success or failure after ``seconds``. A PR head fails with
+    probability ``failure_rate``; a group head as the module docstring says ("CI on merge groups")."""
 
     def __init__(self, sim, repo: str, seconds: float, failure_rate: float, tally: Tally, rng: random.Random):
         super().__init__(name="demo-ci", daemon=True)
@@ -225,6 +256,7 @@ class SimulatedCI(threading.Thread):
         self.stopping = threading.Event()
         self.started_at: dict[str, float] = {}
         self.reported: set[str] = set()
+        self.failed_heads: set[str] = set()  # PR heads that failed (alone or as a group's culprit)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -235,26 +267,67 @@ class SimulatedCI(threading.Thread):
             self.stopping.wait(0.1)
 
     def _tick(self) -> None:
+        from app.queue.groups import GROUP_BRANCH_PREFIX
+
         with self.sim.world.lock:
             r = self.sim.world.repo(self.repo)
-            heads = [(i.number, i.pull.head_sha) for i in r.issues.values()
+            heads = [(f"PR #{i.number}", i.pull.head_sha) for i in r.issues.values()
                      if i.pull is not None and i.state == "open" and not i.pull.merged]
+            heads += [(f"group {b.rsplit('/', 1)[-1]}", sha) for b, sha in r.git.branches.items()
+                      if b.startswith(GROUP_BRANCH_PREFIX)]
         now = time.monotonic()
-        for number, sha in heads:
+        for what, sha in heads:
             if sha not in self.started_at:
                 self.started_at[sha] = now
                 self.sim.ci(self.repo, sha, CHECK_NAME, status="in_progress", conclusion=None)
             elif sha not in self.reported and now - self.started_at[sha] >= self.seconds:
                 self.reported.add(sha)
-                failed = self.rng.random() < self.failure_rate
+                group = what.startswith("group")
+                failed, culprit = self._group_verdict(sha) if group else (self._pr_verdict(sha), None)
                 self.sim.ci(self.repo, sha, CHECK_NAME, conclusion="failure" if failed else "success",
                             output={"title": "tests failed" if failed else "tests passed",
                                     "summary": "Simulated CI run by `fleet demo`."})
                 with self.tally.lock:
                     self.tally.ci_runs += 1
                     self.tally.ci_failures += failed
+                    self.tally.group_ci_runs += group
+                    self.tally.group_ci_failures += int(failed and group)
                 if failed:
-                    self.tally.note(f"ci: PR #{number} failed on {sha[:7]}")
+                    self.tally.note(f"ci: {what} failed on {sha[:7]}" + (f" ({culprit})" if culprit else ""))
+
+    def _pr_verdict(self, sha: str) -> bool:
+        failed = self.rng.random() < self.failure_rate
+        if failed:
+            self.failed_heads.add(sha)
+        return failed
+
+    def _group_verdict(self, sha: str) -> tuple[bool, str | None]:
+        """(failed, why) for a group head: it contains a failed PR head, or it fails by the rate and
+        one of the PRs merged into this very group becomes the culprit."""
+        from app.queue.groups import GROUP_BRANCH_PREFIX
+
+        with self.sim.world.lock:
+            r = self.sim.world.repo(self.repo)
+            git = r.git
+            contained = git.ancestors(sha)
+            # A failing change stays failing until its PR's head moves on (the agent's fix).
+            current = {i.pull.head_sha for i in r.issues.values() if i.pull is not None and i.state == "open"}
+            if self.failed_heads & current & contained:
+                return True, "contains a failing change"
+            if self.rng.random() >= self.failure_rate:
+                return False, None
+            # What the base and the groups this one was built on hold is not this group's own.
+            below = [h for b, h in git.branches.items()
+                     if h != sha and (b == r.default_branch or b.startswith(GROUP_BRANCH_PREFIX)) and h in contained]
+            older = git.ancestors(*below) if below else set()
+            own = sorted((i.number, i.pull.head_sha) for i in r.issues.values()
+                         if i.pull is not None and i.state == "open" and not i.pull.merged
+                         and i.pull.head_sha in contained and i.pull.head_sha not in older)
+        if not own:
+            return True, None
+        number, head = own[self.rng.randrange(len(own))]
+        self.failed_heads.add(head)
+        return True, f"PR #{number} breaks it combined with the others"
 
 
 # --- scripted agents ---------------------------------------------------------------------------
@@ -625,7 +698,9 @@ class DemoRun:
         self.sim.add_user("maintainer", "admin")
         for login in self.agent_logins:
             self.sim.add_user(login, "write")
-        self.sim.set_file(DEMO_REPO, ".github/fleet.yml", fleet_yml(self.o.lease), message="Configure Fleet for the demo")
+        self.sim.set_file(DEMO_REPO, ".github/fleet.yml",
+                          fleet_yml(self.o.lease, self.o.queue_mode, self.o.depth, self.o.batch_size),
+                          message="Configure Fleet for the demo")
         runtime.configure(load_settings(self._setup_env(env)))
         self.log_file = (self.log_dir / "fleet.log").open("w")
         self.children = _spawn(self.o.bind, self.o.workers, env, output=self.log_file)
@@ -821,8 +896,10 @@ class DemoRun:
     # -- main --
     def run(self) -> dict:
         started = time.monotonic()
+        queue = (f"merge groups (depth {self.o.depth}, batch {self.o.batch_size})" if self.o.queue_mode == "groups"
+                 else "serial merge queue")
         print(f"fleet demo: {self.o.agents} agents, CI {self.o.ci_seconds:g} s failing {self.o.failure_rate:.0%}, "
-              f"lease {self.o.lease}; database {self.o.database}, queue {self.queue_name}; "
+              f"lease {self.o.lease}, {queue}; database {self.o.database}, RQ queue {self.queue_name}; "
               f"Fleet's logs in {self.log_dir / 'fleet.log'}", flush=True)
         self._prepare()
         print(f"simulator: {self.sim.url}   Fleet: {self.web_url}   dashboard: {self.web_url}/dashboard", flush=True)
@@ -894,10 +971,15 @@ class DemoRun:
             "SELECT release_reason FROM claims WHERE repo_id = %s AND released_at IS NOT NULL", (self.repo_id,)))
         status_edits = sum(1 for q in fleet if q.method == "PATCH" and self._status_number
                            and q.path.endswith(f"/issues/{self._status_number}"))
-        ci_dequeues = outcomes.get("checks_failed", 0)
+        # A failed check on a PR's own head ends its entry as gates_failed in group mode.
+        ci_dequeues = outcomes.get("checks_failed", 0) + outcomes.get("gates_failed", 0)
         result = {
             "tasks_total": snap["total"], "tasks_done": snap["done"], "prs_merged": len(merged_prs),
             "ci_runs": self.tally.ci_runs, "ci_failures": self.tally.ci_failures,
+            "queue_mode": self.o.queue_mode, "group_ci_runs": self.tally.group_ci_runs,
+            "group_ci_failures": self.tally.group_ci_failures,
+            "queue_groups": dict(Counter(row["outcome"] or "active" for row in self._query(
+                "SELECT outcome FROM queue_groups WHERE repo_id = %s", (self.repo_id,)))),
             "dequeued_after_ci_failure": ci_dequeues,
             "recovered": len(self.tally.dequeued & merged_prs),
             "lease_expiries": reasons.get("expired", 0), "claims_refused": sum(v.refused for v in self.tally.agents.values()),
@@ -1064,6 +1146,10 @@ def print_summary(s: dict) -> None:
     print(f"  failures handled   {s['ci_failures']} CI failures of {s['ci_runs']} runs; "
           f"{s['dequeued_after_ci_failure']} PRs dequeued after a failed check, {s['recovered']} of them fixed and merged; "
           f"{s['lease_expiries']} lease expiries handed on; {s['claims_refused']} claims refused")
+    if s.get("queue_mode") == "groups":
+        groups = ", ".join(f"{n} {k}" for k, n in sorted(s["queue_groups"].items())) or "none"
+        print(f"  merge groups       {groups}; CI on group heads: {s['group_ci_runs']} runs, "
+              f"{s['group_ci_failures']} failed")
     print(f"  elapsed            {s['elapsed_s']:.1f} s (agents start to last task), {s['wall_s']:.1f} s in all")
     print(f"  GitHub API calls   {s['fleet_api_calls']} by Fleet (App JWT + installation tokens): "
           f"{s['fleet_api_calls_plan_import']} importing the plan, {s['fleet_api_calls_during_run']} while agents worked "
@@ -1112,6 +1198,9 @@ def run_demo(options: DemoOptions) -> int:
         return 2
     if not Path(options.plan).is_file():
         print(f"fleet: cannot read the plan {options.plan}", file=sys.stderr)
+        return 2
+    if options.queue_mode not in QUEUE_MODES or not 1 <= options.depth <= 10 or not 1 <= options.batch_size <= 20:
+        print("fleet: --queue-mode must be serial or groups, --depth 1 to 10, --batch-size 1 to 20", file=sys.stderr)
         return 2
     if options.live and not sys.stdout.isatty():
         options.live = False
