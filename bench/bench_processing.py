@@ -232,7 +232,7 @@ def report(f: dict) -> list[str]:
         f"transactions, {f['redis_commands_per_delivery']:.0f} Redis commands, {f['github_calls_per_delivery']:.2f} "
         f"GitHub calls ({f['token_requests']} installation-token requests in all); the simulator spent "
         f"{f['github_server_s']:.1f} s answering Fleet",
-        f"  top GitHub calls: " + ", ".join(f"{v} {k}" for k, v in f["github_calls_by_endpoint"].items()),
+        "  top GitHub calls: " + ", ".join(f"{v} {k}" for k, v in f["github_calls_by_endpoint"].items()),
         f"  delivery outcomes: {f['statuses']}; {f['scheduled_jobs_run_after']} jobs scheduled for later run after them (counted)",
     ]
     if f.get("profile"):

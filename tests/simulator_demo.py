@@ -25,3 +25,17 @@ def demo_simulator(*, readers: tuple[str, ...] = ()) -> Iterator[Simulator]:
         s.c = httpx.Client(base_url=s.url, headers={"Authorization": f"token {s.installation_token(s.inst)}"})
         yield s
         assert s.response_violations == [], s.response_violations
+
+
+@contextmanager
+def checked_simulator(*, readers: tuple[str, ...] = ()) -> Iterator[Simulator]:
+    """``demo_simulator`` whose every request, response and webhook must be valid by GitHub's
+    description (the vendored official schemas) when the block ends."""
+    from app.sandbox.simulator.openapi import WebhookValidator
+
+    with demo_simulator(readers=readers) as s:
+        yield s
+        assert s.violations == []
+        validator = WebhookValidator.load()
+        for ev in s.events:
+            assert validator.validate(ev.event, ev.payload) == [], WebhookValidator.key_for(ev.event, ev.payload)

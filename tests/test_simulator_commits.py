@@ -1,12 +1,12 @@
-"""POST /git/commits: a commit object from an existing tree (a merge commit's, here) with chosen
-parents, landed on a branch through the refs API; GitHub's 422s for trees and parents that are
-malformed, missing or of the wrong kind; no webhook until a ref moves; githubkit's create_commit."""
+"""The git commits API. POST: a commit object from an existing tree (a merge commit's, here) with
+chosen parents, landed on a branch through the refs API; GitHub's 422s for trees and parents that
+are malformed, missing or of the wrong kind; no webhook until a ref moves; githubkit's
+create_commit. GET /git/commits/{sha} reads one back."""
 import httpx
 import pytest
 from githubkit import AppInstallationAuthStrategy, GitHub
 
-from app.sandbox.simulator.openapi import WebhookValidator
-from tests.simulator_demo import demo_simulator
+from tests.simulator_demo import checked_simulator
 
 REPO = "/repos/octo/demo"
 COMMITS = f"{REPO}/git/commits"
@@ -18,12 +18,8 @@ UNKNOWN = "f" * 40
 @pytest.fixture
 def sim():
     """octo/demo installed; every request, response and webhook must be valid by GitHub's description."""
-    with demo_simulator(readers=("reader",)) as s:
+    with checked_simulator(readers=("reader",)) as s:
         yield s
-        assert s.violations == []
-        validator = WebhookValidator.load()
-        for ev in s.events:
-            assert validator.validate(ev.event, ev.payload) == [], WebhookValidator.key_for(ev.event, ev.payload)
 
 
 def _main(sim):

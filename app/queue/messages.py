@@ -91,16 +91,22 @@ def dequeue_action(pr: PullSnapshot | int, code: ReasonCode, detail: str) -> Deq
 
 
 def failing_checks_detail(verdict: GateVerdict, sha: str) -> str:
-    result = verdict.result("checks")
+    return f"{_named_checks(verdict.result('checks'))} failed on {short_sha(sha)}. Fix it and `/queue` again."
+
+
+def _named_checks(checks: GateResult) -> str:
+    """``check `a` (details)`` or ``checks `a`, `b` and 3 more``: the first five, linked."""
     shown = []
-    for name in result.names[:5]:
-        url = next((c.url for c in result.checks if c.name == name and c.url), None)
+    for name in checks.names[:5]:
+        url = next((c.url for c in checks.checks if c.name == name and c.url), None)
         link = md_link("details", url)
         shown.append(f"{md_code(name, in_table=False)}" + (f" ({link})" if link else ""))
-    if len(result.names) > 5:
-        shown.append(f"and {len(result.names) - 5} more")
-    noun = "check" if len(result.names) == 1 else "checks"
-    return f"{noun} {', '.join(shown)} failed on {short_sha(sha)}. Fix it and `/queue` again."
+    if len(checks.names) > 5:
+        shown.append(f"and {len(checks.names) - 5} more")
+    if not shown:
+        return "the required checks"
+    noun = "check" if len(checks.names) == 1 else "checks"
+    return f"{noun} {', '.join(shown)}"
 
 
 def gates_detail(verdict: GateVerdict) -> str:
@@ -122,15 +128,7 @@ def timeout_detail(verdict: GateVerdict | None, sha: str, timeout: timedelta) ->
 
 def group_checks_detail(checks: GateResult, branch: str, sha: str, base_ref: str) -> str:
     """A PR alone in a merge group whose required checks failed: name the checks and the group."""
-    shown = []
-    for name in checks.names[:5]:
-        url = next((c.url for c in checks.checks if c.name == name and c.url), None)
-        link = md_link("details", url)
-        shown.append(f"{md_code(name, in_table=False)}" + (f" ({link})" if link else ""))
-    if len(checks.names) > 5:
-        shown.append(f"and {len(checks.names) - 5} more")
-    noun = "check" if len(checks.names) == 1 else "checks"
-    return (f"{noun} {', '.join(shown) or 'required'} failed on its merge group "
+    return (f"{_named_checks(checks)} failed on its merge group "
             f"{md_code(branch, in_table=False)} ({short_sha(sha)}: {md_code(base_ref, in_table=False)} plus "
             "the pull requests ahead of it, then this one). Fix it and `/queue` again.")
 
