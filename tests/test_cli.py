@@ -118,3 +118,53 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
                 proc.kill()
             db.drop_database(url)
     assert proc.returncode == 0
+
+
+# --- the first hour: one line, nothing started ---------------------------------------------------
+
+SANDBOX_ENV = {"GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": "",
+               "LOG_LEVEL": "WARNING"}
+
+
+def _one_line_refusal(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit 2, nothing on stdout (nothing was started), one line on stderr holding ``needles``."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and all(n in lines[0] for n in needles), result.stderr
+    assert result.stdout.strip() == "" and "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_migrate_with_postgres_unreachable_says_so_in_one_line():
+    dead = f"postgresql://fleet:s3cret-pw@127.0.0.1:{_free_port()}/fleet"
+    line = _one_line_refusal(run_fleet("migrate", env={"DATABASE_URL": dead}), "DATABASE_URL", "unreachable")
+    assert "s3cret-pw" not in line
+
+
+def test_up_on_a_taken_port_stops_at_once_naming_the_port_and_bind():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = run_fleet("up", "--bind", f"127.0.0.1:{port}", env=SANDBOX_ENV)
+    _one_line_refusal(result, f"port {port} is in use", "--bind")
+    assert time.monotonic() - started < 15  # no wait for a web server that cannot listen
+
+
+def test_up_with_redis_unreachable_starts_nothing():
+    url = f"{PG_BASE}/fleet_up_noredis_{RUN_ID}"
+    env = {**SANDBOX_ENV, "DATABASE_URL": url, "REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"}
+    try:
+        _one_line_refusal(run_fleet("up", "--bind", f"127.0.0.1:{_free_port()}", env=env), "REDIS_URL", "unreachable")
+    finally:
+        db.drop_database(url)
+
+
+def test_demo_on_a_taken_port_stops_before_touching_anything():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_fleet("demo", "--bind", f"127.0.0.1:{port}", "--no-live", "--database", f"fleet_demo_unused_{RUN_ID}")
+    _one_line_refusal(result, f"port {port} is in use", "--bind")

@@ -262,6 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from app.cli.preflight import one_line_error
+
+        line = one_line_error(exc)
+        if line is None:
+            raise
+        print(f"fleet: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 from app import db
+from app.cli.preflight import check_port_free, check_redis
 from app.settings import load_settings
 
 SANDBOX_REPO = "sandbox/demo"
@@ -74,6 +75,10 @@ def run_up(bind: str, workers: int = 2) -> int:
     except Exception as exc:  # SettingsError: one line naming the variable
         print(f"fleet: configuration error: {exc}", file=sys.stderr)
         return 2
+    # Before anything starts: a taken port, PostgreSQL or Redis down end here with one line.
+    check_port_free(bind)
+    created = db.ensure_database(settings.database_url)
+    check_redis(settings.redis_url)
     env = dict(os.environ)
     sim = None
     if not settings.has_app_credentials:
@@ -85,7 +90,6 @@ def run_up(bind: str, workers: int = 2) -> int:
             print("fleet: configuration error: GITHUB_WEBHOOK_SECRET is not set", file=sys.stderr)
             return 2
         print(f"Fleet is running for GitHub App {settings.app_id} against {settings.github_api_url}.", flush=True)
-    created = db.ensure_database(settings.database_url)
     with db.connect(settings.database_url) as conn:
         applied = db.migrate(conn)
     print(f"database {db.database_name(settings.database_url)}: {'created, ' if created else ''}"

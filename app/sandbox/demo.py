@@ -1202,6 +1202,13 @@ def run_demo(options: DemoOptions) -> int:
     if options.queue_mode not in QUEUE_MODES or not 1 <= options.depth <= 10 or not 1 <= options.batch_size <= 20:
         print("fleet: --queue-mode must be serial or groups, --depth 1 to 10, --batch-size 1 to 20", file=sys.stderr)
         return 2
+    from app.cli.preflight import Unavailable, check_port_free
+
+    try:
+        check_port_free(options.bind)  # before the database is re-created and anything started
+    except Unavailable as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
     if options.live and not sys.stdout.isatty():
         options.live = False
     import signal
