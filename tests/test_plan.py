@@ -230,3 +230,10 @@ def test_a_plan_over_the_size_cap_is_refused_naming_the_cap() -> None:
 
     with pytest.raises(PlanError, match="at most 1024 KiB"):
         parse_plan("# " + "x" * MAX_PLAN_BYTES + "\nepics: []\ntasks: []\n")
+
+
+def test_the_wide_bench_plan_is_32_tasks_no_one_waits_for():
+    """``bench/plans/wide.yml`` compares fleet sizes in ``fleet demo``: no dependency may bound it."""
+    plan = parse_plan((SAMPLE.parents[3] / "bench" / "plans" / "wide.yml").read_text())
+    assert len(plan.tasks) == 32
+    assert all(not task.depends_on for task in plan.tasks)
