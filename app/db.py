@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -70,6 +71,11 @@ def transaction(url: str) -> Iterator[psycopg.Connection]:
 
 def database_name(url: str) -> str:
     return conninfo_to_dict(url).get("dbname") or "postgres"
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` (a ``postgresql://`` URL) naming the database ``name`` instead; the rest is kept."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 def _admin_url(url: str) -> str:

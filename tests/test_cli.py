@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 
 import pytest
 
@@ -79,9 +80,20 @@ def _free_port() -> int:
 
 
 def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
-    """No App credentials: the first line says sandbox; the demo repo's issues become labelled tasks."""
+    """No App credentials: the first line says sandbox and that its state starts clean; the demo
+    repo's issues become labelled tasks. An earlier run's database and scheduled jobs are gone
+    (the new simulator knows nothing of them); the configured database is never touched."""
     url = f"{PG_BASE}/fleet_up_{RUN_ID}"
+    sandbox_url = f"{url}_sandbox"
     port = _free_port()
+    db.ensure_database(sandbox_url)
+    with db.connect(sandbox_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE from_an_earlier_run (x int)")
+    import redis
+    from rq import Queue
+
+    stale = Queue(f"fleet-up-{RUN_ID}-sandbox", connection=redis.Redis.from_url(REDIS_URL)).enqueue_in(
+        timedelta(hours=1), "jobs.leases.check_leases", job_id=f"stale-{RUN_ID}")
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "FLEET_QUEUE": f"fleet-up-{RUN_ID}",
            "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": "", "LOG_LEVEL": "WARNING"}
     log = tmp_path / "up.log"
@@ -93,7 +105,7 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
         labelled = []
         while time.monotonic() < deadline:
             try:
-                with db.connect(url) as conn:
+                with db.connect(sandbox_url) as conn:
                     # The loop ran: the three sample tasks are recorded and the status issue shows them.
                     labelled = conn.execute(
                         "SELECT number FROM tasks WHERE EXISTS (SELECT 1 FROM status_issues s "
@@ -106,7 +118,13 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
                 break
             time.sleep(0.5)
         assert len(labelled) == 3, log.read_text()[-3000:]
-        assert "SANDBOX mode" in log.read_text().splitlines()[0]
+        first = log.read_text().splitlines()[0]
+        assert "SANDBOX mode" in first and f"database fleet_up_{RUN_ID}_sandbox re-created" in first
+        with db.connect(sandbox_url) as conn:
+            assert conn.execute("SELECT to_regclass('from_an_earlier_run') AS t").fetchone()["t"] is None
+        assert not stale.connection.exists(stale.key)
+        with db.connect(f"{PG_BASE}/postgres") as conn:
+            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (f"fleet_up_{RUN_ID}",)).fetchone() is None
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
             assert resp.status == 200
     finally:
@@ -116,7 +134,7 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
         finally:
             if proc.poll() is None:
                 proc.kill()
-            db.drop_database(url)
+            db.drop_database(sandbox_url)
     assert proc.returncode == 0
 
 
@@ -168,3 +186,10 @@ def test_demo_on_a_taken_port_stops_before_touching_anything():
         port = taken.getsockname()[1]
         result = run_fleet("demo", "--bind", f"127.0.0.1:{port}", "--no-live", "--database", f"fleet_demo_unused_{RUN_ID}")
     _one_line_refusal(result, f"port {port} is in use", "--bind")
+
+
+def test_the_sandbox_database_url_keeps_everything_but_the_name():
+    url = "postgresql://fleet:pw@db.internal:6543/fleet?sslmode=require"
+    sandbox = db.with_database(url, db.database_name(url) + "_sandbox")
+    assert sandbox == "postgresql://fleet:pw@db.internal:6543/fleet_sandbox?sslmode=require"
+    assert db.database_name(sandbox) == "fleet_sandbox"

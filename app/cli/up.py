@@ -62,6 +62,39 @@ def _start_sandbox(env: dict[str, str]):
     return sim
 
 
+def _clean_sandbox_state(settings, env: dict[str, str]) -> str:
+    """The sandbox's own database (``<name>_sandbox``, dropped) and RQ queue (``<queue>-sandbox``,
+    its Redis keys deleted), pointed at by ``env``: a new simulator knows nothing of an earlier
+    run, so Fleet must not either. Never the configured database itself: a deployment that lost
+    its App credentials by mistake must not lose its data too. Returns the database URL."""
+    url = db.with_database(settings.database_url, db.database_name(settings.database_url) + "_sandbox")
+    db.drop_database(url)
+    queue = settings.queue_name + "-sandbox"
+    delete_queue_keys(settings.redis_url, queue)
+    env.update({"DATABASE_URL": url, "FLEET_QUEUE": queue})
+    return url
+
+
+def delete_queue_keys(redis_url: str, queue: str) -> None:
+    """Every Redis key of the RQ queue ``queue``: its jobs (queued, scheduled, running, done) with
+    their executions and results, its registries, and Fleet's keys named after it."""
+    import redis
+    from rq import Queue
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        q = Queue(queue, connection=client)
+        registries = (q.scheduled_job_registry, q.deferred_job_registry, q.started_job_registry,
+                      q.finished_job_registry, q.failed_job_registry, q.canceled_job_registry)
+        job_ids = set(q.get_job_ids()).union(*(r.get_job_ids() for r in registries))
+        patterns = [f"*{queue}*"] + [f"rq:*{job_id}*" for job_id in job_ids]
+        keys = {key for pattern in patterns for key in client.scan_iter(pattern, count=1000)}
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def _seed_sandbox(sim) -> None:
     """A few tasks so a newcomer sees claims and readiness at once."""
     first = sim.open_issue(SANDBOX_REPO, "Set up the project skeleton", body="Estimate: 2h", labels=["priority:high"])
@@ -77,22 +110,26 @@ def run_up(bind: str, workers: int = 2) -> int:
         return 2
     # Before anything starts: a taken port, PostgreSQL or Redis down end here with one line.
     check_port_free(bind)
-    created = db.ensure_database(settings.database_url)
     check_redis(settings.redis_url)
     env = dict(os.environ)
     sim = None
+    database_url = settings.database_url
     if not settings.has_app_credentials:
+        database_url = _clean_sandbox_state(settings, env)
         sim = _start_sandbox(env)
         print(f"Fleet is running in SANDBOX mode: no GitHub App credentials (GITHUB_APP_ID) are set, so it talks to "
-              f"the bundled GitHub simulator at {sim.url} with the demo repository {SANDBOX_REPO}.", flush=True)
+              f"the bundled GitHub simulator at {sim.url} with the demo repository {SANDBOX_REPO}; its state starts "
+              f"clean every run (database {db.database_name(database_url)} re-created, queue {env['FLEET_QUEUE']} "
+              "emptied).", flush=True)
     else:
         if not settings.webhook_secret:
             print("fleet: configuration error: GITHUB_WEBHOOK_SECRET is not set", file=sys.stderr)
             return 2
         print(f"Fleet is running for GitHub App {settings.app_id} against {settings.github_api_url}.", flush=True)
-    with db.connect(settings.database_url) as conn:
+    created = db.ensure_database(database_url)
+    with db.connect(database_url) as conn:
         applied = db.migrate(conn)
-    print(f"database {db.database_name(settings.database_url)}: {'created, ' if created else ''}"
+    print(f"database {db.database_name(database_url)}: {'created, ' if created else ''}"
           f"{len(applied)} migration(s) applied", flush=True)
     children = _spawn(bind, workers, env)
     web_url = f"http://{bind.replace('0.0.0.0', '127.0.0.1')}"

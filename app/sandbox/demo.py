@@ -677,7 +677,7 @@ class DemoRun:
         from app.cli.up import _spawn, _wait_http, start_simulator
 
         base = load_settings()
-        self.db_url = base.database_url.rsplit("/", 1)[0] + "/" + self.o.database
+        self.db_url = db.with_database(base.database_url, self.o.database)
         db.drop_database(self.db_url)
         db.ensure_database(self.db_url)
         with db.connect(self.db_url) as conn:
@@ -1014,7 +1014,7 @@ class DemoRun:
         return result
 
     def close(self) -> None:
-        from app.cli.up import _stop
+        from app.cli.up import _stop, delete_queue_keys
 
         self._stop_actors()
         _stop(self.children, grace=15)
@@ -1023,15 +1023,10 @@ class DemoRun:
         if getattr(self, "log_file", None):
             self.log_file.close()
         try:
-            import redis
-
             from app import runtime
 
-            client = redis.Redis.from_url(runtime.settings().redis_url)
-            keys = list(client.scan_iter(f"*{self.queue_name}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        except Exception:
+            delete_queue_keys(runtime.settings().redis_url, self.queue_name)  # "-setup" too
+        except Exception:  # best effort on the way out: Redis may be what failed
             pass
 
 
