@@ -103,6 +103,13 @@ def _private_key(env: dict[str, str]) -> str | None:
     return pem
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: ``os.environ``)."""
     env = dict(os.environ if env is None else env)
@@ -113,7 +120,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     level = env.get("LOG_LEVEL", "INFO").upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
-    log_format = env.get("FLEET_LOG_FORMAT", "json").lower()
+    # Unset: readable lines on a terminal (JSON flooded the sandbox's, scrolling its token away),
+    # JSON for log collectors everywhere else.
+    log_format = (env.get("FLEET_LOG_FORMAT") or ("console" if _stderr_is_terminal() else "json")).lower()
     if log_format not in {"json", "console"}:
         raise SettingsError("FLEET_LOG_FORMAT must be json or console")
     queue = env.get("FLEET_QUEUE", "fleet").strip()

@@ -193,3 +193,14 @@ def test_the_sandbox_database_url_keeps_everything_but_the_name():
     sandbox = db.with_database(url, db.database_name(url) + "_sandbox")
     assert sandbox == "postgresql://fleet:pw@db.internal:6543/fleet_sandbox?sslmode=require"
     assert db.database_name(sandbox) == "fleet_sandbox"
+
+
+def test_logs_are_readable_lines_on_a_terminal_and_json_elsewhere(monkeypatch):
+    """FLEET_LOG_FORMAT unset: console when stderr is a terminal (the sandbox's), else JSON;
+    an explicit value always wins."""
+    monkeypatch.setattr(os, "isatty", lambda fd: fd == 2)
+    assert load_settings({}).log_format == "console"
+    assert load_settings({"FLEET_LOG_FORMAT": "json"}).log_format == "json"
+    monkeypatch.setattr(os, "isatty", lambda fd: False)
+    assert load_settings({}).log_format == "json"
+    assert load_settings({"FLEET_LOG_FORMAT": "console"}).log_format == "console"
