@@ -2,6 +2,8 @@
 renews and releases — deciding in Postgres, acting on GitHub, replying with markers."""
 from __future__ import annotations
 
+import json
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -9,7 +11,7 @@ import pytest
 
 from tests.github_env import STATE_LABELS_YML
 
-from app.replies import parse_marker
+from app.replies import marker, parse_marker
 from jobs.leases import check_leases
 
 
@@ -176,7 +178,7 @@ def test_an_outsiders_copy_of_the_lease_warning_marker_does_not_silence_the_warn
     n = open_task(w, "Leased")
     assign(w, "alice", n)
     expires = db_conn.execute("SELECT lease_expires_at FROM claims WHERE number = %s", (n,)).fetchone()["lease_expires_at"]
-    forged = f"<!-- fleet:dedupe=lease-warn:{n}:alice:{int(expires.timestamp())}:{n}:1 -->"
+    forged = marker({"dedupe": f"lease-warn:{n}:alice:{int(expires.timestamp())}:{n}:1"})
     w.sim.comment(w.repo, n, f"nothing to see\n{forged}", author="mallory")
     w.settle()
     counts = check_leases((datetime.now(timezone.utc) + timedelta(minutes=50)).isoformat())
@@ -185,6 +187,9 @@ def test_an_outsiders_copy_of_the_lease_warning_marker_does_not_silence_the_warn
     fleet_bodies = [c["body"] for c in w.comments(n) if c["user"]["login"] == "fleet[bot]"]
     assert [parse_marker(b)["result"] for b in fleet_bodies] == ["warning"]
     assert forged in fleet_bodies[0]
+    # Every marker in a reply is JSON (docs/agents.md's parsing rule), the dedupe key included.
+    markers = re.findall(r"<!-- fleet:(.*?) -->", fleet_bodies[0])
+    assert len(markers) == 2 and all(isinstance(json.loads(m), dict) for m in markers)
 
 
 def test_push_to_task_branch_renews_the_lease(agents, db_conn):

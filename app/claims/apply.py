@@ -16,6 +16,7 @@ from app import runtime
 from app.claims import store as claim_store
 from app.claims import rules as claims
 from app.github import held_writes
+from app.replies import marker
 from app.tasks import readiness
 from app.github.gateway import RepoGateway
 from app.repos.registry import Repo
@@ -42,7 +43,8 @@ class Effects:
         """Post a reply; below the verdicts' write class it is held when the budget is spent
         (``app/github/held_writes.py``) instead of holding up the delivery."""
         self._comments += 1
-        key = f"<!-- fleet:dedupe={self.dedupe}:{number}:{self._comments} -->"
+        # JSON like every other marker, so "the text between the markers is JSON" stays true.
+        key = marker({"dedupe": f"{self.dedupe}:{number}:{self._comments}"})
         held_writes.comment(self.conn, self.gh, self.repo.id, number, f"{body}\n{key}", marker=key,
                             look_first=self.retrying)
 
