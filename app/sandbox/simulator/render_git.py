@@ -110,7 +110,7 @@ def git_commit_json(world: World, r: Repo, c) -> dict:
 
 
 def git_data_commit_json(world: World, r: Repo, c) -> dict:
-    """A ``git-commit``: the Git database API's view of a commit object (POST git/commits)."""
+    """A ``git-commit``: the Git database API's view of a commit object (GET and POST git/commits)."""
     api = f"{world.api_url}/repos/{r.full_name}"
     author, committer = commit_people(c)
     return {
