@@ -155,7 +155,7 @@ def _one_line_refusal(result: subprocess.CompletedProcess, *needles: str) -> str
 
 def test_migrate_with_postgres_unreachable_says_so_in_one_line():
     dead = f"postgresql://fleet:s3cret-pw@127.0.0.1:{_free_port()}/fleet"
-    line = _one_line_refusal(run_fleet("migrate", env={"DATABASE_URL": dead}), "DATABASE_URL", "unreachable")
+    line = _one_line_refusal(run_fleet("migrate", env={"DATABASE_URL": dead}), "DATABASE_URL", "cannot connect")
     assert "s3cret-pw" not in line
 
 
@@ -174,7 +174,7 @@ def test_up_with_redis_unreachable_starts_nothing():
     url = f"{PG_BASE}/fleet_up_noredis_{RUN_ID}"
     env = {**SANDBOX_ENV, "DATABASE_URL": url, "REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"}
     try:
-        _one_line_refusal(run_fleet("up", "--bind", f"127.0.0.1:{_free_port()}", env=env), "REDIS_URL", "unreachable")
+        _one_line_refusal(run_fleet("up", "--bind", f"127.0.0.1:{_free_port()}", env=env), "REDIS_URL", "cannot connect")
     finally:
         db.drop_database(url)
 
@@ -204,3 +204,45 @@ def test_logs_are_readable_lines_on_a_terminal_and_json_elsewhere(monkeypatch):
     monkeypatch.setattr(os, "isatty", lambda fd: False)
     assert load_settings({}).log_format == "json"
     assert load_settings({"FLEET_LOG_FORMAT": "console"}).log_format == "console"
+
+
+def _app_key(tmp_path) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    path = tmp_path / "app.pem"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return str(path)
+
+
+def test_plan_apply_with_github_unreachable_or_no_schema_says_so_in_one_line(tmp_path):
+    url = f"{PG_BASE}/fleet_plan_nogh_{RUN_ID}"
+    env = {"DATABASE_URL": url, "GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY": "",
+           "GITHUB_APP_PRIVATE_KEY_PATH": _app_key(tmp_path), "GITHUB_API_URL": f"http://127.0.0.1:{_free_port()}/"}
+    plan = ["plan", "apply", "app/sandbox/sample/plan.yml", "--repo", "o/r", "--dry-run"]
+    db.ensure_database(url)
+    try:
+        _one_line_refusal(run_fleet(*plan, env=env), "DATABASE_URL", "fleet migrate")  # no tables yet
+        with db.connect(url, autocommit=True) as conn:
+            db.migrate(conn)
+            conn.execute("INSERT INTO installations (id, account_login) VALUES (7, 'o')")
+            conn.execute("INSERT INTO repositories (id, installation_id, full_name) VALUES (70, 7, 'o/r')")
+        _one_line_refusal(run_fleet(*plan, env=env), "cannot reach GitHub (GITHUB_API_URL)")
+    finally:
+        db.drop_database(url)
+
+
+def test_a_github_error_answer_is_one_line_naming_status_and_call():
+    from typing import Any
+
+    import httpx
+    from githubkit.exception import RequestFailed
+    from githubkit.response import Response
+
+    from app.cli.preflight import one_line_error
+
+    answer = httpx.Response(401, request=httpx.Request("GET", "https://api.github.com/app/installations"))
+    assert one_line_error(RequestFailed(Response(answer, Any))) == "GitHub answered 401 to GET /app/installations"
+    assert one_line_error(ValueError("anything else")) is None  # left to raise as it is

@@ -7,6 +7,7 @@ import socket
 
 import psycopg
 import redis
+from githubkit.exception import RequestError, RequestFailed
 
 
 class Unavailable(Exception):
@@ -14,15 +15,23 @@ class Unavailable(Exception):
 
 
 def one_line_error(exc: BaseException) -> str | None:
-    """The line to print for an unreachable PostgreSQL or Redis, or None for anything else.
+    """The line to print for PostgreSQL (unreachable or not migrated), Redis or GitHub
+    (unreachable, or an error answer), or None for anything else.
     psycopg's and redis-py's messages name host and port, never the password."""
     if isinstance(exc, Unavailable):
         return str(exc)
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return f"the database in DATABASE_URL has no Fleet schema ({first}); run `fleet migrate`"
     if isinstance(exc, psycopg.OperationalError):
-        return f"PostgreSQL (DATABASE_URL) is unreachable: {first}"
+        return f"cannot connect to PostgreSQL (DATABASE_URL): {first}"
     if isinstance(exc, redis.exceptions.ConnectionError):
-        return f"Redis (REDIS_URL) is unreachable: {first}"
+        return f"cannot connect to Redis (REDIS_URL): {first}"
+    if isinstance(exc, RequestFailed):
+        response = exc.response
+        return f"GitHub answered {response.status_code} to {response.raw_request.method} {response.raw_request.url.path}"
+    if isinstance(exc, RequestError):
+        return f"cannot reach GitHub (GITHUB_API_URL): {str(exc.exc).strip() or type(exc.exc).__name__}"
     return None
 
 
