@@ -10,7 +10,7 @@ import redis
 
 from app.github.evidence import EvidenceRecorder
 from app.github.client import RetryPolicy, WritePacer
-from app.github.write_budget import WINDOW_SECONDS, BudgetSpent
+from app.github.write_budget import WINDOW_SECONDS, BudgetSpent, WriteClass, ceiling
 from app.github.gateway import GitHubRefused, RepoGateway
 from tests.conftest import REDIS_URL
 
@@ -89,7 +89,7 @@ def _request(method: str) -> httpx.Request:
 def test_write_pacer_refuses_writes_beyond_the_minute_budget_at_once(queue_namespace):
     client = redis.Redis.from_url(REDIS_URL)
     pacer = WritePacer(client, installation_id=424242, per_minute=20, per_hour=100, namespace=queue_namespace)
-    for _ in range(15):  # unmarked writes are QUEUE writes: 75 % of the minute
+    for _ in range(ceiling(WriteClass.QUEUE, 20)):  # unmarked writes are QUEUE writes (14 of 20)
         with pacer.acquire(_request("POST")):
             pass
     with pytest.raises(BudgetSpent) as info:

@@ -79,7 +79,7 @@ def test_verdict_writes_go_through_when_labels_and_status_are_at_their_ceiling(q
     b = budget(queue_namespace, 525252, per_minute=10)
     assert take_all(b, WriteClass.LABELS) == 5       # 50 %
     assert take_all(b, WriteClass.STATUS) == 1       # up to 60 %
-    assert take_all(b, WriteClass.QUEUE) == 1        # up to 75 %
+    assert take_all(b, WriteClass.QUEUE) == 1        # up to 70 %
     assert take_all(b, WriteClass.MERGE) == 2        # up to 90 %
     assert take_all(b, WriteClass.VERDICT) == 1      # the verdicts' own reserve: up to 100 %
     with pytest.raises(BudgetSpent) as info:
