@@ -170,6 +170,8 @@ def cmd_plan_apply(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.repos.config import QUEUE_MODES
+
     parser = argparse.ArgumentParser(
         prog="fleet",
         description="Fleet coordinates coding agents and people on GitHub repositories through GitHub itself.",
@@ -229,12 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "reserve of claim verdicts and merges")
     demo.add_argument("--verdict-timeout", type=float, default=60, metavar="SECONDS",
                       help="an agent with no verdict on its claim after this long steps back (default 60)")
-    demo.add_argument("--queue-mode", choices=("serial", "groups"), default="serial",
+    demo.add_argument("--queue-mode", choices=QUEUE_MODES, default="serial",
                       help="queue.mode in the demo's .github/fleet.yml (default serial: one PR at a time; groups: PRs "
                            "tested together in merge groups, the simulated CI runs on their branches too)")
-    demo.add_argument("--depth", type=int, default=3, choices=range(1, 11), metavar="N",
+    demo.add_argument("--depth", type=int, default=3, metavar="N",
                       help="with --queue-mode groups: queue.depth, groups under test at once (default 3)")
-    demo.add_argument("--batch-size", type=int, default=1, choices=range(1, 21), metavar="N",
+    demo.add_argument("--batch-size", type=int, default=1, metavar="N",
                       help="with --queue-mode groups: queue.batch_size, PRs per group (default 1)")
     replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
     replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")

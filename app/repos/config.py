@@ -6,7 +6,7 @@ reference and a test keeps it in step with these models.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -128,6 +128,10 @@ class GatesConfig(_Section):
         return tuple(found.items())
 
 
+QueueMode = Literal["serial", "groups"]
+QUEUE_MODES: tuple[str, ...] = get_args(QueueMode)
+
+
 class QueueConfig(_Section):
     allow_authors: bool = Field(
         True,
@@ -148,7 +152,7 @@ class QueueConfig(_Section):
         "Merged by Fleet from #{number} by {author}.",
         description="Merge commit message; same placeholders plus `{body}` (the PR body without `[skip ci]`-style tokens or trailers).",
     )
-    mode: Literal["serial", "groups"] = Field(
+    mode: QueueMode = Field(
         "serial",
         description="`serial`: one PR at a time (update it, wait for CI on its head, merge). `groups`: PRs are merged in queue order into Fleet's own branches `fleet/queue/<base>/<id>`, up to `depth` of them tested at once, and the base is fast-forwarded to each group that passed; needs CI on `fleet/queue/**` pushes and `merge_method` merge or squash (with rebase, and when the base refuses Fleet's push, the queue runs serially and `fleet doctor` says why).",
     )

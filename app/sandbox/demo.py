@@ -106,9 +106,6 @@ def parse_duration_seconds(text: str) -> float:
     return sum(float(n) * unit[u] for n, u in parts)
 
 
-QUEUE_MODES = ("serial", "groups")
-
-
 def fleet_yml(lease: str, queue_mode: str = "serial", depth: int = 3, batch_size: int = 1) -> str:
     queue = ""
     if queue_mode == "groups":
@@ -267,14 +264,14 @@ class SimulatedCI(threading.Thread):
             self.stopping.wait(0.1)
 
     def _tick(self) -> None:
-        from app.queue.groups import GROUP_BRANCH_PREFIX
+        from app.queue.groups import is_group_branch
 
         with self.sim.world.lock:
             r = self.sim.world.repo(self.repo)
             heads = [(f"PR #{i.number}", i.pull.head_sha) for i in r.issues.values()
                      if i.pull is not None and i.state == "open" and not i.pull.merged]
             heads += [(f"group {b.rsplit('/', 1)[-1]}", sha) for b, sha in r.git.branches.items()
-                      if b.startswith(GROUP_BRANCH_PREFIX)]
+                      if is_group_branch(b)]
         now = time.monotonic()
         for what, sha in heads:
             if sha not in self.started_at:
@@ -304,7 +301,7 @@ class SimulatedCI(threading.Thread):
     def _group_verdict(self, sha: str) -> tuple[bool, str | None]:
         """(failed, why) for a group head: it contains a failed PR head, or it fails by the rate and
         one of the PRs merged into this very group becomes the culprit."""
-        from app.queue.groups import GROUP_BRANCH_PREFIX
+        from app.queue.groups import is_group_branch
 
         with self.sim.world.lock:
             r = self.sim.world.repo(self.repo)
@@ -318,7 +315,7 @@ class SimulatedCI(threading.Thread):
                 return False, None
             # What the base and the groups this one was built on hold is not this group's own.
             below = [h for b, h in git.branches.items()
-                     if h != sha and (b == r.default_branch or b.startswith(GROUP_BRANCH_PREFIX)) and h in contained]
+                     if h != sha and (b == r.default_branch or is_group_branch(b)) and h in contained]
             older = git.ancestors(*below) if below else set()
             own = sorted((i.number, i.pull.head_sha) for i in r.issues.values()
                          if i.pull is not None and i.state == "open" and not i.pull.merged
@@ -1180,6 +1177,21 @@ def print_claim_figures(s: dict) -> None:
           f"{s['longest_stall_with_deliveries_waiting_s']} s")
 
 
+def _queue_options_error(options: DemoOptions) -> str | None:
+    """What the repository configuration would refuse in --queue-mode, --depth or --batch-size
+    (its own rules, so the demo never writes a fleet.yml Fleet would reject)."""
+    from pydantic import ValidationError
+
+    from app.repos.config import QueueConfig
+
+    try:
+        QueueConfig(mode=options.queue_mode, depth=options.depth, batch_size=options.batch_size)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return f"queue.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return None
+
+
 def run_demo(options: DemoOptions) -> int:
     from app.settings import SettingsError
 
@@ -1194,8 +1206,9 @@ def run_demo(options: DemoOptions) -> int:
     if not Path(options.plan).is_file():
         print(f"fleet: cannot read the plan {options.plan}", file=sys.stderr)
         return 2
-    if options.queue_mode not in QUEUE_MODES or not 1 <= options.depth <= 10 or not 1 <= options.batch_size <= 20:
-        print("fleet: --queue-mode must be serial or groups, --depth 1 to 10, --batch-size 1 to 20", file=sys.stderr)
+    queue_error = _queue_options_error(options)
+    if queue_error:
+        print(f"fleet: {queue_error}", file=sys.stderr)
         return 2
     from app.cli.preflight import Unavailable, check_port_free
 

@@ -104,8 +104,7 @@ def git_commit_json(world: World, r: Repo, c) -> dict:
                    "verification": verification_json(c), "tree": _tree_ref(api, c)},
         "author": user_json(world, user_for_email(world, author.email)),
         "committer": user_json(world, user_for_email(world, committer.email)),
-        "parents": [{"sha": s, "url": f"{api}/commits/{s}", "html_url": f"{world.html_url}/{r.full_name}/commit/{s}"}
-                    for s in c.parents],
+        "parents": _parent_refs(world, r, c, f"{api}/commits"),
     }
 
 
@@ -118,14 +117,19 @@ def git_data_commit_json(world: World, r: Repo, c) -> dict:
         "html_url": f"{world.html_url}/{r.full_name}/commit/{c.sha}",
         "author": person_json(author), "committer": person_json(committer), "message": c.message,
         "tree": _tree_ref(api, c),
-        "parents": [{"sha": s, "url": f"{api}/git/commits/{s}", "html_url": f"{world.html_url}/{r.full_name}/commit/{s}"}
-                    for s in c.parents],
+        "parents": _parent_refs(world, r, c, f"{api}/git/commits"),
         "verification": verification_json(c),
     }
 
 
 def _commit_node_id(c) -> str:
     return node_id("C", int(c.sha[:8], 16))
+
+
+def _parent_refs(world: World, r: Repo, c, commits_url: str) -> list:
+    """A commit's parents as both commit views list them; ``commits_url`` is the API they link to."""
+    return [{"sha": s, "url": f"{commits_url}/{s}", "html_url": f"{world.html_url}/{r.full_name}/commit/{s}"}
+            for s in c.parents]
 
 
 def _tree_ref(api: str, c) -> dict:
