@@ -97,10 +97,30 @@ def _private_key(env: dict[str, str]) -> str | None:
         return None
     # Env files often carry the PEM on one line with literal \n.
     pem = pem.replace("\\n", "\n").strip() + "\n"
+    name = "GITHUB_APP_PRIVATE_KEY_PATH" if path else "GITHUB_APP_PRIVATE_KEY"
     if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
-        name = "GITHUB_APP_PRIVATE_KEY_PATH" if path else "GITHUB_APP_PRIVATE_KEY"
         raise SettingsError(f"{name} does not hold a PEM private key")
+    _check_rsa_key(pem, name)
     return pem
+
+
+def _check_rsa_key(pem: str, name: str) -> None:
+    """Parse the key now: a PEM frame around garbage would otherwise pass here and fail later, on
+    every token request, as an obscure signing error. GitHub Apps sign with RSA keys."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except TypeError:
+        raise SettingsError(f"{name} holds an encrypted private key; use the unencrypted PEM GitHub "
+                            "generated for the App") from None
+    except (ValueError, UnsupportedAlgorithm):  # the key's text is never echoed
+        raise SettingsError(f"{name} holds a PEM block that is not a readable private key; download a new "
+                            "private key from the App's settings page") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise SettingsError(f"{name} holds a private key that is not RSA; GitHub Apps sign with RSA keys")
 
 
 def _stderr_is_terminal() -> bool:

@@ -48,6 +48,36 @@ def test_malformed_setting_stops_with_one_line_naming_it(env, variable):
     assert len(lines) == 1 and variable in lines[0]
 
 
+def _key_pem(kind: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if kind == "ec":
+        key, encryption = ec.generate_private_key(ec.SECP256R1()), serialization.NoEncryption()
+    else:
+        key, encryption = rsa.generate_private_key(65537, 2048), serialization.BestAvailableEncryption(b"pw")
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode()
+
+
+@pytest.mark.parametrize("pem, says", [
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIgarbagegarbage\n-----END RSA PRIVATE KEY-----\n", "not a readable private key"),
+    (_key_pem("ec"), "not RSA"),
+    (_key_pem("encrypted rsa"), "encrypted"),
+])
+def test_a_pem_frame_around_a_wrong_key_is_refused_at_start_up(pem, says):
+    """A PEM block that is not an RSA private key stops every command with one line, instead of
+    passing here and failing on every token request later; the key's text is never echoed."""
+    body = pem.splitlines()[1]
+    with pytest.raises(SettingsError) as info:
+        load_settings({"GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY": pem})
+    assert "GITHUB_APP_PRIVATE_KEY" in str(info.value) and says in str(info.value)
+    assert body not in str(info.value)
+    result = run_fleet("doctor", env={"GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY": pem,
+                                      "GITHUB_APP_PRIVATE_KEY_PATH": ""})
+    assert result.returncode == 1 and "[FAIL] settings: GITHUB_APP_PRIVATE_KEY" in result.stdout
+    assert "public key" not in result.stdout and body not in result.stdout + result.stderr
+
+
 def test_secret_values_never_appear_in_errors():
     with pytest.raises(SettingsError) as info:
         load_settings({"GITHUB_APP_PRIVATE_KEY": "super-secret-value", "GITHUB_APP_ID": "1"})
