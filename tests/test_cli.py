@@ -18,7 +18,7 @@ from app.cli.main import bind_address, build_parser
 from app.settings import SettingsError, load_settings
 from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
 
-COMMANDS = ["migrate", "web", "worker", "scheduler", "up", "replay", "sync", "doctor", "plan"]
+COMMANDS = ["migrate", "web", "worker", "scheduler", "up", "replay", "sync", "doctor", "plan", "sandbox"]
 
 
 def run_fleet(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -125,7 +125,8 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
     stale = Queue(f"fleet-up-{RUN_ID}-sandbox", connection=redis.Redis.from_url(REDIS_URL)).enqueue_in(
         timedelta(hours=1), "jobs.leases.check_leases", job_id=f"stale-{RUN_ID}")
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "FLEET_QUEUE": f"fleet-up-{RUN_ID}",
-           "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": "", "LOG_LEVEL": "WARNING"}
+           "GITHUB_APP_ID": "", "GITHUB_APP_PRIVATE_KEY": "", "GITHUB_APP_PRIVATE_KEY_PATH": "", "LOG_LEVEL": "WARNING",
+           "FLEET_SANDBOX_FILE": str(tmp_path / "sandbox.json")}
     log = tmp_path / "up.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "up", "--bind", f"127.0.0.1:{port}", "--workers", "1"],

@@ -75,12 +75,16 @@ def check_settings(env: dict[str, str] | None) -> tuple[Settings | None, list[Ch
     except SettingsError as exc:
         return None, [Check("settings", "fail", str(exc), "fix the variable named above")]
     checks = [Check("settings", "ok", "environment parsed")]
+    if settings.sandbox:
+        checks.append(Check("mode", "ok", f"sandbox: GitHub is the bundled simulator at {settings.github_api_url}, "
+                                          "started by `fleet up` without App credentials; fine for trying Fleet"))
     if not settings.webhook_secret:
         checks.append(Check("webhook secret", "fail", "GITHUB_WEBHOOK_SECRET is not set",
                             "set it to the secret configured on the App's webhook"))
     if not settings.has_app_credentials:
         checks.append(Check("app credentials", "fail", "GITHUB_APP_ID and a private key are not both set",
-                            "set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH (or create the App at /setup)"))
+                            "set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH (or create the App at /setup); "
+                            "to try Fleet without an App, start the sandbox (scripts/start) and run this beside it"))
     if not settings.api_token:
         checks.append(Check("api token", "warn", "FLEET_API_TOKEN is not set: API and dashboard answer loopback only",
                             "set FLEET_API_TOKEN to a long random string to serve them beyond this host"))

@@ -11,10 +11,17 @@ from app.settings import Settings, SettingsError, load_settings
 DEFAULT_BIND = "127.0.0.1:8000"
 
 
-def _settings(require_app: bool = False, require_secret: bool = False) -> Settings:
+def _settings(require_app: bool = False, require_secret: bool = False, sandbox_ok: bool = False) -> Settings:
+    if sandbox_ok:
+        _adopt_sandbox()
     settings = load_settings()
     if require_app:
-        settings.require_app()
+        try:
+            settings.require_app()
+        except SettingsError as exc:
+            if not sandbox_ok:
+                raise
+            raise SettingsError(f"{exc}; or start the sandbox (scripts/start) and run this beside it") from None
     if require_secret and not settings.webhook_secret:
         raise SettingsError("GITHUB_WEBHOOK_SECRET is not set (the secret configured on the GitHub App's webhook)")
     from app import runtime
@@ -23,6 +30,18 @@ def _settings(require_app: bool = False, require_secret: bool = False) -> Settin
     configure_logging(settings)
     runtime.configure(settings)
     return settings
+
+
+def _adopt_sandbox() -> None:
+    """Without App credentials, commands that make sense against the sandbox (``plan apply``,
+    ``sync``, ``replay``, ``doctor``) use the one ``fleet up`` is serving, and say so on stderr."""
+    from app import db
+    from app.sandbox.running import adopt_running_sandbox
+
+    sandbox = adopt_running_sandbox()
+    if sandbox is not None:
+        print(f"fleet: sandbox mode: the simulator at {sandbox.simulator_url} and database "
+              f"{db.database_name(os.environ['DATABASE_URL'])} of `fleet up` (pid {sandbox.pid})", file=sys.stderr)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -110,7 +129,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from app import db, deliveries
     from jobs.process import process_delivery
 
-    settings = _settings(require_app=True)
+    settings = _settings(require_app=True, sandbox_ok=True)
     with db.connect(settings.database_url, autocommit=True) as conn:
         known = deliveries.requeue_for_replay(conn, args.delivery_id)
     if not known:
@@ -123,7 +142,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from jobs.sync import sync_repository
 
-    _settings(require_app=True)
+    _settings(require_app=True, sandbox_ok=True)
     if args.repo.count("/") != 1:
         raise SettingsError("OWNER/NAME expected, e.g. octo-org/widgets")
     counts = sync_repository(args.repo)
@@ -134,6 +153,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from app.cli.doctor import main as doctor
 
+    _adopt_sandbox()
     return doctor()
 
 
@@ -145,7 +165,7 @@ def cmd_plan_apply(args: argparse.Namespace) -> int:
     from app.tasks.plan_apply import apply_plan
     from jobs.sync import gateway_for
 
-    settings = _settings(require_app=True)
+    settings = _settings(require_app=True, sandbox_ok=True)
     try:
         plan = parse_plan(Path(args.plan).read_text())
     except OSError as exc:
@@ -170,6 +190,7 @@ def cmd_plan_apply(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.cli.sandbox import add_sandbox_parser
     from app.repos.config import QUEUE_MODES
 
     parser = argparse.ArgumentParser(
@@ -252,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--repo", required=True, metavar="OWNER/NAME")
     apply.add_argument("--dry-run", action="store_true", help="print the changes without making them")
     apply.set_defaults(handler=cmd_plan_apply)
+    add_sandbox_parser(sub)
     return parser
 
 

@@ -15,9 +15,11 @@ import urllib.request
 
 from app import db
 from app.cli.preflight import check_port_free, check_redis
+from app.sandbox.running import ADOPTED, RunningSandbox, publish, sandbox_file, withdraw
 from app.settings import load_settings
 
 SANDBOX_REPO = "sandbox/demo"
+SANDBOX_AGENT = "agent-a"
 
 
 def _wait_http(url: str, timeout: float = 30) -> bool:
@@ -143,9 +145,24 @@ def run_up(bind: str, workers: int = 2) -> int:
         sim.resume_deliveries()
         sim.install([SANDBOX_REPO])
         _seed_sandbox(sim)
-        print(f"sandbox: act as an agent with the token {sim.user_token('agent-a')!r} against {sim.url} "
-              f"(e.g. assign yourself an issue of {SANDBOX_REPO})", flush=True)
-    return _supervise(children, sim)
+        published = _publish_sandbox(sim, web_url, env)
+        print(f"sandbox: act as the agent {SANDBOX_AGENT} from another terminal with `fleet sandbox` (comment /claim, "
+              f"push, pr, ci pass, comment /queue; see README); REST token {sim.user_token(SANDBOX_AGENT)!r} against "
+              f"{sim.url}", flush=True)
+        print(f"sandbox: dashboard {web_url}/ · API {web_url}/api/tasks · health {web_url}/healthz · metrics "
+              f"{web_url}/metrics · described in {published}", flush=True)
+    code = _supervise(children, sim)
+    if sim is not None:
+        withdraw(published, os.getpid())
+    return code
+
+
+def _publish_sandbox(sim, web_url: str, env: dict[str, str]):
+    """Describe this sandbox for the ``fleet`` commands run beside it (``app.sandbox.running``)."""
+    path = sandbox_file()
+    publish(RunningSandbox(pid=os.getpid(), simulator_url=sim.url, web_url=web_url, repo=SANDBOX_REPO,
+                           agent=SANDBOX_AGENT, env={name: env[name] for name in ADOPTED if name in env}), path)
+    return path
 
 
 def _spawn(bind: str, workers: int, env: dict[str, str], output=None) -> list[subprocess.Popen]:

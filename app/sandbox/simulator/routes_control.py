@@ -85,6 +85,21 @@ def add_user():
     return respond({"login": b["login"], "token": sim().user_token(b["login"])}, 201)
 
 
+@bp.get("/users")
+def list_users():
+    """People and bots (not organizations): [{login, type, permission, repos: {full_name: permission}}]."""
+    w = sim().world
+    with w.lock:
+        grants = {}
+        for r in w.repos.values():
+            for login, permission in r.collaborators.items():
+                grants.setdefault(login.lower(), {})[r.full_name] = permission
+        return respond([{"login": u.login, "type": u.type, "permission": u.permission,
+                         "repos": grants.get(u.login.lower(), {})}
+                        for u in sorted(w.users.values(), key=lambda u: u.login.lower())
+                        if u.type != "Organization"])
+
+
 @bp.post("/users/<login>/token")
 def user_token(login):
     """A fresh user token for ``login``."""
