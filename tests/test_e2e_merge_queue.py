@@ -230,6 +230,41 @@ def test_failing_check_dequeues_with_a_comment_and_the_queue_moves_on(world, db_
     assert (row["state"], row["outcome"]) == ("failed", "checks_failed")
 
 
+def _settle_labels(world) -> None:
+    """Run the label catch-up the queue scheduled a second ahead, then settle."""
+    from tests.conftest import drain, release_scheduled
+
+    world.settle()
+    release_scheduled(lambda job: job.func_name == "jobs.labels.sync_repo_labels")
+    drain()
+    world.settle()
+
+
+def test_the_task_label_follows_its_pr_into_and_out_of_the_queue(world, db_conn):
+    """With ``tasks.manage_labels``, ``/queue`` moves the linked task from ``fleet:review`` to
+    ``fleet:queued`` and ``/dequeue`` moves it back (issue 15, point 5: the label stayed
+    ``fleet:review`` until an unrelated event); a failed check's dequeue does too."""
+    world.sim.add_user("alice", "write")
+    world.sim.set_file(world.repo, ".github/fleet.yml", "tasks:\n  manage_labels: true\n")
+    pr = open_task_pr(world, "labelled")
+    task = pr - 1
+    world.settle()
+    assert "fleet:review" in labels_of(world, task)
+    world.sim.comment(world.repo, pr, "/queue", author="alice")  # CI has not reported: it waits
+    _settle_labels(world)
+    assert {name for name in labels_of(world, task) if name.startswith("fleet:")} == {"fleet:queued"}
+    world.sim.comment(world.repo, pr, "/dequeue", author="alice")
+    _settle_labels(world)
+    assert {name for name in labels_of(world, task) if name.startswith("fleet:")} == {"fleet:review"}
+    world.sim.comment(world.repo, pr, "/queue", author="alice")
+    _settle_labels(world)
+    assert "fleet:queued" in labels_of(world, task)
+    run_ci(world, lambda number, sha: "failure")
+    _settle_labels(world)
+    assert {name for name in labels_of(world, task) if name.startswith("fleet:")} == {"fleet:review"}
+    assert "Removed from the merge queue" in comments_text(world, pr)
+
+
 def test_a_dequeue_does_not_wait_for_budget_to_write_fleet_gates(world, db_conn):
     """With the replies' share of the minute spent, a failed PR still leaves the queue at once
     (its reply held for a slot, its `fleet/gates` left out) and the next PR merges."""

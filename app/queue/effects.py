@@ -9,6 +9,7 @@ from datetime import timedelta
 import psycopg
 from githubkit.exception import RequestError, RequestFailed
 
+from app.claims.apply import defer_label_sync
 from app.gates.rules import PullSnapshot
 from app.github import held_writes
 from app.github.gateway import GitHubRefused, RepoGateway, github_message
@@ -40,10 +41,22 @@ def close_linked_tasks(gh: RepoGateway, repo: Repo, action: CloseLinkedTasks, pr
         else:
             gh.evidence.record("close_linked_task", f"#{number}", "already-closed", None, pr=action.pr)
 
+def relabel_linked_tasks(repo: Repo) -> None:
+    """With ``tasks.manage_labels`` on, a PR entering or leaving the queue moves the tasks it links
+    between ``fleet:review`` and ``fleet:queued``. The label catch-up job writes that a second
+    later, from Postgres and only where a label is wrong: a LABELS-class write that takes neither
+    the queue's share of the budget nor its step's time. Call it once the entry's row is committed.
+    A merge needs none: the task closing takes its label off."""
+    if repo.config.tasks.manage_labels:
+        defer_label_sync(repo.id, None)
+
+
 def announce_dequeue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, action: Dequeue, entry: QueueEntry,
                      pr: PullSnapshot | None) -> None:
     """One comment per dequeued entry (a retried job finds it and does not post again), the
-    failure label, and the queue label taken off so adding it again re-queues."""
+    failure label, and the queue label taken off so adding it again re-queues; the tasks' state
+    labels follow."""
+    relabel_linked_tasks(repo)
     if action.reason_code == "user_request":
         return
     key = marker({"queue": "dequeued", "pr": action.pr, "reason": action.reason_code,

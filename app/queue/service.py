@@ -130,6 +130,8 @@ def _apply_command(ctx: EventScope, repo: Repo, pr: PullSnapshot, actions, actor
     base = found[0] if found else pr.base_ref
     # Whatever the command changed, the queue's next step decides from the new rows.
     ctx.defer(lambda: enqueue.enqueue_step(repo.id, base))
+    if any(isinstance(action, (EnqueueEntry, Dequeue)) for action in actions):
+        ctx.defer(lambda: effects.relabel_linked_tasks(repo))
 
 
 # --- pull request events (inside a delivery) ------------------------------------------------
@@ -195,6 +197,7 @@ def auto_queue(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSn
     if not queue_store.insert_entry(conn, repo.id, pr.base_ref, new_entry(EnqueueEntry(pr.number, "normal", bot_login()), _now())):
         return False
     log.info("auto-queued", extra={"repo": repo.full_name, "pr": pr.number})  # no comment: success is silent
+    effects.relabel_linked_tasks(repo)
     return True
 
 
