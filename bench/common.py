@@ -39,16 +39,13 @@ def scratch_database(prefix: str = "fleet_bench") -> Iterator[str]:
 @contextmanager
 def scratch_namespace(prefix: str = "fleet-bench") -> Iterator[str]:
     """An RQ queue name (and Redis key prefix) of its own; its keys are deleted afterwards."""
-    import redis
+    from app.rq_namespace import delete_namespace
 
     name = f"{prefix}-{run_id()}"
     try:
         yield name
     finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"*{name}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_namespace(REDIS_URL, name)
 
 
 def percentile(values: list[float], q: float) -> float:

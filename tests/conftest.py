@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-import redis
 from hypothesis import settings as hypothesis_settings
 from rq import SimpleWorker
 from rq.job import Job
 from werkzeug.serving import make_server
 
 from app import db, runtime
+from app.rq_namespace import delete_namespace
 from app.settings import Settings
 
 PG_BASE = os.environ.get("FLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -83,11 +83,7 @@ def queue_namespace() -> Iterator[str]:
     """An RQ queue name (and Redis key prefix) nobody else uses; its keys are removed at the end."""
     name = f"fleet-test-{RUN_ID}"
     yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    for pattern in (f"*{name}*",):
-        keys = list(client.scan_iter(pattern, count=1000))
-        if keys:
-            client.delete(*keys)
+    delete_namespace(REDIS_URL, name)  # "-mq" and the other suffixed queues too
 
 
 # Every table TRUNCATE ... CASCADE would empty: TABLES and, transitively, the tables referencing them.

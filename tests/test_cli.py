@@ -15,6 +15,7 @@ import pytest
 
 from app import db
 from app.cli.main import bind_address, build_parser
+from app.rq_namespace import delete_namespace
 from app.settings import SettingsError, load_settings
 from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
 
@@ -166,6 +167,7 @@ def test_fleet_up_runs_the_whole_loop_in_sandbox_mode(tmp_path):
             if proc.poll() is None:
                 proc.kill()
             db.drop_database(sandbox_url)
+            delete_namespace(REDIS_URL, f"fleet-up-{RUN_ID}")
     assert proc.returncode == 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app import db
+from app.rq_namespace import delete_namespace
 from app.cli.sandbox import SandboxError, _fields, _file_change
 from app.sandbox.running import RunningSandbox, adopt_running_sandbox, find_running, publish, withdraw
 from tests.conftest import PG_BASE, REDIS_URL, RUN_ID
@@ -70,10 +71,18 @@ def sandbox_env(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
         db.drop_database(f"{PG_BASE}/{name}_sandbox")
+        delete_namespace(REDIS_URL, env["FLEET_QUEUE"])  # and its "-sandbox" sibling, which fleet up used
 
 
 def _issue(env: dict, number: int) -> dict:
     return json.loads(_ok(env, "sandbox", "api", "GET", f"/repos/sandbox/demo/issues/{number}"))
+
+
+def _state_label(env: dict, number: int) -> str | None:
+    """The task's Fleet state label other than the claim verdict."""
+    names = {label["name"] for label in _issue(env, number)["labels"]} - {"fleet:claimed"}
+    found = sorted(name for name in names if name.startswith("fleet:"))
+    return found[0] if len(found) == 1 else None
 
 
 def test_an_agent_claims_pushes_opens_a_pr_reports_ci_and_queues_it_to_a_merge(sandbox_env):
@@ -92,8 +101,11 @@ def test_an_agent_claims_pushes_opens_a_pr_reports_ci_and_queues_it_to_a_merge(s
     assert branch == "agent-a/1-skeleton" and len(sha) == 40
     number, head = _ok(env, "sandbox", "pr", "agent-a/1-skeleton", "--title", "Project skeleton", "--closes", "1").split()[:2]
     assert head == sha
-    assert _ok(env, "sandbox", "ci", "pass", number).strip() == f"ci: pass on {sha}"
+    # The sandbox shows task states as labels (tasks.manage_labels) and requires the check `ci`.
+    assert _until(lambda: _state_label(env, 1) == "fleet:review"), _issue(env, 1)["labels"]
     _ok(env, "sandbox", "comment", number.lstrip("#"), "/queue")
+    assert _until(lambda: _state_label(env, 1) == "fleet:queued"), _issue(env, 1)["labels"]
+    assert _ok(env, "sandbox", "ci", "pass", number).strip() == f"ci: pass on {sha}"
 
     pull = f"/repos/sandbox/demo/pulls/{number.lstrip('#')}"
     merged = _until(lambda: json.loads(_ok(env, "sandbox", "api", "GET", pull))["merged"], 40)

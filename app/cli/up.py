@@ -15,11 +15,20 @@ import urllib.request
 
 from app import db
 from app.cli.preflight import check_port_free, check_redis
+from app.rq_namespace import delete_namespace
 from app.sandbox.running import ADOPTED, RunningSandbox, publish, sandbox_file, withdraw
 from app.settings import load_settings
 
 SANDBOX_REPO = "sandbox/demo"
 SANDBOX_AGENT = "agent-a"
+# The sandbox shows every task's state as a label (off by default: on GitHub that costs writes the
+# merge queue needs; the sandbox's pacer is lifted) and gates on the check `fleet sandbox ci` reports.
+SANDBOX_CONFIG = """\
+tasks:
+  manage_labels: true
+gates:
+  required_checks: [ci]
+"""
 
 
 def _wait_http(url: str, timeout: float = 30) -> bool:
@@ -59,6 +68,7 @@ def _start_sandbox(env: dict[str, str]):
     """The simulator with the sandbox repository and its users."""
     sim = start_simulator(env)
     sim.create_repo(SANDBOX_REPO)
+    sim.set_file(SANDBOX_REPO, ".github/fleet.yml", SANDBOX_CONFIG, message="Configure Fleet for the sandbox")
     for login in ("agent-a", "agent-b", "maintainer"):
         sim.add_user(login, "admin" if login == "maintainer" else "write")
     return sim
@@ -72,29 +82,9 @@ def _clean_sandbox_state(settings, env: dict[str, str]) -> str:
     url = db.with_database(settings.database_url, db.database_name(settings.database_url) + "_sandbox")
     db.drop_database(url)
     queue = settings.queue_name + "-sandbox"
-    delete_queue_keys(settings.redis_url, queue)
+    delete_namespace(settings.redis_url, queue)
     env.update({"DATABASE_URL": url, "FLEET_QUEUE": queue})
     return url
-
-
-def delete_queue_keys(redis_url: str, queue: str) -> None:
-    """Every Redis key of the RQ queue ``queue``: its jobs (queued, scheduled, running, done) with
-    their executions and results, its registries, and Fleet's keys named after it."""
-    import redis
-    from rq import Queue
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        q = Queue(queue, connection=client)
-        registries = (q.scheduled_job_registry, q.deferred_job_registry, q.started_job_registry,
-                      q.finished_job_registry, q.failed_job_registry, q.canceled_job_registry)
-        job_ids = set(q.get_job_ids()).union(*(r.get_job_ids() for r in registries))
-        patterns = [f"*{queue}*"] + [f"rq:*{job_id}*" for job_id in job_ids]
-        keys = {key for pattern in patterns for key in client.scan_iter(pattern, count=1000)}
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def _seed_sandbox(sim) -> None:

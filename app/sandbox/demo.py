@@ -1011,7 +1011,8 @@ class DemoRun:
         return result
 
     def close(self) -> None:
-        from app.cli.up import _stop, delete_queue_keys
+        from app.cli.up import _stop
+        from app.rq_namespace import delete_namespace
 
         self._stop_actors()
         _stop(self.children, grace=15)
@@ -1022,7 +1023,7 @@ class DemoRun:
         try:
             from app import runtime
 
-            delete_queue_keys(runtime.settings().redis_url, self.queue_name)  # "-setup" too
+            delete_namespace(runtime.settings().redis_url, self.queue_name)  # "-setup" too
         except Exception:  # best effort on the way out: Redis may be what failed
             pass
 
