@@ -80,15 +80,14 @@ def test_demo_ci_blames_one_pr_of_a_failing_group_until_that_pr_moves_on():
     on_top = group(2, below, [second, third])
     blamed = set()
     for seed in range(8):
-        ci = SimulatedCI(sim, DEMO_REPO, 0, 1.0, Tally(), random.Random(seed))  # every roll fails
+        ci = SimulatedCI(sim, DEMO_REPO, 0, 0.0, Tally(), random.Random(seed), group_failure_rate=1.0)  # groups fail
         failed, why = ci._group_verdict(on_top)
         assert failed and why.endswith("breaks it combined with the others")
         blamed.add(int(why.split("#")[1].split()[0]))
     assert blamed <= {second, third} and blamed
     culprit = sorted(blamed)[0]
-    ci = SimulatedCI(sim, DEMO_REPO, 0, 1.0, Tally(), random.Random(0))
+    ci = SimulatedCI(sim, DEMO_REPO, 0, 1.0, Tally(), random.Random(0), group_failure_rate=0.0)
     ci.failed_heads.add(sim.pull(DEMO_REPO, culprit)["head"]["sha"])
-    ci.failure_rate = 0.0
     assert ci._group_verdict(below) == (False, None)
     assert ci._group_verdict(group(3, below, [culprit])) == (True, "contains a failing change")
     sim.push(DEMO_REPO, branches[culprit], {"fix.md": "fixed"}, author="agent-a")  # the agent's fix

@@ -166,8 +166,8 @@ def test_a_failing_pr_alone_in_its_group_is_dequeued_and_the_groups_behind_rebui
 
 
 def test_a_failed_batch_is_split_until_the_culprit_is_alone(world, db_conn):
-    """Batch 4: the group of four fails; halves are tested, then the half with the culprit is
-    split again; only the culprit is dequeued and the other three land."""
+    """Batch 4 at depth 2: the group of four fails; its PRs are tested again as growing prefixes
+    ({1}, {1, 2}, ...) until the culprit fails alone; only it is dequeued and the other three land."""
     world.sim.add_user("alice", "write")
     use_groups(world, depth=2, batch=4)
     prs = [open_task_pr(world, f"bis{i}") for i in range(4)]

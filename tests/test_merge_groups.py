@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.gates.rules import GateResult, PullSnapshot
 from app.queue.groups import (
     AnnounceLanded, ClosePull, LandedPull, BuildGroup, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupLanded, GroupsView, LandGroup, QueueGroup,
-    RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch,
+    ClearBatchLimits, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, split_limit,
 )
 from app.queue.state import CloseLinkedTasks, Dequeue, MarkMerged, QueueEntry, QueueSnapshot
 from app.repos.config import QueueConfig
@@ -140,12 +141,38 @@ def test_a_failed_pr_alone_is_dequeued_naming_the_check_and_its_group_and_the_re
     assert actions[3] == BuildGroup((2,), (head(2),), None)  # rebuilt on the base tip, in order
 
 
-def test_a_failed_batch_is_split_in_halves():
+@pytest.mark.parametrize("depth, limit", [(1, 2), (2, 1), (3, 1)])
+def test_a_failed_batch_is_split_so_the_next_groups_test_prefixes_of_it(depth, limit):
+    """Depth 1 halves the batch; depth 2 tests {1} and {1, 2} (never {1, 2} and {1, 2, 3, 4}:
+    the stacked second half would test the whole batch, which just failed, again)."""
     groups = [group(10, (1, 2, 3, 4))]
-    actions = decide_groups(view(groups=groups, first_checks=FAILING), config(batch_size=4), NOW)
-    assert actions[:2] == [SplitBatch((1, 2, 3, 4), 2), EndGroups((10,), "failed", f"checks failed on {groups[0].head_sha}")]
+    actions = decide_groups(view(groups=groups, first_checks=FAILING), config(batch_size=4, depth=depth), NOW)
+    failed = EndGroups((10,), "failed", f"checks failed on {groups[0].head_sha}")
+    assert actions[:2] == [SplitBatch((1, 2, 3, 4), limit), failed]
     assert not any(isinstance(a, Dequeue) for a in actions)
-    assert actions[2:] == [BuildGroup((1, 2), (head(1), head(2)), None)]  # the first half, not all four again
+    assert actions[2:] == [BuildGroup((1, 2, 3, 4)[:limit], tuple(head(n) for n in (1, 2, 3, 4)[:limit]), None)]
+
+
+@pytest.mark.parametrize("size, depth, limit", [(4, 1, 2), (4, 2, 1), (8, 2, 3), (8, 1, 4), (2, 2, 1), (20, 3, 5)])
+def test_split_limits(size, depth, limit):
+    assert split_limit(size, depth) == limit
+
+
+@given(st.integers(2, 20), st.integers(1, 10))
+def test_the_groups_after_a_split_never_test_the_failed_batch_again(size, depth):
+    limit = split_limit(size, depth)
+    assert 1 <= limit < size and (limit * depth < size or limit == 1)
+
+
+def test_when_the_culprit_is_found_the_rest_of_its_batch_goes_back_to_full_groups():
+    """Batch {1, 2, 3, 4} failed and was split to singles; {1} landed; {2} fails alone: PR 2 is
+    dequeued and PRs 3 and 4 are no longer suspects: they go in one group with PR 5 again."""
+    groups = [group(11, (2,)), group(12, (3,))]
+    actions = decide_groups(view(prs=(2, 3, 4, 5), groups=groups, first_checks=FAILING, batch_limits={2: 1, 3: 1, 4: 1}),
+                            config(batch_size=4, depth=2), NOW)
+    assert kinds(actions) == ["Dequeue", "EndGroups", "ClearBatchLimits", "EndGroups", "BuildGroup"]
+    assert actions[0].pr == 2 and actions[2] == ClearBatchLimits((3, 4))
+    assert actions[4].prs == (3, 4, 5)
 
 
 def test_a_failed_group_within_retries_is_built_again_as_it_was():

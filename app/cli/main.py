@@ -115,7 +115,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from app.sandbox.demo import DEFAULT_PLAN, DemoOptions, run_demo
 
     return run_demo(DemoOptions(
-        agents=args.agents, ci_seconds=args.ci_seconds, failure_rate=args.failure_rate, lease=args.lease,
+        agents=args.agents, ci_seconds=args.ci_seconds, failure_rate=args.failure_rate,
+        group_failure_rate=args.group_failure_rate, lease=args.lease,
         timeout=args.timeout, bind=bind_address(args.bind), live=not args.no_live,
         plan=Path(args.plan) if args.plan else DEFAULT_PLAN, database=args.database, workers=args.workers,
         seed=args.seed, json_path=Path(args.json) if args.json else None, real_limits=args.real_limits,
@@ -223,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--agents", type=int, default=8, help="scripted agents (default 8)")
     demo.add_argument("--ci-seconds", type=float, default=3.0, help="simulated CI duration per PR head (default 3)")
     demo.add_argument("--failure-rate", type=float, default=0.15, help="probability a CI run fails (default 0.15)")
+    demo.add_argument("--group-failure-rate", type=float, default=0.03, metavar="P",
+                      help="with --queue-mode groups: probability a merge group of PRs that passed alone fails "
+                           "(an interaction between changes; default 0.03)")
     demo.add_argument("--lease", default="30s", help="claims.lease in the demo's .github/fleet.yml (default 30s)")
     demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds (default 600)")
     demo.add_argument("--bind", help=f"HOST:PORT for Fleet's web server (default {DEFAULT_BIND})")

@@ -30,7 +30,7 @@ from app.queue import group_store
 from app.queue import store as queue_store
 from app.queue.groups import (
     AnnounceLanded, BuildGroup, ClosePull, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupAction, GroupLanded, GroupsView,
-    LandGroup, QueueGroup, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
+    ClearBatchLimits, LandGroup, QueueGroup, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
     group_trouble,
 )
 from app.queue.messages import commit_message, commit_title, dequeue_action, short_sha
@@ -130,6 +130,8 @@ class GroupStepper:
                 pending[:0] = [DeleteGroupBranch(g) for g in action.groups]
             elif isinstance(action, SplitBatch):
                 group_store.set_batch_limit(self.conn, self.repo.id, action.prs, action.limit)
+            elif isinstance(action, ClearBatchLimits):
+                group_store.set_batch_limit(self.conn, self.repo.id, action.prs, None)
             elif isinstance(action, RetryGroup):
                 group_store.count_retry(self.conn, self.repo.id, action.prs)
             elif isinstance(action, Dequeue):

@@ -152,7 +152,8 @@ def bases_with_group_head(conn: psycopg.Connection, repo_id: int, sha: str) -> l
     return [r["base_ref"] for r in conn.execute(BASES_OF_HEAD, (repo_id, sha)).fetchall()]
 
 
-def set_batch_limit(conn: psycopg.Connection, repo_id: int, prs: tuple[int, ...], limit: int) -> None:
+def set_batch_limit(conn: psycopg.Connection, repo_id: int, prs: tuple[int, ...], limit: int | None) -> None:
+    """Cap the groups these PRs go in (None: ``queue.batch_size`` again)."""
     conn.execute(SET_BATCH_LIMIT, (limit, repo_id, list(prs)))
 
 

@@ -6,9 +6,11 @@ groups are under test at once, each built on the one ahead, so their CI runs in 
 the first group ever lands: when its required checks passed on its exact head, the base is
 fast-forwarded to that head (never forced), so every commit the base points to passed the
 required checks as that exact tree ("not rocket science"). A failed group of several PRs is
-split in halves (its PRs get a smaller ``batch_limit``) until the failing PR is alone; that PR
-is dequeued naming the check. Whatever ends a group ends every group behind it too (they were
-built on it); their PRs go back to the queue and are built again, in order.
+split (its PRs get a smaller ``batch_limit``, ``split_limit``) so the groups built from it next
+test growing prefixes of it, until the failing PR is alone; that PR is dequeued naming the check
+and the rest of its batch goes back to full-size groups. Whatever ends a group ends every group
+behind it too (they were built on it); their PRs go back to the queue and are built again, in
+order.
 
 Lifecycle of a group::
 
@@ -136,6 +138,13 @@ class SplitBatch:
 
 
 @dataclass(frozen=True)
+class ClearBatchLimits:
+    """The failing PR of a split batch was found: the rest of the batch (only suspects until now)
+    goes back to groups of ``queue.batch_size``."""
+    prs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class RetryGroup:
     """A failed group within ``queue.retries``: count the retry; it is built again as it was."""
     prs: tuple[int, ...]
@@ -173,7 +182,7 @@ class FallBackToSerial:
     reason: str
 
 
-GroupAction = Union[BuildGroup, LandGroup, EndGroups, SplitBatch, RetryGroup, DeleteGroupBranch, GroupLanded,
+GroupAction = Union[BuildGroup, LandGroup, EndGroups, SplitBatch, ClearBatchLimits, RetryGroup, DeleteGroupBranch, GroupLanded,
                     AnnounceLanded, ClosePull, FallBackToSerial, Dequeue, MarkMerged, CloseLinkedTasks]
 
 
@@ -207,11 +216,23 @@ def decide_groups(view: GroupsView, config: QueueConfig, now: datetime) -> list[
     return actions + _build_next(view, kept, done, config, _limits_after(view.batch_limits, actions))
 
 
+def split_limit(size: int, depth: int) -> int:
+    """The batch limit for the PRs of a failed group of ``size``. The ``depth`` groups built from
+    them next are stacked, so they test growing prefixes of the batch on the same base: cut it in
+    ``depth + 1`` near-equal parts, and never let the last prefix be the whole batch (that tree
+    just failed). The first failing prefix holds the culprit; depth 1 halves the batch."""
+    return max(1, min(round(size / (depth + 1)), (size - 1) // depth))
+
+
 def _limits_after(limits: Mapping[int, int], actions: list[GroupAction]) -> Mapping[int, int]:
     """The batch limits once this decision's splits are applied: the group built right after a
-    split must already be the smaller one, or the same PRs would be tested together again."""
+    split must already be the smaller one, or the same PRs would be tested together again; after
+    a culprit was found, its batch's other PRs are back to full size."""
+    cleared = {pr for a in actions if isinstance(a, ClearBatchLimits) for pr in a.prs}
     splits = {pr: a.limit for a in actions if isinstance(a, SplitBatch) for pr in a.prs}
-    return {**limits, **splits} if splits else limits
+    if not (cleared or splits):
+        return limits
+    return {**{pr: limit for pr, limit in limits.items() if pr not in cleared}, **splits}
 
 
 def finish_landed(view: GroupsView) -> list[GroupAction]:
@@ -275,9 +296,12 @@ def _judge_first(group: QueueGroup, view: GroupsView, config: QueueConfig, now: 
         if max(view.retries_used.get(pr, 0) for pr in group.prs) < config.retries:
             return [RetryGroup(group.prs), failed] + ahead_of_rest
         if len(group.prs) > 1:
-            return [SplitBatch(group.prs, (len(group.prs) + 1) // 2), failed] + ahead_of_rest
+            return [SplitBatch(group.prs, split_limit(len(group.prs), config.depth)), failed] + ahead_of_rest
+        culprit = group.prs[0]
         detail = group_checks_detail(checks, branch, group.head_sha or "", view.queue.base_ref)
-        return [dequeue_action(group.prs[0], "checks_failed", detail), failed] + ahead_of_rest
+        suspects = tuple(pr for pr in view.batch_limits if pr != culprit)
+        clear = [ClearBatchLimits(suspects)] if suspects else []
+        return [dequeue_action(culprit, "checks_failed", detail), failed] + clear + ahead_of_rest
     started = group.tested_since or now
     if now - started >= config.ci_timeout:
         detail = group_timeout_detail(checks, branch, group.head_sha or "", config.ci_timeout)

@@ -157,7 +157,7 @@ class QueueConfig(_Section):
         description="`serial`: one PR at a time (update it, wait for CI on its head, merge). `groups`: PRs are merged in queue order into Fleet's own branches `fleet/queue/<base>/<id>`, up to `depth` of them tested at once, and the base is fast-forwarded to each group that passed; needs CI on `fleet/queue/**` pushes and `merge_method` merge or squash (with rebase, and when the base refuses Fleet's push, the queue runs serially and `fleet doctor` says why).",
     )
     depth: int = Field(3, ge=1, le=10, description="`mode: groups`: groups under test at once, each built on the one ahead.")
-    batch_size: int = Field(1, ge=1, le=20, description="`mode: groups`: PRs per group; a failed group of several is split in halves until the failing PR is found.")
+    batch_size: int = Field(1, ge=1, le=20, description="`mode: groups`: PRs per group; a failed group of several is split (into depth + 1 parts, tested as growing prefixes) until the failing PR is found.")
     retries: int = Field(0, ge=0, le=3, description="`mode: groups`: a failed group is built again (its checks re-run on a new commit) up to this many times before any PR in it is blamed, for flaky checks.")
 
     _timeout = field_validator("ci_timeout", mode="before")(_duration)

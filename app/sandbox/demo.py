@@ -28,12 +28,14 @@ exits 0 only when every task of the plan was done.
 CI on merge groups (``--queue-mode groups``; the default is ``serial``, see ``DemoOptions``;
 ``--depth`` and ``--batch-size`` set ``queue.depth`` and ``queue.batch_size``): a simulated
 failure stands for a broken change, so it sticks to the PR head it was drawn for. A group head fails when it contains a PR head that failed
-before and is still its PR's head; otherwise it fails with probability ``--failure-rate`` like any
-CI run, and then one of the PRs merged into that group (not those of the base or of the groups it
-was built on), drawn at random, is the culprit: a change that passes alone but breaks combined
-with the others. Every later group containing the culprit's head fails too, so Fleet's split of
-the group converges on it and dequeues it; its agent pushes a fix, and the PR's new head starts
-clean. Only PRs green on their own head join a group, so with ``--failure-rate 0`` no group fails.
+before and is still its PR's head; otherwise it fails with probability ``--group-failure-rate``
+(default 0.03: changes that pass alone seldom break together, and drawing a group's failure at the
+full ``--failure-rate`` on top of its PRs' own made groups look far worse than they are), and then
+one of the PRs merged into that group (not those of the base or of the groups it was built on),
+drawn at random, is the culprit: a change that passes alone but breaks combined with the others.
+Every later group containing the culprit's head fails too, so Fleet's split of the group converges
+on it and dequeues it; its agent pushes a fix, and the PR's new head starts clean. Only PRs green
+on their own head join a group, so with ``--group-failure-rate 0`` no group fails.
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class DemoOptions:
     agents: int = 8
     ci_seconds: float = 3.0
     failure_rate: float = 0.15
+    group_failure_rate: float = 0.03  # a merge group of PRs green alone fails (an interaction)
     lease: str = "30s"
     timeout: float = 600.0
     bind: str = "127.0.0.1:8000"
@@ -246,9 +249,11 @@ class SimulatedCI(threading.Thread):
     in progress at once, then success or failure after ``seconds``. A PR head fails with
     probability ``failure_rate``; a group head as the module docstring says ("CI on merge groups")."""
 
-    def __init__(self, sim, repo: str, seconds: float, failure_rate: float, tally: Tally, rng: random.Random):
+    def __init__(self, sim, repo: str, seconds: float, failure_rate: float, tally: Tally, rng: random.Random,
+                 group_failure_rate: float = 0.0):
         super().__init__(name="demo-ci", daemon=True)
         self.sim, self.repo, self.seconds, self.failure_rate = sim, repo, seconds, failure_rate
+        self.group_failure_rate = group_failure_rate
         self.tally, self.rng = tally, rng
         self.stopping = threading.Event()
         self.started_at: dict[str, float] = {}
@@ -311,7 +316,7 @@ class SimulatedCI(threading.Thread):
             current = {i.pull.head_sha for i in r.issues.values() if i.pull is not None and i.state == "open"}
             if self.failed_heads & current & contained:
                 return True, "contains a failing change"
-            if self.rng.random() >= self.failure_rate:
+            if self.rng.random() >= self.group_failure_rate:
                 return False, None
             # What the base and the groups this one was built on hold is not this group's own.
             below = [h for b, h in git.branches.items()
@@ -893,8 +898,8 @@ class DemoRun:
     # -- main --
     def run(self) -> dict:
         started = time.monotonic()
-        queue = (f"merge groups (depth {self.o.depth}, batch {self.o.batch_size})" if self.o.queue_mode == "groups"
-                 else "serial merge queue")
+        queue = (f"merge groups (depth {self.o.depth}, batch {self.o.batch_size}, a group failing "
+                 f"{self.o.group_failure_rate:.0%} by itself)" if self.o.queue_mode == "groups" else "serial merge queue")
         print(f"fleet demo: {self.o.agents} agents, CI {self.o.ci_seconds:g} s failing {self.o.failure_rate:.0%}, "
               f"lease {self.o.lease}, {queue}; database {self.o.database}, RQ queue {self.queue_name}; "
               f"Fleet's logs in {self.log_dir / 'fleet.log'}", flush=True)
@@ -914,7 +919,7 @@ class DemoRun:
         if self.o.race:
             self._fresh_budget()
         self.ci = SimulatedCI(self.sim, DEMO_REPO, self.o.ci_seconds, self.o.failure_rate, self.tally,
-                              random.Random(self.rng.random()))
+                              random.Random(self.rng.random()), self.o.group_failure_rate)
         self.ci.start()
         run_started = time.monotonic()
         self.run_started_wall = time.time()
