@@ -13,6 +13,7 @@ from app.gates import store as gate_store
 from app import db, runtime
 from app.gates import service as gate_service
 from app.queue import service as queue_service
+from app.queue.group_service import groups_mode
 from app.queue import store as queue_store
 from app.repos import registry as repositories
 from app.github.evidence import EvidenceRecorder
@@ -70,9 +71,11 @@ def _evaluate_gates(repo_id: int, pr_number: int, force: bool, fresh: bool, rech
         try:
             gh = runtime.repo_gateway(repo.installation_id, repo.full_name, evidence)
             place = queue_store.queue_place(conn, repo.id, repo.full_name, pr_number)
+            found = queue_store.active_entry(conn, repo.id, pr_number)
             pr, verdict, pending = gate_service.evaluate(
                 conn, gh, repo, pr_number, force=force, fresh=fresh, queue_place=place,
-                mergeable_pending_ok=recheck < len(MERGEABLE_RECHECKS))
+                mergeable_pending_ok=recheck < len(MERGEABLE_RECHECKS),
+                quiet_success=found is not None and groups_mode(conn, repo, found[0]))
             if pending:
                 enqueue_evaluation(repo.id, pr_number, pr.head_sha, delay=MERGEABLE_RECHECKS[recheck], fresh=True,
                                    recheck=recheck + 1)

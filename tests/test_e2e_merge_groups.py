@@ -258,6 +258,37 @@ def test_a_push_to_a_pr_in_a_group_rebuilds_without_the_stale_head(world, db_con
     assert group_heads(world) == {}
 
 
+def fleet_gates_on(world, sha: str) -> list[str | None]:
+    with world.sim.world.lock:
+        return [c.conclusion for c in sim_repo(world).check_runs if c.name == "fleet/gates" and c.head_sha == sha]
+
+
+def test_a_queued_prs_green_fleet_gates_is_recorded_not_written_until_it_leaves_the_queue(world, db_conn):
+    """In merge groups a queued PR's green ``fleet/gates`` would only echo what its group's checks
+    decide: it is recorded (the queue reads it), not written, a write per task saved. A PR that
+    leaves the queue without landing gets it written; ``/gates`` always writes."""
+    world.sim.add_user("alice", "write")
+    use_groups(world, depth=2)
+    prs = [open_task_pr(world, f"quiet{i}") for i in range(3)]
+    world.settle()
+    for number in prs:  # queued before their CI reports, as agents do
+        world.sim.comment(world.repo, number, "/queue", author="alice")
+    world.settle()
+    run_ci(world)
+    world.settle()
+    assert [g["prs"] for g in groups(db_conn)] == [[prs[0]], [prs[1]]]  # the recorded success let them in
+    heads = {n: pr_head(world, n) for n in prs}
+    assert all(fleet_gates_on(world, heads[n]) == [] for n in prs)
+    world.sim.comment(world.repo, prs[1], "/gates", author="alice")  # asked for: written
+    world.sim.comment(world.repo, prs[2], "/dequeue", author="alice")
+    drive(world)
+    assert {r["pr_number"]: r["outcome"] for r in queue_rows(db_conn)} == {
+        prs[0]: "merged", prs[1]: "merged", prs[2]: "user_request"}
+    assert fleet_gates_on(world, heads[prs[0]]) == []
+    assert fleet_gates_on(world, heads[prs[1]]) == ["success"]
+    assert fleet_gates_on(world, heads[prs[2]]) == ["success"]  # out of the queue: written
+
+
 def test_dequeue_of_a_pr_in_a_group_rebuilds_the_queue_without_it(world, db_conn):
     world.sim.add_user("alice", "write")
     use_groups(world, depth=2)

@@ -135,14 +135,19 @@ def read_snapshot(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number:
 
 # --- publishing fleet/gates ------------------------------------------------------------------
 
+QUIET = "quiet:"
+
+
 def needs_writing(known: gate_store.GateRun | None, verdict: GateVerdict, fields: CheckRunFields, *,
-                  force: bool = False) -> bool:
+                  force: bool = False, quiet_success: bool = False) -> bool:
     """Whether ``fleet/gates`` must be written: one run per head, created once the verdict is
     conclusive, or once every check on the head has finished and the gates still wait (a required
     check that never came says so); while CI runs the PR already shows it. Updated only when
     what a reader sees changes (``CheckRunFields.digest``); a writer's ``/gates`` always writes."""
     if force:
         return True
+    if known is not None and known.check_run_id is None and known.digest == QUIET + fields.digest:
+        return not quiet_success  # recorded, not written (``publish``): written once no longer queued
     if known is None or known.check_run_id is None:
         ci_finished = bool(verdict.checks) and all(c.state != "waiting" for c in verdict.checks)
         return fields.status == "completed" or ci_finished
@@ -151,10 +156,14 @@ def needs_writing(known: gate_store.GateRun | None, verdict: GateVerdict, fields
 
 @writing(WriteClass.QUEUE)
 def publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnapshot, verdict: GateVerdict, *,
-            force: bool = False, queue_place: tuple[int | None, int] | None = None) -> None:
+            force: bool = False, queue_place: tuple[int | None, int] | None = None,
+            quiet_success: bool = False) -> None:
     """Create or update ``fleet/gates`` on the head as ``needs_writing`` says; no request at all
     otherwise. ``queue_place``: the PR's (position, queue length) when it is queued, shown in the
     summary whenever the run is written (a move in the queue alone is not worth a write).
+    ``quiet_success``: a PR queued in merge groups, where its group's checks decide and its own
+    green run would only be an echo costing a write per task: a first run that would say success
+    is recorded, not written (failures and waits still are; ``/gates`` always writes).
 
     Serialised per (repo, head SHA) so two evaluations never create two runs.
     """
@@ -163,7 +172,10 @@ def publish(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, pr: PullSnaps
     with db.advisory_lock(runtime.settings().database_url, f"fleet-gates:{repo.id}:{verdict.head_sha}"):
         known = gate_store.gate_run(conn, repo.id, verdict.head_sha)
         run_id, digest = (known.check_run_id, known.digest) if known is not None else (None, None)
-        if needs_writing(known, verdict, fields, force=force):
+        quiet = quiet_success and not force and run_id is None and verdict.conclusion == "success"
+        if quiet:
+            digest = QUIET + fields.digest
+        elif needs_writing(known, verdict, fields, force=force):
             if run_id is not None:
                 gh.update_check_run(run_id, fields.update_payload())
             else:
@@ -187,15 +199,15 @@ def recorded_verdict(conn: psycopg.Connection, gh: RepoGateway, repo: Repo,
     return pr, evaluate_gates(pr, repo.config.gates)
 
 
-def _worth_reading(conn: psycopg.Connection, repo: Repo, verdict: GateVerdict) -> bool:
+def _worth_reading(conn: psycopg.Connection, repo: Repo, verdict: GateVerdict, quiet_success: bool) -> bool:
     """A recorded verdict is worth confirming on GitHub only when it could lead to a write."""
     known = gate_store.gate_run(conn, repo.id, verdict.head_sha)
-    return needs_writing(known, verdict, render_check_run(verdict))
+    return needs_writing(known, verdict, render_check_run(verdict), quiet_success=quiet_success)
 
 
 def evaluate(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int, *,
              force: bool = False, fresh: bool = False, queue_place: tuple[int | None, int] | None = None,
-             mergeable_pending_ok: bool = True,
+             mergeable_pending_ok: bool = True, quiet_success: bool = False,
              ) -> tuple[PullSnapshot | None, GateVerdict | None, bool]:
     """Evaluate the PR's gates and publish them; returns (PR, verdict, mergeability pending).
     Decided first on what webhooks recorded (no GitHub call): when that is still waiting, or
@@ -208,7 +220,7 @@ def evaluate(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int,
     of those tries, or a forced run) evaluates anyway, with the conflict gate waiting."""
     if not (force or fresh):
         recorded, verdict = recorded_verdict(conn, gh, repo, number)
-        if recorded is not None and verdict is not None and not _worth_reading(conn, repo, verdict):
+        if recorded is not None and verdict is not None and not _worth_reading(conn, repo, verdict, quiet_success):
             gate_store.note_waiting(conn, repo.id, verdict.head_sha, number)
             return recorded, None, False
     wait_for_mergeable = mergeable_pending_ok and not force
@@ -218,5 +230,5 @@ def evaluate(conn: psycopg.Connection, gh: RepoGateway, repo: Repo, number: int,
     if pr.mergeable is None and wait_for_mergeable:
         return pr, None, True
     verdict = evaluate_gates(pr, repo.config.gates)
-    publish(conn, gh, repo, pr, verdict, force=force, queue_place=queue_place)
+    publish(conn, gh, repo, pr, verdict, force=force, queue_place=queue_place, quiet_success=quiet_success)
     return pr, verdict, False

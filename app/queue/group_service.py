@@ -172,7 +172,10 @@ class GroupStepper:
             return
         entry = transition(entry, action, self.now())
         if queue_store.finish_entry(self.conn, self.repo.id, entry, self.now(), action.reason_code, action.message):
-            effects.announce_dequeue(self.conn, self.gh, self.repo, action, entry, view.pulls.get(action.pr))
+            pr = view.pulls.get(action.pr)
+            effects.announce_dequeue(self.conn, self.gh, self.repo, action, entry, pr)
+            if pr is not None:  # its green fleet/gates was only recorded while it was queued
+                enqueue.enqueue_evaluation(self.repo.id, pr.number, pr.head_sha)
 
     def _mark_merged(self, view: GroupsView, action: MarkMerged) -> None:
         entry = view.queue.entry(action.pr)

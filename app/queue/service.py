@@ -120,6 +120,8 @@ def _apply_command(ctx: EventScope, repo: Repo, pr: PullSnapshot, actions, actor
             if found:
                 queue_store.finish_entry(ctx.conn, repo.id, transition(found[1], action, now), now,
                                          action.reason_code, action.message)
+                # In merge groups its green fleet/gates was only recorded while queued: write it now.
+                ctx.defer(lambda: enqueue.enqueue_evaluation(repo.id, pr.number, pr.head_sha))
             label = repo.config.queue.label
             if found and label and label.lower() in (name.lower() for name in pr.labels):
                 ctx.github(repo.full_name).remove_label(pr.number, label)
