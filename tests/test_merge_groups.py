@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from app.gates.rules import GateResult, PullSnapshot
 from app.queue.groups import (
     AnnounceLanded, ClosePull, LandedPull, BuildGroup, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupLanded, GroupsView, LandGroup, QueueGroup,
-    ClearBatchLimits, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, split_limit,
+    ClearBatchLimits, RetryGroup, SplitBatch, WaitForBatch, decide_groups, decide_land_result, group_branch, split_limit,
 )
 from app.queue.state import CloseLinkedTasks, Dequeue, MarkMerged, QueueEntry, QueueSnapshot
 from app.repos.config import QueueConfig
@@ -95,6 +95,28 @@ def test_a_split_limit_caps_the_group_and_keeps_queue_order():
     assert actions == [BuildGroup((1,), (head(1),), None)]
     actions = decide_groups(view(prs=(2, 3, 4), batch_limits={2: 1, 3: 1}), config(batch_size=4), NOW)
     assert actions == [BuildGroup((2,), (head(2),), None)]
+
+
+def test_batch_wait_holds_a_small_group_while_another_is_under_test():
+    """queue.batch_wait 10s, batch 4: PR 2 alone waits for company until the group ahead has been
+    under test 10 s; then it goes alone. A full batch, or an idle queue, builds at once."""
+    wait = timedelta(seconds=10)
+    ahead = group(10, (1,), tested_since=NOW - timedelta(seconds=4))
+    small = view(prs=(1, 2), groups=[ahead], first_checks=WAITING)
+    assert decide_groups(small, config(batch_size=4, batch_wait=wait), NOW) == [WaitForBatch(NOW + timedelta(seconds=6))]
+    later = replace_group(ahead, tested_since=NOW - timedelta(seconds=11))
+    assert decide_groups(view(prs=(1, 2), groups=[later], first_checks=WAITING), config(batch_size=4, batch_wait=wait),
+                         NOW) == [BuildGroup((2,), (head(2),), 10)]
+    full = view(prs=(1, 2, 3, 4, 5), groups=[ahead], first_checks=WAITING)
+    assert decide_groups(full, config(batch_size=4, batch_wait=wait), NOW)[-1].prs == (2, 3, 4, 5)
+    assert decide_groups(view(prs=(2,)), config(batch_size=4, batch_wait=wait), NOW) == [BuildGroup((2,), (head(2),), None)]
+    assert decide_groups(small, config(batch_size=4), NOW) == [BuildGroup((2,), (head(2),), 10)]  # default: at once
+
+
+def replace_group(g: QueueGroup, **changes) -> QueueGroup:
+    from dataclasses import replace
+
+    return replace(g, **changes)
 
 
 def test_prs_that_merged_closed_or_moved_elsewhere_leave_the_queue_when_it_builds():

@@ -122,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed, json_path=Path(args.json) if args.json else None, real_limits=args.real_limits,
         writes_per_minute=args.writes_per_minute, writes_per_hour=args.writes_per_hour, race=args.race, spent_budget=args.spent_budget,
         verdict_timeout=args.verdict_timeout,
-        queue_mode=args.queue_mode, depth=args.depth, batch_size=args.batch_size,
+        queue_mode=args.queue_mode, depth=args.depth, batch_size=args.batch_size, batch_wait=args.batch_wait,
     ))
 
 
@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --queue-mode groups: queue.depth, groups under test at once (default 3)")
     demo.add_argument("--batch-size", type=int, default=1, metavar="N",
                       help="with --queue-mode groups: queue.batch_size, PRs per group (default 1)")
+    demo.add_argument("--batch-wait", default="0s", metavar="DURATION",
+                      help="with --queue-mode groups: queue.batch_wait, how long a small group waits for company "
+                           "while another is under test (default 0s)")
     replay = add("replay", cmd_replay, "Re-run a stored webhook delivery through its handler.")
     replay.add_argument("delivery_id", metavar="DELIVERY_ID", help="the X-GitHub-Delivery GUID")
     sync = add("sync", cmd_sync, "Backfill a repository's state from GitHub's REST API.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -30,7 +30,7 @@ from app.queue import group_store
 from app.queue import store as queue_store
 from app.queue.groups import (
     AnnounceLanded, BuildGroup, ClosePull, DeleteGroupBranch, EndGroups, FallBackToSerial, GroupAction, GroupLanded, GroupsView,
-    ClearBatchLimits, LandGroup, QueueGroup, RetryGroup, SplitBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
+    ClearBatchLimits, LandGroup, QueueGroup, RetryGroup, SplitBatch, WaitForBatch, decide_groups, decide_land_result, group_branch, group_pr_conflict,
     group_trouble,
 )
 from app.queue.messages import commit_message, commit_title, dequeue_action, short_sha
@@ -132,6 +132,8 @@ class GroupStepper:
                 group_store.set_batch_limit(self.conn, self.repo.id, action.prs, action.limit)
             elif isinstance(action, ClearBatchLimits):
                 group_store.set_batch_limit(self.conn, self.repo.id, action.prs, None)
+            elif isinstance(action, WaitForBatch):
+                enqueue.enqueue_step(self.repo.id, self.base_ref, delay=max(action.until - self.now(), timedelta(0)))
             elif isinstance(action, RetryGroup):
                 group_store.count_retry(self.conn, self.repo.id, action.prs)
             elif isinstance(action, Dequeue):

@@ -151,6 +151,13 @@ class RetryGroup:
 
 
 @dataclass(frozen=True)
+class WaitForBatch:
+    """``queue.batch_wait``: the next group would be smaller than ``batch_size`` while another is
+    under test; decide again at ``until`` (or when something happens first)."""
+    until: datetime
+
+
+@dataclass(frozen=True)
 class DeleteGroupBranch:
     group: int
 
@@ -182,7 +189,8 @@ class FallBackToSerial:
     reason: str
 
 
-GroupAction = Union[BuildGroup, LandGroup, EndGroups, SplitBatch, ClearBatchLimits, RetryGroup, DeleteGroupBranch, GroupLanded,
+GroupAction = Union[BuildGroup, LandGroup, EndGroups, SplitBatch, ClearBatchLimits, RetryGroup, WaitForBatch,
+                    DeleteGroupBranch, GroupLanded,
                     AnnounceLanded, ClosePull, FallBackToSerial, Dequeue, MarkMerged, CloseLinkedTasks]
 
 
@@ -213,7 +221,7 @@ def decide_groups(view: GroupsView, config: QueueConfig, now: datetime) -> list[
                     break  # the first group failed: every group behind it was ended too
         kept.append(group)
     done = {a.pr for a in actions if isinstance(a, (Dequeue, MarkMerged))}
-    return actions + _build_next(view, kept, done, config, _limits_after(view.batch_limits, actions))
+    return actions + _build_next(view, kept, done, config, _limits_after(view.batch_limits, actions), now)
 
 
 def split_limit(size: int, depth: int) -> int:
@@ -311,7 +319,7 @@ def _judge_first(group: QueueGroup, view: GroupsView, config: QueueConfig, now: 
 
 
 def _build_next(view: GroupsView, kept: list[QueueGroup], dequeued: set[int],
-                config: QueueConfig, limits: Mapping[int, int]) -> list[GroupAction]:
+                config: QueueConfig, limits: Mapping[int, int], now: datetime) -> list[GroupAction]:
     """End what the record says can no longer merge, then one new group of the next eligible
     PRs in queue order, if there is room. A PR whose gates still wait does not hold up the PRs
     behind it."""
@@ -343,6 +351,10 @@ def _build_next(view: GroupsView, kept: list[QueueGroup], dequeued: set[int],
         cap = limit
         batch.append(pr)
         full = len(batch) >= cap
+    if batch and len(batch) < cap and kept and config.batch_wait:
+        since = kept[-1].tested_since
+        if since is not None and now < since + config.batch_wait:
+            return actions + [WaitForBatch(since + config.batch_wait)]
     if batch:
         actions.append(BuildGroup(tuple(p.number for p in batch), tuple(p.head_sha for p in batch),
                                   kept[-1].id if kept else None))

@@ -30,6 +30,13 @@ def _duration(value: object) -> timedelta:
     return parse_duration(value)  # type: ignore[arg-type]
 
 
+def _duration_or_zero(value: object) -> timedelta:
+    """A duration where zero means "not at all" (``0``, ``0s``)."""
+    if (not isinstance(value, bool) and value in (0, 0.0)) or (isinstance(value, str) and value.strip().lower() in ("0", "0s")):
+        return timedelta(0)
+    return _duration(value)
+
+
 # The label on a repository's status issue (app/status/service.py): never a task.
 STATUS_LABEL_NAME = "fleet:status"
 
@@ -158,9 +165,14 @@ class QueueConfig(_Section):
     )
     depth: int = Field(3, ge=1, le=10, description="`mode: groups`: groups under test at once, each built on the one ahead.")
     batch_size: int = Field(1, ge=1, le=20, description="`mode: groups`: PRs per group; a failed group of several is split (into depth + 1 parts, tested as growing prefixes) until the failing PR is found.")
+    batch_wait: timedelta = Field(
+        timedelta(0),
+        description="`mode: groups`: while a group is under test, wait up to this long after it started for more PRs before building a group smaller than `batch_size` (a group costs three writes of its own: branch, fast-forward, deletion). 0: build at once.",
+    )
     retries: int = Field(0, ge=0, le=3, description="`mode: groups`: a failed group is built again (its checks re-run on a new commit) up to this many times before any PR in it is blamed, for flaky checks.")
 
     _timeout = field_validator("ci_timeout", mode="before")(_duration)
+    _wait = field_validator("batch_wait", mode="before")(_duration_or_zero)
 
     def groups_refused(self) -> str | None:
         """Why this configuration runs the queue serially, or None when it asks for merge groups

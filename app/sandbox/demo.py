@@ -95,6 +95,7 @@ class DemoOptions:
     queue_mode: str = "serial"
     depth: int = 3  # queue.depth (groups)
     batch_size: int = 1  # queue.batch_size (groups)
+    batch_wait: str = "0s"  # queue.batch_wait (groups)
 
 
 def parse_duration_seconds(text: str) -> float:
@@ -109,13 +110,15 @@ def parse_duration_seconds(text: str) -> float:
     return sum(float(n) * unit[u] for n, u in parts)
 
 
-def fleet_yml(lease: str, queue_mode: str = "serial", depth: int = 3, batch_size: int = 1) -> str:
+def fleet_yml(lease: str, queue_mode: str = "serial", depth: int = 3, batch_size: int = 1,
+              batch_wait: str = "0s") -> str:
     queue = ""
     if queue_mode == "groups":
         queue = ("  mode: groups  # PRs tested together in fleet/queue/main/<id>; CI runs there too\n"
                  "  merge_method: merge  # each PR's head merged into the group branch as it is\n"
                  f"  depth: {depth}\n"
-                 f"  batch_size: {batch_size}\n")
+                 f"  batch_size: {batch_size}\n"
+                 f"  batch_wait: {batch_wait}\n")
     return (
         "# Written by `fleet demo`.\n"
         "claims:\n"
@@ -701,7 +704,8 @@ class DemoRun:
         for login in self.agent_logins:
             self.sim.add_user(login, "write")
         self.sim.set_file(DEMO_REPO, ".github/fleet.yml",
-                          fleet_yml(self.o.lease, self.o.queue_mode, self.o.depth, self.o.batch_size),
+                          fleet_yml(self.o.lease, self.o.queue_mode, self.o.depth, self.o.batch_size,
+                                    self.o.batch_wait),
                           message="Configure Fleet for the demo")
         runtime.configure(load_settings(self._setup_env(env)))
         self.log_file = (self.log_dir / "fleet.log").open("w")
@@ -898,7 +902,7 @@ class DemoRun:
     # -- main --
     def run(self) -> dict:
         started = time.monotonic()
-        queue = (f"merge groups (depth {self.o.depth}, batch {self.o.batch_size}, a group failing "
+        queue = (f"merge groups (depth {self.o.depth}, batch {self.o.batch_size}, wait {self.o.batch_wait}, a group failing "
                  f"{self.o.group_failure_rate:.0%} by itself)" if self.o.queue_mode == "groups" else "serial merge queue")
         print(f"fleet demo: {self.o.agents} agents, CI {self.o.ci_seconds:g} s failing {self.o.failure_rate:.0%}, "
               f"lease {self.o.lease}, {queue}; database {self.o.database}, RQ queue {self.queue_name}; "
@@ -1191,7 +1195,8 @@ def _queue_options_error(options: DemoOptions) -> str | None:
     from app.repos.config import QueueConfig
 
     try:
-        QueueConfig(mode=options.queue_mode, depth=options.depth, batch_size=options.batch_size)
+        QueueConfig(mode=options.queue_mode, depth=options.depth, batch_size=options.batch_size,
+                    batch_wait=options.batch_wait)
     except ValidationError as exc:
         error = exc.errors()[0]
         return f"queue.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
