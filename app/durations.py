@@ -8,10 +8,11 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(text: str | int | float) -> timedelta:
+def parse_duration(text: str | int | float, *, allow_zero: bool = False) -> timedelta:
     """Parse ``30s`` / ``90m`` / ``4h`` / ``1h30m`` (or a number of seconds) into a timedelta.
 
-    Raises ValueError with the offending text when it is not a positive duration.
+    Raises ValueError with the offending text when it is not a positive duration (zero passes
+    with ``allow_zero``: a wait that may be switched off).
     """
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 90m, 4h, 1h30m)")
@@ -35,7 +36,7 @@ def parse_duration(text: str | int | float) -> timedelta:
     except (OverflowError, ValueError):
         raise ValueError(f"duration out of range: {text!r}") from None
     # Checked on the timedelta: a positive float below a microsecond rounds to zero.
-    if delta <= timedelta(0):
+    if delta < timedelta(0) or (delta == timedelta(0) and not allow_zero):
         raise ValueError(f"duration must be positive: {text!r}")
     return delta
 

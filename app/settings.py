@@ -13,6 +13,7 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/fleet"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_QUEUE = "fleet"
 # A stored delivery GUID is what makes a redelivery a no-op, and GitHub redelivers for up to
 # 3 days (7 on Enterprise Server): deliveries are kept at least that long.
 MIN_RETENTION_DAYS = 7
@@ -31,7 +32,7 @@ class Settings:
     private_key: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
-    queue_name: str = "fleet"
+    queue_name: str = DEFAULT_QUEUE
     log_level: str = "INFO"
     log_format: str = "json"
     bot_login: str | None = None
@@ -145,7 +146,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     log_format = (env.get("FLEET_LOG_FORMAT") or ("console" if _stderr_is_terminal() else "json")).lower()
     if log_format not in {"json", "console"}:
         raise SettingsError("FLEET_LOG_FORMAT must be json or console")
-    queue = env.get("FLEET_QUEUE", "fleet").strip()
+    queue = env.get("FLEET_QUEUE", DEFAULT_QUEUE).strip()
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", queue):
         raise SettingsError("FLEET_QUEUE must be 1-64 letters, digits or _.:-")
     return Settings(

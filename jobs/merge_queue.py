@@ -82,14 +82,14 @@ def _evaluate_gates(repo_id: int, pr_number: int, force: bool, fresh: bool, rech
                 return "mergeable_pending"
             if pr is None or verdict is None:
                 return None
-            _after_verdict(conn, gh, repo, pr, verdict)
+            _after_verdict(conn, gh, repo, pr, verdict, found)
             return verdict.conclusion
         finally:
             evidence.close()
 
 
-def _after_verdict(conn, gh: RepoGateway, repo, pr, verdict: GateVerdict) -> None:
-    found = queue_store.active_entry(conn, repo.id, pr.number)
+def _after_verdict(conn, gh: RepoGateway, repo, pr, verdict: GateVerdict, found) -> None:
+    """``found``: the PR's active queue entry (base, entry), read before the evaluation."""
     if found is not None:
         enqueue_step(repo.id, found[0])
     elif repo.config.queue.auto and verdict.is_green_for(pr.head_sha):

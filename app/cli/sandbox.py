@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,6 +45,7 @@ class SimulatorClient:
 
     def __init__(self, sandbox: RunningSandbox) -> None:
         self.base = sandbox.simulator_url.rstrip("/")
+        self._tokens: dict[str, str] = {}
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -64,7 +66,9 @@ class SimulatorClient:
     def token(self, login: str) -> str:
         """A user token acting as ``login`` (a login the simulator has not seen becomes a user
         without access: an outsider)."""
-        return self.call("POST", f"/_sim/users/{urllib.parse.quote(login)}/token")["token"]
+        if login not in self._tokens:
+            self._tokens[login] = self.call("POST", f"/_sim/users/{urllib.parse.quote(login)}/token")["token"]
+        return self._tokens[login]
 
     def rest(self, method: str, path: str, body: Any = None, login: str | None = None) -> Any:
         return self.call(method, path, body, self.token(login) if login else None)
@@ -112,8 +116,7 @@ def cmd_push(args: argparse.Namespace, sandbox: RunningSandbox, sim: SimulatorCl
     files: dict[str, str | None] = dict(_file_change(item) for item in args.files)
     files.update({path: None for path in args.delete})
     if not files:  # each push is a new commit, as an agent's would be
-        files = {f"work/{args.branch.replace('/', '-')}.txt": f"pushed by {args.as_login}\n"
-                 f"{_push_counter(sim, args)}\n"}
+        files = {f"work/{args.branch.replace('/', '-')}.txt": f"pushed by {args.as_login} at {time.time_ns()}\n"}
     body = {"branch": args.branch, "files": files, "author": args.as_login,
             "message": args.message or f"Work on {args.branch}"}
     sha = sim.call("POST", f"/_sim/repos/{args.repo}/push", body)["sha"]
@@ -132,16 +135,6 @@ def _file_change(item: str) -> tuple[str, str]:
         except OSError as exc:
             raise SandboxError(f"cannot read {text[1:]}: {exc.strerror}") from None
     return path, text
-
-
-def _push_counter(sim: SimulatorClient, args: argparse.Namespace) -> str:
-    """Something new for a push without files: the branch's current head (none yet: 'new')."""
-    try:
-        ref = sim.rest("GET", f"/repos/{args.repo}/git/ref/heads/{urllib.parse.quote(args.branch)}",
-                       login=args.as_login)
-    except SandboxError:
-        return "new"
-    return "after " + ref["object"]["sha"]
 
 
 def cmd_pr(args: argparse.Namespace, sandbox: RunningSandbox, sim: SimulatorClient) -> int:

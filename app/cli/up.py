@@ -69,7 +69,7 @@ def _start_sandbox(env: dict[str, str]):
     sim = start_simulator(env)
     sim.create_repo(SANDBOX_REPO)
     sim.set_file(SANDBOX_REPO, ".github/fleet.yml", SANDBOX_CONFIG, message="Configure Fleet for the sandbox")
-    for login in ("agent-a", "agent-b", "maintainer"):
+    for login in (SANDBOX_AGENT, "agent-b", "maintainer"):
         sim.add_user(login, "admin" if login == "maintainer" else "write")
     return sim
 

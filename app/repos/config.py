@@ -31,10 +31,10 @@ def _duration(value: object) -> timedelta:
 
 
 def _duration_or_zero(value: object) -> timedelta:
-    """A duration where zero means "not at all" (``0``, ``0s``)."""
-    if (not isinstance(value, bool) and value in (0, 0.0)) or (isinstance(value, str) and value.strip().lower() in ("0", "0s")):
-        return timedelta(0)
-    return _duration(value)
+    """A duration where zero means "not at all"."""
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value, allow_zero=True)  # type: ignore[arg-type]
 
 
 # The label on a repository's status issue (app/status/service.py): never a task.

@@ -13,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from app.settings import DEFAULT_QUEUE
+
 # The variables ``fleet up`` set for its children, which the commands beside it adopt.
 ADOPTED = ("GITHUB_API_URL", "GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET",
            "DATABASE_URL", "FLEET_QUEUE", "FLEET_SANDBOX", "FLEET_WRITES_PER_MINUTE", "FLEET_WRITES_PER_HOUR")
@@ -36,7 +38,7 @@ def sandbox_file(env: dict[str, str] | None = None) -> Path:
     if explicit:
         return Path(explicit)
     state = env.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local" / "state")
-    queue = env.get("FLEET_QUEUE", "").strip() or "fleet"
+    queue = env.get("FLEET_QUEUE", "").strip() or DEFAULT_QUEUE
     return Path(state) / "fleet" / f"sandbox-{queue}.json"
 
 
