@@ -60,24 +60,31 @@ def parse_marker(comment_body: str | None) -> dict[str, Any] | None:
     if not comment_body:
         return None
     # Linear in the body: a lazy ``<!--\s*fleet:(.*?)\s*-->`` rescans to the end from every
-    # unclosed opener. Once no ``-->`` follows, no later marker can close either.
+    # unclosed opener. Each ``-->`` closes the last opener before it (an earlier one, e.g. a user's
+    # pasted ``<!--fleet:`` quoted in the reply, would swallow the real marker), and each stretch
+    # of text is searched once forwards and once backwards.
     text = comment_body[:MAX_BODY_CHARS]
-    start = text.find("<!--")
-    while start != -1:
-        opening = _MARKER_OPEN.match(text, start)
-        if opening is None:
-            start = text.find("<!--", start + 4)
-            continue
-        close = text.find("-->", opening.end())
-        if close == -1:
-            return None
-        try:
-            data = json.loads(text[opening.end():close])
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            return data
-        start = text.find("<!--", close + 3)
+    pos = 0
+    while (close := text.find("-->", pos)) != -1:
+        opening = _last_opener(text, pos, close)
+        if opening is not None:
+            try:
+                data = json.loads(text[opening:close])
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                return data
+        pos = close + 3
+    return None
+
+
+def _last_opener(text: str, start: int, end: int) -> int | None:
+    """Where the data of the last marker opener in ``text[start:end]`` begins, if there is one."""
+    at = text.rfind("<!--", start, end)
+    while at != -1:
+        if (opening := _MARKER_OPEN.match(text, at, end)) is not None:
+            return opening.end()
+        at = text.rfind("<!--", start, at)
     return None
 
 

@@ -85,6 +85,14 @@ def test_parse_marker_rejects_non_markers(body: str | None) -> None:
     assert replies.parse_marker(body) is None
 
 
+def test_a_quoted_unclosed_opener_does_not_hide_the_marker_after_it() -> None:
+    """Found by the hostile-input property: a reason quoting ``<!--fleet:A`` swallowed the real
+    marker, whose ``-->`` closed the user's opener instead."""
+    body = replies.reply("`alice` cannot claim #12 (`<!--fleet:A`).", {"result": "refused", "command": "claim"})
+    assert replies.parse_marker(body) == {"command": "claim", "result": "refused"}
+    assert replies.parse_marker("<!-- fleet:{ <!-- x --> <!-- fleet:{\"a\":1} -->") == {"a": 1}
+
+
 def test_parse_marker_takes_the_first_valid_one() -> None:
     body = '<!-- fleet:oops -->\n<!-- fleet:{"a":1} -->\n<!-- fleet:{"a":2} -->'
     assert replies.parse_marker(body) == {"a": 1}
