@@ -534,3 +534,15 @@ CREATE TABLE IF NOT EXISTS queue_serial_fallbacks (
     since     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (repo_id, base_ref)
 );
+
+-- migrate: 0016 delivery lanes
+-- Deliveries are drained per lane (their repository; 0 for none) by one job at a time, oldest
+-- first (jobs/process.py drain_lane): this index serves the drain's "what is due in my lane".
+CREATE INDEX IF NOT EXISTS deliveries_lane ON deliveries ((coalesce(repo_id, 0)), received_at, id)
+    WHERE status IN ('received', 'queued', 'deferred', 'failed');
+-- Payloads are stored as GitHub sent them, up to thousands a second in a burst: lz4 compresses
+-- them at a fraction of pglz's cost (a server built without lz4 keeps pglz).
+DO $$ BEGIN
+    ALTER TABLE deliveries ALTER COLUMN payload SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL;
+END $$;

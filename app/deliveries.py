@@ -2,22 +2,63 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, event, action, installation_id, repo_id, repo_full_name, payload)
-VALUES (%(id)s, %(event)s, %(action)s, %(installation_id)s, %(repo_id)s, %(repo_full_name)s, %(payload)s)
+VALUES (%(id)s, %(event)s, %(action)s, %(installation_id)s, %(repo_id)s, %(repo_full_name)s, %(payload)s::jsonb)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 
-MARK_QUEUED = """
-UPDATE deliveries SET status = 'queued', enqueued_at = now()
-WHERE id = %s AND status IN ('received', 'failed', 'deferred')
+INSERT_MANY = """
+INSERT INTO deliveries (id, event, action, installation_id, repo_id, repo_full_name, payload)
+VALUES {rows}
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+# Deliveries are processed in lanes: one per repository (lane 0: deliveries about no repository,
+# e.g. installation events). One drain job at a time works through a lane in order
+# (jobs/process.py), so a busy repository costs one job, not one per delivery.
+LANE = "coalesce(repo_id, 0)"
+
+# A lane's runnable deliveries, oldest first: waiting, deferred (the drain stops at one whose time
+# has not come: later ones wait behind it), or failed with attempts left and its back-off over.
+DUE_IN_LANE = f"""
+SELECT id, event, action, installation_id, repo_id, repo_full_name, payload, status,
+       extract(epoch FROM not_before) AS not_before
+FROM deliveries
+WHERE {LANE} = %(lane)s
+  AND attempts < %(max_attempts)s
+  AND (status IN ('received', 'queued', 'deferred')
+       OR (status = 'failed' AND coalesce(not_before, received_at) <= to_timestamp(%(now)s)))
+ORDER BY received_at, id
+LIMIT %(limit)s
+"""
+
+# Whether a lane has anything its drain would run now (checked after a drain lets go of it).
+LANE_HAS_DUE = f"""
+SELECT EXISTS (SELECT 1 FROM deliveries
+               WHERE {LANE} = %(lane)s AND (status IN ('received', 'queued')
+                     OR (status IN ('deferred', 'failed') AND attempts < %(max_attempts)s
+                         AND coalesce(not_before, received_at) <= to_timestamp(%(now)s)))) AS due
+"""
+
+# A run starting (the counterpart of START_PROCESSING when the drain already holds the row).
+START_RUN = """
+UPDATE deliveries SET status = 'processing', attempts = attempts + 1, started_at = now()
+WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked') AND attempts < %(max_attempts)s
+RETURNING attempts + deferrals AS runs
+"""
+
+# The sweeper found these queued or started long ago and never finished (their worker died):
+# waiting again, so their lane's drain picks them up.
+RELEASE_STUCK = """
+UPDATE deliveries SET status = 'received' WHERE id = ANY(%s) AND status IN ('queued', 'processing')
 """
 
 # Every run of a delivery counts, whoever started it (RQ's retry, the sweeper, a redelivery):
@@ -33,13 +74,16 @@ FINISH = """
 UPDATE deliveries SET status = %s, processed_at = now(), last_error = %s WHERE id = %s
 """
 
-# A failure with attempts left may be retried; the one that used the last attempt parks it.
+# A failure with attempts left is retried after a back-off (RETRY_AFTER_SECONDS, by attempt);
+# the one that used the last attempt parks it.
 FAIL = """
 UPDATE deliveries
 SET status = CASE WHEN attempts >= %(max_attempts)s THEN 'parked' ELSE 'failed' END,
     parked_at = CASE WHEN attempts >= %(max_attempts)s THEN now() END,
+    not_before = now() + make_interval(secs => (%(backoff)s::float8[])[least(greatest(attempts, 1), %(steps)s)]),
     last_error = %(error)s
 WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked')
+RETURNING status, extract(epoch FROM not_before) AS not_before
 """
 
 PARK = """
@@ -69,7 +113,7 @@ WHERE (status = 'received' AND received_at < now() - make_interval(secs => %(gra
    OR (status IN ('queued', 'processing') AND attempts < %(max_attempts)s
        AND coalesce(started_at, enqueued_at, received_at) < now() - make_interval(secs => %(stuck)s))
    OR (status = 'failed' AND attempts < %(max_attempts)s
-       AND coalesce(started_at, received_at) < now() - make_interval(secs => %(grace)s))
+       AND coalesce(not_before, started_at, received_at) < now() - make_interval(secs => %(grace)s))
 ORDER BY received_at
 LIMIT %(limit)s
 """
@@ -110,16 +154,12 @@ WHERE me.id = %(id)s AND d.repo_id = me.repo_id AND d.status = 'deferred'
   AND (d.received_at, d.id) < (me.received_at, me.id)
 """
 
-# The oldest deferred delivery of a repository, when it waits only for the order (behind one
-# deferred for budget that has now run): it may run at once instead of at its scheduled time.
-NEXT_BEHIND = """
-SELECT id, last_error FROM deliveries WHERE repo_id = %s AND status = 'deferred'
-ORDER BY received_at, id LIMIT 1
-"""
 WAITING_BEHIND_REASON = "waiting behind an older deferred delivery"
 
 # Runs of one delivery, counting the ones a dying worker never finished; then it is parked.
 MAX_ATTEMPTS = 5
+# Seconds before a failed delivery is tried again, after its first, second, third... failure.
+RETRY_AFTER_SECONDS = (2.0, 10.0, 60.0, 60.0)
 MAX_ERROR_CHARS = 4000
 STATUSES = ("received", "queued", "processing", "processed", "ignored", "failed", "parked", "deferred")
 
@@ -138,6 +178,11 @@ class Delivery:
     attempts: int = 0
 
     @property
+    def lane(self) -> int:
+        """The drain lane: the repository id, 0 for deliveries about no repository."""
+        return self.repo_id or 0
+
+    @property
     def key(self) -> str:
         """The routing key, ``event.action`` (or just ``event`` for action-less events)."""
         return f"{self.event}.{self.action}" if self.action else self.event
@@ -154,8 +199,9 @@ def describe(event: str, delivery_id: str, payload: dict[str, Any]) -> Delivery:
     return Delivery(delivery_id, event, action, inst_id, repo_id, full_name, payload)
 
 
-def store(conn: psycopg.Connection, delivery: Delivery) -> bool:
-    """Insert the delivery; False when this GUID was stored before (a redelivery or duplicate)."""
+def store(conn: psycopg.Connection, delivery: Delivery, text: str | None = None) -> bool:
+    """Insert the delivery; False when this GUID was stored before (a redelivery or duplicate).
+    ``text``: the payload's JSON as received (saves encoding it again)."""
     row = conn.execute(
         INSERT_DELIVERY,
         {
@@ -165,19 +211,61 @@ def store(conn: psycopg.Connection, delivery: Delivery) -> bool:
             "installation_id": delivery.installation_id,
             "repo_id": delivery.repo_id,
             "repo_full_name": delivery.repo_full_name,
-            "payload": Jsonb(delivery.payload, dumps=_dumps),
+            "payload": _storable(json.dumps(delivery.payload) if text is None else text),
         },
     ).fetchone()
     return row is not None
 
 
-def _dumps(value: Any) -> str:
+_ROW = "(%s, %s, %s, %s, %s, %s, %s::jsonb)"
+
+
+def store_many(conn: psycopg.Connection, items: list[tuple[Delivery, str]]) -> set[str]:
+    """Insert deliveries (with their payloads' JSON text) in one statement; the ids that were new.
+    One bad payload fails them all (``psycopg.errors.DataError``): store those one by one."""
+    sql = INSERT_MANY.format(rows=", ".join([_ROW] * len(items)))
+    params = [value for delivery, text in items for value in (
+        delivery.id, delivery.event, delivery.action, delivery.installation_id, delivery.repo_id,
+        delivery.repo_full_name, _storable(text))]
+    return {row["id"] for row in conn.execute(sql, params).fetchall()}
+
+
+def _storable(text: str) -> str:
     # Postgres jsonb rejects \u0000; GitHub payloads can carry it in user text.
-    return json.dumps(value).replace("\\u0000", "\\ufffd")
+    return text.replace("\\u0000", "\\ufffd")
 
 
-def mark_queued(conn: psycopg.Connection, delivery_id: str) -> None:
-    conn.execute(MARK_QUEUED, (delivery_id,))
+@dataclass(frozen=True)
+class Due:
+    """A delivery a lane's drain may run, with what decides whether it runs now."""
+
+    delivery: Delivery
+    status: str
+    not_before: float | None
+
+
+def due_in_lane(conn: psycopg.Connection, lane: int, limit: int, now: float) -> list[Due]:
+    """Up to ``limit`` runnable deliveries of ``lane`` at ``now`` (epoch seconds), oldest first."""
+    rows = conn.execute(DUE_IN_LANE, {"lane": lane, "limit": limit, "max_attempts": MAX_ATTEMPTS,
+                                      "now": now}).fetchall()
+    return [Due(Delivery(r["id"], r["event"], r["action"], r["installation_id"], r["repo_id"], r["repo_full_name"],
+                         r["payload"]), r["status"], float(r["not_before"]) if r["not_before"] is not None else None)
+            for r in rows]
+
+
+def lane_has_due(conn: psycopg.Connection, lane: int, now: float) -> bool:
+    return bool(conn.execute(LANE_HAS_DUE, {"lane": lane, "max_attempts": MAX_ATTEMPTS, "now": now}).fetchone()["due"])
+
+
+def start_run(conn: psycopg.Connection, delivery: Delivery) -> Delivery | None:
+    """Count a run of a delivery the drain already read; None when it may not run (finished,
+    parked or out of attempts)."""
+    row = conn.execute(START_RUN, {"id": delivery.id, "max_attempts": MAX_ATTEMPTS}).fetchone()
+    return None if row is None else replace(delivery, attempts=row["runs"])
+
+
+def release_stuck(conn: psycopg.Connection, delivery_ids: list[str]) -> None:
+    conn.execute(RELEASE_STUCK, (delivery_ids,))
 
 
 def start_processing(conn: psycopg.Connection, delivery_id: str) -> Delivery | None:
@@ -196,9 +284,12 @@ def finish(conn: psycopg.Connection, delivery_id: str, status: str, note: str | 
     conn.execute(FINISH, (status, note, delivery_id))
 
 
-def fail(conn: psycopg.Connection, delivery_id: str, error: str) -> None:
-    """Record a failed run: retried later while attempts are left, parked by the last one."""
-    conn.execute(FAIL, {"error": error[:MAX_ERROR_CHARS], "id": delivery_id, "max_attempts": MAX_ATTEMPTS})
+def fail(conn: psycopg.Connection, delivery_id: str, error: str) -> float | None:
+    """Record a failed run: retried later while attempts are left, parked by the last one.
+    Returns when it may run again (epoch seconds), None when parked or finished."""
+    row = conn.execute(FAIL, {"error": error[:MAX_ERROR_CHARS], "id": delivery_id, "max_attempts": MAX_ATTEMPTS,
+                              "backoff": list(RETRY_AFTER_SECONDS), "steps": len(RETRY_AFTER_SECONDS)}).fetchone()
+    return float(row["not_before"]) if row is not None and row["status"] == "failed" else None
 
 
 def defer(conn: psycopg.Connection, delivery_id: str, not_before: float, reason: str) -> None:
@@ -210,13 +301,6 @@ def deferred_ahead(conn: psycopg.Connection, delivery_id: str) -> float | None:
     """When the last older deferred delivery of this one's repository runs again, if any."""
     row = conn.execute(DEFERRED_AHEAD, {"id": delivery_id}).fetchone()
     return float(row["not_before"]) if row and row["not_before"] is not None else None
-
-
-def next_behind(conn: psycopg.Connection, repo_id: int) -> str | None:
-    """The repository's oldest deferred delivery if it waits only behind older ones (none of
-    which is deferred any more once this is asked, after one of them ran): it can run now."""
-    row = conn.execute(NEXT_BEHIND, (repo_id,)).fetchone()
-    return row["id"] if row and (row["last_error"] or "").startswith(WAITING_BEHIND_REASON) else None
 
 
 def park(conn: psycopg.Connection, delivery_id: str, reason: str) -> None:

@@ -41,9 +41,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     if test_config:
         app.config.update(test_config)
 
-    from webhooks.ingest import bp as webhooks_bp
+    from webhooks.ingest import WebhookIngest
 
-    app.register_blueprint(webhooks_bp)
+    app.wsgi_app = WebhookIngest(app, app.wsgi_app)  # type: ignore[method-assign]
     from app.api.views import bp as api_bp
     from app.api.dashboard import bp as dashboard_bp
     from app.events_stream import bp as events_bp

@@ -1,11 +1,13 @@
-"""The ingest baseline: a WSGI app that only verifies ``X-Hub-Signature-256`` and answers 202,
-served by Fleet's own ``run_gunicorn`` (same worker class, workers, threads, keep-alive).
+"""The ingest baseline: a WSGI app that only verifies ``X-Hub-Signature-256``, parses the JSON
+and answers 202 (the issue's "bare app"), served by Fleet's own ``run_gunicorn`` (same worker
+class, workers, threads, keep-alive).
 
 ``python -m bench.bare_ingest --bind 127.0.0.1:PORT`` (secret from ``GITHUB_WEBHOOK_SECRET``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from webhooks.signature import verify
@@ -16,7 +18,7 @@ def make_app(secret: str):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         if environ.get("PATH_INFO") == "/webhooks/github" and environ.get("REQUEST_METHOD") == "POST":
-            ok = verify(secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256"))
+            ok = verify(secret, body, environ.get("HTTP_X_HUB_SIGNATURE_256")) and isinstance(json.loads(body), dict)
             status, text = ("202 Accepted", b'{"status":"accepted"}') if ok else ("401 Unauthorized", b'{"status":"bad_signature"}')
         else:
             status, text = "200 OK", b"ok"

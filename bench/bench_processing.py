@@ -111,7 +111,7 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
     from app import db, deliveries, runtime
     from app.settings import Settings
     from app.sandbox.simulator.simulator import Simulator
-    from jobs.dispatch import enqueue_delivery
+    from jobs.dispatch import enqueue_drain, request_drain
     from tests.conftest import drain, release_scheduled
 
     logging.disable(logging.WARNING)
@@ -136,8 +136,7 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
             with db.connect(url, autocommit=True) as conn:
                 for e in install + rest:
                     deliveries.store(conn, deliveries.describe(e.event, e.guid, e.payload))
-            for e in install:
-                enqueue_delivery(e.guid)
+            enqueue_drain(0)  # installation events are about no repository: lane 0
             drain()
             runtime.queue().empty()
             env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "FLEET_QUEUE": queue_name,
@@ -158,8 +157,8 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
             calls_before = len(sim.requests)
             timed.seconds.clear()
             pg_before, redis_before = _pg_counters(url), _redis_commands()
-            for e in rest:
-                enqueue_delivery(e.guid)
+            for e in rest:  # as ingest does for each stored delivery
+                request_drain(deliveries.describe(e.event, e.guid, e.payload).lane)
             fleet_s = _run_worker(env)
             # A job scheduled for later (a gate evaluation waiting for GitHub to compute
             # mergeability) is still Fleet's work for these deliveries: run it now, and count it.
@@ -203,14 +202,15 @@ def _profile(url: str, events, settings) -> str:
     import pstats
 
     from app import db, runtime
-    from jobs.dispatch import enqueue_delivery
+    from app import deliveries
+    from jobs.dispatch import request_drain
     from tests.conftest import drain
 
     with db.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE deliveries SET status = 'queued', attempts = 0 WHERE id = ANY(%s)", ([e.guid for e in events],))
     runtime.configure(replace(settings))
     for e in events:
-        enqueue_delivery(e.guid)
+        request_drain(deliveries.describe(e.event, e.guid, e.payload).lane)
     prof = cProfile.Profile()
     prof.enable()
     drain()

@@ -1,33 +1,79 @@
-"""Putting work on RQ. Jobs take plain ids, never live objects."""
-from __future__ import annotations
+"""Putting work on RQ. Jobs take plain ids, never live objects.
 
-from rq import Retry
+Deliveries are not enqueued one by one: storing one raises its lane's flag (one Redis round trip),
+and only the delivery that finds the flag down enqueues the lane's drain job, which lowers the flag
+before it reads what is due. So a burst on one repository costs one job, and nothing stored after
+the drain read its batch is missed: either the flag was still up (the drain had not read yet) or
+the store raised it again and enqueued another drain.
+"""
+from __future__ import annotations
 
 from app import runtime
 
-# RQ's retries and the sweeper's re-queues all count against deliveries.MAX_ATTEMPTS (checked
-# when a run starts), so together they never run a delivery more than that many times.
-DELIVERY_RETRY = Retry(max=3, interval=[2, 10, 60])
-# A delivery's handlers take seconds; a job still running after this is killed (and counts as an
-# attempt), so one poison delivery holds a worker for at most MAX_ATTEMPTS times this.
-DELIVERY_TIMEOUT_SECONDS = 120
+# A drain stops taking new deliveries after this long and hands its lane to a fresh job at the
+# back of the queue, so one busy repository cannot hold a worker while others wait.
+DRAIN_SECONDS = 10.0
+# A delivery's handlers take seconds; a drain still running after this is killed (the delivery it
+# was on counts an attempt), so one poison delivery holds a worker for at most MAX_ATTEMPTS
+# times this.
+DRAIN_TIMEOUT_SECONDS = DRAIN_SECONDS + 120
+# Long enough for any queue wait; it only matters when a drain was enqueued and then lost with
+# Redis, and the sweeper picks up that lane's deliveries anyway.
+FLAG_SECONDS = 120
 
 
-def _delivery_job_options(delivery_id: str) -> dict:
-    return dict(retry=DELIVERY_RETRY, job_timeout=DELIVERY_TIMEOUT_SECONDS, result_ttl=600, failure_ttl=86400,
-                description=f"delivery {delivery_id}")
+def _flag(lane: int) -> str:
+    return f"{runtime.settings().queue_name}:drain-pending:{lane}"
 
 
-def enqueue_delivery(delivery_id: str) -> str:
-    """Enqueue processing of a stored delivery; raises redis errors to the caller."""
-    job = runtime.queue().enqueue("jobs.process.process_delivery", delivery_id, **_delivery_job_options(delivery_id))
-    return job.id
+def _drain_job_options(lane: int) -> dict:
+    return dict(job_timeout=DRAIN_TIMEOUT_SECONDS, result_ttl=0, failure_ttl=86400,
+                description=f"drain deliveries of lane {lane}")
 
 
-def schedule_delivery(delivery_id: str, retry_at: float) -> str:
-    """Process a deferred delivery once the write budget has a slot (RQ's scheduled registry)."""
+def request_drain(lane: int) -> bool:
+    """Make sure a drain of ``lane`` is queued; True if this call enqueued it. Raises redis
+    errors to the caller (the delivery is stored: the sweeper enqueues it later)."""
+    if not runtime.redis_client().set(_flag(lane), "1", nx=True, ex=FLAG_SECONDS):
+        return False
+    try:
+        runtime.queue().enqueue("jobs.process.drain_lane", lane, **_drain_job_options(lane))
+    except Exception:
+        runtime.redis_client().delete(_flag(lane))
+        raise
+    return True
+
+
+def request_drains(lanes: set[int]) -> None:
+    """``request_drain`` for many lanes in one Redis round trip (plus one per drain enqueued)."""
+    client = runtime.redis_client()
+    ordered = sorted(lanes)
+    with client.pipeline(transaction=False) as pipe:
+        for lane in ordered:
+            pipe.set(_flag(lane), "1", nx=True, ex=FLAG_SECONDS)
+        raised = pipe.execute()
+    for lane, was_down in zip(ordered, raised):
+        if was_down:
+            try:
+                runtime.queue().enqueue("jobs.process.drain_lane", lane, **_drain_job_options(lane))
+            except Exception:
+                client.delete(_flag(lane))
+                raise
+
+
+def drain_started(lane: int) -> None:
+    """Lower the flag before reading the lane: a delivery stored from now on enqueues a drain."""
+    runtime.redis_client().delete(_flag(lane))
+
+
+def enqueue_drain(lane: int) -> str:
+    """A drain of ``lane`` whatever the flag says (a drain handing on its lane, the sweeper)."""
+    return runtime.queue().enqueue("jobs.process.drain_lane", lane, **_drain_job_options(lane)).id
+
+
+def schedule_drain(lane: int, retry_at: float) -> str:
+    """Drain ``lane`` again once its deferred or failed delivery may run (RQ's scheduled registry)."""
     from jobs.deferral import run_at
 
-    job = runtime.queue().enqueue_at(run_at(retry_at), "jobs.process.process_delivery", delivery_id,
-                                     **_delivery_job_options(delivery_id))
-    return job.id
+    return runtime.queue().enqueue_at(run_at(retry_at), "jobs.process.drain_lane", lane, retry_at,
+                                      **_drain_job_options(lane)).id

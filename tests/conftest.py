@@ -159,6 +159,10 @@ def _empty_queue() -> None:
     queue = runtime.queue()
     queue.empty()
     drop_scheduled_jobs(queue)
+    # A lane's flag says its drain is queued: with the queue emptied, nothing would lower it.
+    client = runtime.redis_client()
+    for key in client.scan_iter(f"{queue.name}:drain-pending:*"):
+        client.delete(key)
 
 
 def drop_scheduled_jobs(queue) -> None:

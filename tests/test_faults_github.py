@@ -5,7 +5,7 @@ One scenario (agents claiming tasks with dependencies, /next, /release, a push a
 twice on fresh simulators: once clean, once with faults injected at every step. Fleet must end
 in the same final state (claim holders, ``fleet:*`` labels, assignees, Fleet's replies), with no
 reply posted twice. Jobs that fail because of a fault are retried the way production does it
-without waiting for RQ's retry intervals: the sweeper re-enqueues failed deliveries and the
+without waiting for production's back-off: the sweeper re-enqueues failed deliveries and the
 redelivery sweep asks GitHub for the lost ones.
 """
 from __future__ import annotations
@@ -31,6 +31,12 @@ Fault = Callable[[GitHubWorld, dict], None]
 NO_FAULT: Fault = lambda world, n: None
 NONE = (NO_FAULT, NO_FAULT)
 RETRY_PAUSE = 0.8  # > (simulated delay - client timeout) of the timeout faults below
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    """A failed delivery may run again after RETRY_PAUSE instead of production's back-off."""
+    monkeypatch.setattr("app.deliveries.RETRY_AFTER_SECONDS", (RETRY_PAUSE / 2,) * 4)
 
 
 def recover(world: GitHubWorld, rounds: int = 12) -> int:

@@ -51,8 +51,8 @@ def test_valid_delivery_is_stored_queued_and_processed(client, db_conn):
     resp = post(client, "ping", ping_payload(), guid="g-1")
     assert resp.status_code == 202, resp.get_json()
     assert resp.get_json()["status"] == "accepted"
-    assert [(r["id"], r["status"]) for r in stored(db_conn)] == [("g-1", "queued")]
-    assert drain() == 1
+    assert [(r["id"], r["status"]) for r in stored(db_conn)] == [("g-1", "received")]
+    assert drain() == 1  # its lane's drain
     assert stored(db_conn)[0]["status"] == "processed"
 
 
@@ -125,7 +125,7 @@ def test_redis_down_still_stores_and_sweeper_enqueues_later(client, db_conn, set
     def broken_enqueue(*_a, **_k):
         raise redis.ConnectionError("Redis is down")
 
-    monkeypatch.setattr("webhooks.ingest.enqueue_delivery", broken_enqueue)
+    monkeypatch.setattr("webhooks.ingest.request_drains", broken_enqueue)
     resp = post(client, "ping", ping_payload(), guid="r-1")
     assert resp.status_code == 202 and resp.get_json()["queued"] is False
     assert stored(db_conn)[0]["status"] == "received"

@@ -201,7 +201,7 @@ def lift(world, installation_id: int) -> None:
 
 def delivery_rows(db_conn, repo: str):
     return db_conn.execute(
-        "SELECT id, status, attempts, deferrals, not_before, processed_at FROM deliveries "
+        "SELECT id, repo_id, status, attempts, deferrals, not_before, processed_at FROM deliveries "
         "WHERE repo_full_name = %s AND event = 'issues' AND action = 'assigned' ORDER BY received_at", (repo,),
     ).fetchall()
 
@@ -230,14 +230,15 @@ def run_scheduled_now() -> int:
     return moved
 
 
-def scheduled_deliveries() -> dict[str, datetime]:
+def scheduled_drains() -> dict[int, list[datetime]]:
+    """Lane (repository id) -> when RQ's scheduler drains it again."""
     queue = runtime.queue()
     registry = ScheduledJobRegistry(queue=queue)
-    found = {}
+    found: dict[int, list[datetime]] = {}
     for job_id in registry.get_job_ids():
         job = queue.fetch_job(job_id)
-        if job is not None and job.func_name == "jobs.process.process_delivery":
-            found[job.args[0]] = registry.get_scheduled_time(job_id).replace(tzinfo=timezone.utc)
+        if job is not None and job.func_name == "jobs.process.drain_lane":
+            found.setdefault(job.args[0], []).append(registry.get_scheduled_time(job_id).replace(tzinfo=timezone.utc))
     return found
 
 
@@ -260,8 +261,8 @@ def test_a_spent_budget_defers_the_delivery_and_another_installation_goes_on(two
     assert deferred["status"] == "deferred" and deferred["attempts"] == 0 and deferred["deferrals"] >= 1
     assert claim_of(db_conn, w.repo, mine) is None  # rolled back: nothing half-applied
     assert abs(deferred["not_before"].timestamp() - until) < 1
-    at = scheduled_deliveries()[deferred["id"]]
-    assert until <= at.timestamp() <= until + 5  # RQ's scheduled registry holds it, for then
+    [at] = scheduled_drains()[deferred["repo_id"]]
+    assert until <= at.timestamp() <= until + 5  # RQ's scheduled registry holds its lane, for then
     assert [r["status"] for r in delivery_rows(db_conn, OTHER)] == ["processed"]
     assert claim_of(db_conn, OTHER, theirs) == "bob"
     assert not [s for s in no_sleep if s > 1.0]  # nobody slept for the budget
@@ -283,15 +284,11 @@ def test_two_deliveries_of_one_repository_keep_their_order_across_a_deferral(two
     assign(w, w.repo, "bob", second)
 
     older, later = delivery_rows(db_conn, w.repo)
-    assert [older["status"], later["status"]] == ["deferred", "deferred"]
-    assert later["not_before"] >= older["not_before"]
+    assert [older["status"], later["status"]] == ["deferred", "received"]  # it waits in its lane
     assert claim_of(db_conn, w.repo, second) is None  # it did not overtake
-    times = scheduled_deliveries()
-    assert times[later["id"]] > times[older["id"]]
+    assert len(scheduled_drains()[older["repo_id"]]) == 1
 
     run_scheduled_now()
-    while scheduled_deliveries():  # the later one may wait behind the earlier once more
-        run_scheduled_now()
     older, later = delivery_rows(db_conn, w.repo)
     assert older["status"] == later["status"] == "processed"
     assert older["processed_at"] < later["processed_at"]
@@ -299,8 +296,8 @@ def test_two_deliveries_of_one_repository_keep_their_order_across_a_deferral(two
 
 
 def test_deliveries_waiting_behind_a_deferred_one_run_as_soon_as_it_ran(two_installations, db_conn):
-    """Deliveries deferred only to keep the order are handed on when the one ahead has run, not
-    left to their scheduled times a margin apart each (a backlog of them drained at one a second)."""
+    """Deliveries behind a deferred one wait in their lane and run right after it, in the same
+    drain (not at scheduled times a margin apart each: a backlog of them drained at one a second)."""
     from tests.conftest import drain
 
     w = two_installations
@@ -312,14 +309,13 @@ def test_deliveries_waiting_behind_a_deferred_one_run_as_soon_as_it_ran(two_inst
     assign(w, w.repo, "bob", numbers[1])
     assign(w, w.repo, "carol", numbers[2])
     rows = delivery_rows(db_conn, w.repo)
-    assert [r["status"] for r in rows] == ["deferred"] * 3
-    times = scheduled_deliveries()
-    assert times[rows[0]["id"]] < times[rows[1]["id"]] < times[rows[2]["id"]]
+    assert [r["status"] for r in rows] == ["deferred", "received", "received"]
+    assert len(scheduled_drains()[rows[0]["repo_id"]]) == 1
 
-    # Only the first one's time comes: the two behind it follow at once, in order.
+    # The first one's time comes: the two behind it follow in the same drain, in order.
     queue = runtime.queue()
     registry = ScheduledJobRegistry(queue=queue)
-    [first_job] = [j for j in registry.get_job_ids() if queue.fetch_job(j).args == (rows[0]["id"],)]
+    [first_job] = registry.get_job_ids()
     registry.remove(first_job)
     queue.enqueue_job(queue.fetch_job(first_job))
     drain()
@@ -548,7 +544,9 @@ def test_a_lease_is_not_released_while_activity_from_before_its_deadline_waits(t
     assign(w, w.repo, "bob", other)  # its verdict needs a write: deferred
     w.sim.comment(w.repo, held, "still on it", author="alice")  # waits behind it, in order
     w.settle()
-    assert db_conn.execute("SELECT count(*) AS n FROM deliveries WHERE status = 'deferred'").fetchone()["n"] == 2
+    waiting = db_conn.execute("SELECT event, status FROM deliveries WHERE status IN ('deferred', 'received') "
+                              "ORDER BY received_at").fetchall()
+    assert [(r["event"], r["status"]) for r in waiting] == [("issues", "deferred"), ("issue_comment", "received")]
 
     lift(w, w.installation_id)  # the budget is back, the deferred deliveries have not run yet
     late = before["lease_expires_at"] + timedelta(minutes=1)

@@ -96,9 +96,13 @@ def ensure_repo(ctx: EventContext):
     if envelope.repository is None:
         raise MalformedPayload(f"{ctx.delivery.key} has no repository")
     repo = envelope.repository
+    installation_id = envelope.installation.id if envelope.installation else None
+    known = repositories.recorded_as(ctx.conn, repo.id, repo.full_name, installation_id=installation_id,
+                                     default_branch=repo.default_branch, private=repo.private)
+    if known is not None:
+        return known
     repositories.upsert_repository(
-        ctx.conn, repo.id, repo.full_name,
-        installation_id=envelope.installation.id if envelope.installation else None,
+        ctx.conn, repo.id, repo.full_name, installation_id=installation_id,
         default_branch=repo.default_branch, private=repo.private,
     )
     found = repositories.get(ctx.conn, repo.id)

@@ -1,118 +1,167 @@
-"""``POST /webhooks/github``: verify, store, enqueue, answer. No GitHub calls here.
+"""``POST /webhooks/github``: verify, store, ask for a drain, answer. No GitHub calls here.
+
+Deliveries arriving together are stored by one INSERT and one commit (webhooks/group_commit.py;
+a 202 is sent only after the commit that holds the delivery), then one Redis round trip per batch
+raises their lanes' flags (jobs/dispatch.py); only the first delivery of a burst on a repository
+also enqueues the drain job. This is the hot path of a burst, so it is plain WSGI in front of the
+Flask app (``WebhookIngest``): Flask's request and response objects cost more
+than the rest of the work. The payload is stored as the JSON text GitHub sent, never re-encoded.
 
 Status codes: 202 accepted (also for a duplicate GUID), 400 malformed, 401 bad signature,
-413 over GitHub's 25 MB cap, 503 when Postgres cannot store the delivery (GitHub then marks it
-failed and the scheduler's redelivery sweep asks for it again).
+405 not a POST, 413 over GitHub's 25 MB cap, 503 when Postgres cannot store the delivery (GitHub
+then marks it failed and the scheduler's redelivery sweep asks for it again).
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
 
 import psycopg
 import redis
-from flask import Blueprint, Response, current_app, jsonify, request
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app import deliveries
+from app.api.headers import SECURITY_HEADERS
 from app.metrics import INGEST_SECONDS
-from jobs.dispatch import enqueue_delivery
+from app.settings import Settings
+from jobs.dispatch import request_drains
+from webhooks.group_commit import GroupCommit
 from webhooks.signature import verify
 
 log = logging.getLogger("fleet.ingest")
-bp = Blueprint("webhooks", __name__)
 
+PATH = "/webhooks/github"
 MAX_BODY = 25 * 1024 * 1024
+_HEADERS = [(name, value) for name, value in SECURITY_HEADERS.items()]
+_REASONS = {202: "202 Accepted", 400: "400 Bad Request", 401: "401 Unauthorized", 405: "405 Method Not Allowed",
+            413: "413 Payload Too Large", 503: "503 Service Unavailable"}
 
 
-def _answer(status: int, outcome: str, message: str, started: float, **extra: object) -> tuple[Response, int]:
-    INGEST_SECONDS.labels(outcome).observe(time.perf_counter() - started)
-    return jsonify({"status": outcome, "message": message, **extra}), status
+class WebhookIngest:
+    """WSGI middleware answering ``POST /webhooks/github`` for the Flask app ``flask_app`` (its
+    ``FLEET_SETTINGS`` and ``FLEET_POOL``); every other request goes on to ``wsgi_app``."""
+
+    def __init__(self, flask_app, wsgi_app: Callable):
+        self.config, self.app = flask_app.config, wsgi_app
+        self.group = GroupCommit(lambda: self.pool.connection(timeout=3), _request_drains)
+
+    @property
+    def settings(self) -> Settings:
+        return self.config["FLEET_SETTINGS"]
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self.config["FLEET_POOL"]
+
+    def __call__(self, request: dict, start_response: Callable) -> Iterable[bytes]:
+        # ``request`` is the WSGI environ dict: CGI names for the request line and headers.
+        if request.get("PATH_INFO") != PATH:
+            return self.app(request, start_response)
+        started = time.perf_counter()
+        if request.get("REQUEST_METHOD") != "POST":
+            status, outcome, answer = 405, "not_allowed", {"message": "webhooks are POSTed"}
+        else:
+            status, outcome, answer = self.receive(request)
+        INGEST_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+        body = json.dumps({"status": outcome, **answer}).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *_HEADERS]
+        if status == 405:
+            headers.append(("Allow", "POST"))
+        start_response(_REASONS[status], headers)
+        return [body]
+
+    def receive(self, request: dict) -> tuple[int, str, dict]:
+        """(HTTP status, outcome, the rest of the answer) for one delivery."""
+        body = _read_body(request)
+        if body is None:
+            return 413, "too_large", {"message": "body exceeds GitHub's 25 MB webhook limit"}
+        if not self.settings.webhook_secret:
+            log.error("webhook refused: GITHUB_WEBHOOK_SECRET is not configured")
+            return 503, "not_configured", {"message": "webhook secret not configured"}
+        guid = request.get("HTTP_X_GITHUB_DELIVERY", "")
+        if not verify(self.settings.webhook_secret, body, request.get("HTTP_X_HUB_SIGNATURE_256")):
+            log.warning("webhook refused: bad signature", extra={"delivery_id": guid})
+            return 401, "bad_signature", {"message": "X-Hub-Signature-256 missing or wrong"}
+        event = request.get("HTTP_X_GITHUB_EVENT", "")
+        if not _header_ok(event) or not _header_ok(guid):
+            return 400, "bad_headers", {
+                "message": "X-GitHub-Event and X-GitHub-Delivery are required (printable, <= 100 chars)"}
+        try:
+            text = _payload_text(body, request.get("CONTENT_TYPE") or "application/json")
+            payload = json.loads(text, parse_float=_finite, parse_constant=_not_a_number)
+            if not isinstance(payload, dict):
+                raise ValueError("payload must be a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return 400, "bad_payload", {"message": f"malformed payload: {str(exc)[:200]}"}
+        return self.store(deliveries.describe(event, guid, payload), text)
+
+    def store(self, delivery: deliveries.Delivery, text: str) -> tuple[int, str, dict]:
+        try:
+            fresh, queued = self.group.store(delivery, text)
+        except psycopg.errors.DataError as exc:
+            # Postgres refuses the content itself (NaN, 1e999, lone surrogates): the payload is
+            # bad, the database is fine; a 503 would have GitHub redeliver it for three days.
+            return 400, "bad_payload", {"message": f"payload cannot be stored: {str(exc).splitlines()[0][:200]}"}
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.error("webhook not stored: database unavailable",
+                      extra={"delivery_id": delivery.id, "error": type(exc).__name__})
+            return 503, "unavailable", {"message": "database unavailable; ask GitHub to redeliver"}
+        if not fresh:
+            return 202, "duplicate", {"message": "delivery already stored", "delivery": delivery.id}
+        return 202, "accepted", {"message": "stored" + (" and queued" if queued else "; queued later"),
+                                 "delivery": delivery.id, "queued": queued}
 
 
-def _parse_body(body: bytes, content_type: str) -> dict:
-    """The JSON payload from a json or form (``payload=``) delivery; ValueError when malformed."""
+def _read_body(request: dict) -> bytes | None:
+    """The request body, None when it is over GitHub's cap (declared or actual)."""
+    try:
+        length = int(request.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length > MAX_BODY:
+        return None
+    stream = request["wsgi.input"]
+    body = stream.read(length) if length >= 0 else stream.read(MAX_BODY + 1)
+    return None if len(body) > MAX_BODY else body
+
+
+def _payload_text(body: bytes, content_type: str) -> str:
+    """The JSON text of a json or form (``payload=``) delivery; ValueError when there is none."""
     if content_type.startswith("application/x-www-form-urlencoded"):
         fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
         if "payload" not in fields:
             raise ValueError("form delivery without a payload field")
-        text = fields["payload"][0]
-    else:
-        text = body.decode("utf-8")
-    payload = json.loads(text)
-    if not isinstance(payload, dict):
-        raise ValueError("payload must be a JSON object")
-    return payload
+        return fields["payload"][0]
+    return body.decode("utf-8")
 
 
-@bp.post("/webhooks/github")
-def receive() -> tuple[Response, int]:
-    """Accept one GitHub webhook delivery."""
-    started = time.perf_counter()
-    length = request.content_length
-    if length is not None and length > MAX_BODY:
-        return _answer(413, "too_large", "body exceeds GitHub's 25 MB webhook limit", started)
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY:
-        return _answer(413, "too_large", "body exceeds GitHub's 25 MB webhook limit", started)
-    settings = current_app.config["FLEET_SETTINGS"]
-    if not settings.webhook_secret:
-        log.error("webhook refused: GITHUB_WEBHOOK_SECRET is not configured")
-        return _answer(503, "not_configured", "webhook secret not configured", started)
-    if not verify(settings.webhook_secret, body, request.headers.get("X-Hub-Signature-256")):
-        log.warning("webhook refused: bad signature", extra={"delivery_id": request.headers.get("X-GitHub-Delivery")})
-        return _answer(401, "bad_signature", "X-Hub-Signature-256 missing or wrong", started)
-    event = request.headers.get("X-GitHub-Event", "")
-    guid = request.headers.get("X-GitHub-Delivery", "")
-    if not _header_ok(event) or not _header_ok(guid):
-        return _answer(400, "bad_headers", "X-GitHub-Event and X-GitHub-Delivery are required (printable, <= 100 chars)",
-                       started)
-    try:
-        payload = _parse_body(body, request.content_type or "application/json")
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _answer(400, "bad_payload", f"malformed payload: {str(exc)[:200]}", started)
-    delivery = deliveries.describe(event, guid, payload)
-    try:
-        with current_app.config["FLEET_POOL"].connection(timeout=3) as conn:
-            fresh = deliveries.store(conn, delivery)
-    except psycopg.errors.DataError as exc:
-        # Postgres refuses the content itself (NaN, 1e999, lone surrogates): the payload is bad,
-        # the database is fine; a 503 would have GitHub redeliver it for three days.
-        return _answer(400, "bad_payload", f"payload cannot be stored: {str(exc).splitlines()[0][:200]}", started)
-    except Exception as exc:  # pool timeouts are not psycopg.Error
-        if not _is_db_error(exc):
-            raise
-        log.error("webhook not stored: database unavailable", extra={"delivery_id": guid, "error": type(exc).__name__})
-        return _answer(503, "unavailable", "database unavailable; ask GitHub to redeliver", started)
-    if not fresh:
-        return _answer(202, "duplicate", "delivery already stored", started, delivery=guid)
-    queued = _enqueue(guid)
-    return _answer(202, "accepted", "stored" + (" and queued" if queued else "; queued later"), started,
-                   delivery=guid, queued=queued)
+def _finite(literal: str) -> float:
+    # The text is stored as sent: a number Python reads as infinite would be read back that way.
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {literal[:40]}")
+    return value
+
+
+def _not_a_number(literal: str) -> float:
+    raise ValueError(f"{literal} is not JSON")
 
 
 def _header_ok(value: str) -> bool:
     return 0 < len(value) <= 100 and value.isprintable()
 
 
-def _is_db_error(exc: BaseException) -> bool:
-    from psycopg_pool import PoolTimeout
-
-    return isinstance(exc, (psycopg.Error, PoolTimeout))
-
-
-def _enqueue(guid: str) -> bool:
-    """Enqueue and mark queued; when Redis is away the sweeper enqueues it later."""
+def _request_drains(stored: list[deliveries.Delivery]) -> bool:
+    """Have the lanes of deliveries just stored drained; when Redis is away the sweeper does it
+    later."""
     try:
-        enqueue_delivery(guid)
+        request_drains({d.lane for d in stored})
     except redis.RedisError as exc:
-        log.warning("delivery stored but not queued (Redis unavailable)", extra={"delivery_id": guid, "error": type(exc).__name__})
+        log.warning("deliveries stored but not queued (Redis unavailable)",
+                    extra={"delivery_ids": [d.id for d in stored][:10], "error": type(exc).__name__})
         return False
-    try:
-        with current_app.config["FLEET_POOL"].connection(timeout=3) as conn:
-            deliveries.mark_queued(conn, guid)
-    except Exception as exc:
-        if not _is_db_error(exc):
-            raise
     return True

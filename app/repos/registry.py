@@ -141,6 +141,21 @@ def upsert_repository(
         conn.execute(REMEMBER_FORMER_NAME, {"id": repo_id, "old": old_name})
 
 
+def recorded_as(
+    conn: psycopg.Connection, repo_id: int, full_name: str, *, installation_id: int | None,
+    default_branch: str | None, private: bool,
+) -> Repo | None:
+    """The repository when its row already says all this (the common case: one read, no writes
+    for each of its deliveries); None when ``upsert_repository`` has something to record."""
+    row = conn.execute(GET_REPO, (repo_id,)).fetchone()
+    if (row is None or row["removed_at"] is not None or row["full_name"] != full_name
+            or row["private"] != private
+            or installation_id not in (None, row["installation_id"])
+            or default_branch not in (None, row["default_branch"])):
+        return None
+    return _repo(row)
+
+
 def remove_repository(conn: psycopg.Connection, repo_id: int) -> None:
     conn.execute(REMOVE_REPOSITORY, (repo_id,))
 

@@ -1,0 +1,118 @@
+"""Group commit for ingest: deliveries arriving together are stored in one INSERT and one commit.
+
+A request thread hands its delivery in and waits. If no batch is being written, it becomes the
+writer for everything waiting (its own delivery included); otherwise it waits, and whatever
+gathered meanwhile goes in the next batch. Nobody waits for a timer: a lone delivery is written at
+once, and under load a batch is as large as the requests that arrived during the previous commit.
+Each request still answers only after the commit that holds its delivery, so a 202 keeps meaning
+"durably stored".
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from app import deliveries
+
+# A batch stops growing at either bound (large payloads are rare but GitHub allows 25 MB).
+MAX_BATCH = 64
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class _Waiting:
+    delivery: deliveries.Delivery
+    text: str
+    done: bool = False  # set by the writer under the lock, after everything else
+    fresh: bool = False
+    queued: bool = False
+    error: BaseException | None = None
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = len(self.text)
+
+
+class GroupCommit:
+    """Stores deliveries for many threads of one process; ``connection`` gives a pooled
+    autocommit connection (a context manager). ``then_queue`` is called by the writer with a
+    batch's new deliveries once they are committed (one call, so one Redis round trip, per batch);
+    it returns whether they are queued."""
+
+    def __init__(self, connection: Callable, then_queue: Callable[[list[deliveries.Delivery]], bool]):
+        self._connection = connection
+        self._then_queue = then_queue
+        self._changed = threading.Condition()
+        self._waiting: list[_Waiting] = []
+        self._writing = False
+
+    def store(self, delivery: deliveries.Delivery, text: str) -> tuple[bool, bool]:
+        """Store one delivery: (new, queued); new is False when its GUID was stored before.
+        Raises what storing raised."""
+        me = _Waiting(delivery, text)
+        with self._changed:
+            self._waiting.append(me)
+        while True:
+            with self._changed:
+                while not me.done and self._writing:
+                    self._changed.wait()
+                if me.done:
+                    break
+                batch = self._take()
+                self._writing = True
+            try:
+                self._write(batch)
+            finally:
+                with self._changed:
+                    for w in batch:  # only now, under the lock: its thread reads what was set
+                        w.done = True
+                    self._writing = False
+                    self._changed.notify_all()
+        if me.error is not None:
+            raise me.error
+        return me.fresh, me.queued
+
+    def _take(self) -> list[_Waiting]:
+        batch, size = [], 0
+        while self._waiting and len(batch) < MAX_BATCH and (not batch or size + self._waiting[0].size <= MAX_BATCH_BYTES):
+            size += self._waiting[0].size
+            batch.append(self._waiting.pop(0))
+        return batch
+
+    def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            with self._connection() as conn:
+                try:
+                    fresh = deliveries.store_many(conn, [(w.delivery, w.text) for w in batch])
+                except psycopg.errors.DataError:
+                    fresh = None  # one payload Postgres cannot hold: find it, store the others
+                if fresh is None:
+                    self._write_one_by_one(conn, batch)
+                else:
+                    _settle(batch, fresh)
+        except BaseException as exc:  # the database went away: every request of the batch says so
+            for w in batch:
+                w.error = w.error or exc
+        stored = [w for w in batch if w.fresh and w.error is None]
+        if stored:
+            queued = self._then_queue([w.delivery for w in stored])
+            for w in stored:
+                w.queued = queued
+
+    @staticmethod
+    def _write_one_by_one(conn, batch: list[_Waiting]) -> None:
+        for w in batch:
+            try:
+                w.fresh = deliveries.store(conn, w.delivery, w.text)
+            except psycopg.errors.DataError as exc:
+                w.error = exc
+
+
+def _settle(batch: list[_Waiting], fresh: set[str]) -> None:
+    """Each new id is new for its first request only (GitHub may send one delivery twice at once)."""
+    for w in batch:
+        w.fresh = w.delivery.id in fresh
+        fresh.discard(w.delivery.id)
