@@ -14,8 +14,10 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 
+# received_at per row (clock_timestamp, not the statement's now()), so the drain's order within a
+# batch is the order the deliveries arrived in.
 INSERT_MANY = """
-INSERT INTO deliveries (id, event, action, installation_id, repo_id, repo_full_name, payload)
+INSERT INTO deliveries (id, event, action, installation_id, repo_id, repo_full_name, payload, received_at)
 VALUES {rows}
 ON CONFLICT (id) DO NOTHING
 RETURNING id
@@ -217,7 +219,7 @@ def store(conn: psycopg.Connection, delivery: Delivery, text: str | None = None)
     return row is not None
 
 
-_ROW = "(%s, %s, %s, %s, %s, %s, %s::jsonb)"
+_ROW = "(%s, %s, %s, %s, %s, %s, %s::jsonb, clock_timestamp())"
 
 
 def store_many(conn: psycopg.Connection, items: list[tuple[Delivery, str]]) -> set[str]:

@@ -106,6 +106,7 @@ class Claims:
     def __init__(self, sim, tasks: dict[str, list[int]]):
         self.sim, self.tasks = sim, tasks
         self.claimed: list[tuple[str, int, float]] = []
+        self.agents: dict[tuple[str, int], str] = {}
         self.verdicts: dict[tuple[str, int], float] = {}
 
     def claim_during(self, seconds: float, count: int) -> None:
@@ -113,14 +114,16 @@ class Claims:
         for k, (repo, number) in enumerate(targets):
             time.sleep(max(0.0, k * seconds / count - (time.monotonic() - self.started)))
             at = time.monotonic()
-            self.sim.comment(repo, number, "/claim", author=AGENTS[k % len(AGENTS)])
+            self.agents[(repo, number)] = AGENTS[k % len(AGENTS)]
+            self.sim.comment(repo, number, "/claim", author=self.agents[(repo, number)])
             self.claimed.append((repo, number, at))
 
     def start(self) -> None:
         self.started = time.monotonic()
 
     def watch(self, until: float, expected: int) -> None:
-        """Record when each claimed task first shows Fleet's reply to a /claim."""
+        """Record when each claimed task first shows Fleet's verdict: the agent assigned (the
+        answer to an accepted claim) or Fleet's reply to the /claim (a refusal)."""
         from app.replies import parse_marker
         from app.sandbox.simulator import ops_issues
 
@@ -129,7 +132,12 @@ class Claims:
                 if (repo, number) in self.verdicts:
                     continue
                 with self.sim.world.lock:
-                    comments = list(ops_issues.get_issue(self.sim._repo(repo), number).comments)
+                    issue = ops_issues.get_issue(self.sim._repo(repo), number)
+                    comments = list(issue.comments)
+                    assignees = [u.login for u in issue.assignees]
+                if self.agents[(repo, number)] in assignees:
+                    self.verdicts[(repo, number)] = time.monotonic()
+                    continue
                 for c in comments:
                     data = parse_marker(c.body) if c.user.login.endswith("[bot]") else None
                     if data and data.get("command") == "claim":

@@ -93,7 +93,11 @@ def test_a_failing_delivery_does_not_hold_up_its_lane_and_runs_again_after_its_b
     assert [r["status"] for r in rows(db_conn)] == ["processed", "ignored", "processed"]
 
 
-def test_concurrent_deliveries_are_each_stored_once_and_a_duplicate_is_not_new(settings, db_conn, database_url):
+@pytest.mark.parametrize("max_batch", [64, 2])
+def test_concurrent_deliveries_are_each_stored_once_and_a_duplicate_is_not_new(settings, db_conn, database_url,
+                                                                               monkeypatch, max_batch):
+    """With small batches too: a writer whose own delivery did not fit writes on."""
+    monkeypatch.setattr("webhooks.group_commit.MAX_BATCH", max_batch)
     queued: list[list[str]] = []
     pool = db._pool(database_url)
     group = GroupCommit(lambda: pool.connection(timeout=3),

@@ -1,8 +1,9 @@
 """Group commit for ingest: deliveries arriving together are stored in one INSERT and one commit.
 
-A request thread hands its delivery in and waits. If no batch is being written, it becomes the
-writer for everything waiting (its own delivery included); otherwise it waits, and whatever
-gathered meanwhile goes in the next batch. Nobody waits for a timer: a lone delivery is written at
+A request thread hands its delivery in. If no batch is being written, it becomes the writer for
+everything waiting (its own delivery included); otherwise it sleeps until its delivery is written
+or it is handed the writer's turn: the writer wakes the requests of its batch, and the oldest
+waiting request writes whatever gathered meanwhile as the next batch. Nobody waits for a timer: a lone delivery is written at
 once, and under load a batch is as large as the requests that arrived during the previous commit.
 Each request still answers only after the commit that holds its delivery, so a 202 keeps meaning
 "durably stored".
@@ -31,6 +32,7 @@ class _Waiting:
     queued: bool = False
     error: BaseException | None = None
     size: int = field(init=False)
+    woken: threading.Event = field(init=False, default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.size = len(self.text)
@@ -45,7 +47,7 @@ class GroupCommit:
     def __init__(self, connection: Callable, then_queue: Callable[[list[deliveries.Delivery]], bool]):
         self._connection = connection
         self._then_queue = then_queue
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._waiting: list[_Waiting] = []
         self._writing = False
 
@@ -53,24 +55,26 @@ class GroupCommit:
         """Store one delivery: (new, queued); new is False when its GUID was stored before.
         Raises what storing raised."""
         me = _Waiting(delivery, text)
-        with self._changed:
+        with self._lock:
             self._waiting.append(me)
-        while True:
-            with self._changed:
-                while not me.done and self._writing:
-                    self._changed.wait()
-                if me.done:
-                    break
+            writer = not self._writing
+            self._writing = True
+        if not writer:
+            me.woken.wait()  # done, or handed the writer's turn
+        while not me.done:
+            with self._lock:
                 batch = self._take()
-                self._writing = True
-            try:
-                self._write(batch)
-            finally:
-                with self._changed:
-                    for w in batch:  # only now, under the lock: its thread reads what was set
-                        w.done = True
-                    self._writing = False
-                    self._changed.notify_all()
+            self._write(batch)
+            with self._lock:
+                for w in batch:  # only now, under the lock: its thread reads what was set
+                    w.done = True
+                # Still undone (the batch was full before it): write on. Done: hand the turn on.
+                after = self._waiting[0] if me.done and self._waiting else None
+                self._writing = not me.done or after is not None
+            for w in batch:
+                w.woken.set()
+            if after is not None and after is not me:
+                after.woken.set()  # the next batch is written by its oldest request
         if me.error is not None:
             raise me.error
         return me.fresh, me.queued
