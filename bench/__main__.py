@@ -1,9 +1,11 @@
-"""``python -m bench``: run every benchmark and print its figures (about 6-7 minutes).
+"""``python -m bench``: run every benchmark and print its figures (about 7-8 minutes).
 
 Each benchmark also runs alone (``python -m bench.bench_ingest --help`` etc.):
 
-- ``bench_ingest``: webhook ingest through gunicorn vs a bare signature-checking app;
+- ``bench_ingest``: webhook ingest through gunicorn vs a bare app that checks signatures and parses JSON;
 - ``bench_processing``: deliveries/s one ``fleet worker`` turns into state vs no-op jobs;
+- ``bench_burst``: 1,000 deliveries across 5 repositories in 2 s while agents claim (order, losses,
+  claim verdict latency);
 - ``bench_queue``: merge-queue throughput per CI duration and overhead between steps;
 - ``bench_api``: GitHub calls per claim, merged PR and status update; conditional-request savings;
 - ``bench_status``: rendering the status issue for 10,000 tasks;
@@ -22,7 +24,7 @@ import io
 import sys
 import time
 
-NAMES = ("ingest", "processing", "queue", "api", "status", "economy")
+NAMES = ("ingest", "processing", "burst", "queue", "api", "status", "economy")
 
 
 def _queue(ci_seconds: float, prs: int) -> list[str]:
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ci-seconds", type=float, default=2.0, help="merge queue: simulated CI duration T")
     parser.add_argument("--prs", type=int, default=6, help="merge queue: PRs queued at once")
     args = parser.parse_args(argv)
-    from bench import bench_api, bench_ingest, bench_processing
+    from bench import bench_api, bench_burst, bench_ingest, bench_processing
     from bench.common import machine
 
     m = machine()
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {
         "ingest": lambda: bench_ingest.report(bench_ingest.run()),
         "processing": lambda: bench_processing.report(bench_processing.run()),
+        "burst": lambda: bench_burst.report(bench_burst.run()),
         "queue": lambda: _queue(args.ci_seconds, args.prs),
         "api": lambda: bench_api.report(bench_api.run()),
         "status": _status,

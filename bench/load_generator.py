@@ -24,6 +24,17 @@ def _template(host: str, port: int, event: str, body: bytes, signature: str) -> 
     return head + body
 
 
+async def _response(reader) -> int:
+    """Read one response (its body by Content-Length); its status code."""
+    status_line = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
 async def _connection(host, port, templates, offset, stride, start_at, stop_at, latencies, statuses):
     reader, writer = await asyncio.open_connection(host, port)
     i = offset
@@ -33,16 +44,10 @@ async def _connection(host, port, templates, offset, stride, start_at, stop_at, 
             i += stride
             t0 = time.perf_counter()
             writer.write(request)
-            status_line = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+            code = await _response(reader)
             elapsed = time.perf_counter() - t0
             if now >= start_at:
                 latencies.append(elapsed)
-                code = int(status_line.split()[1])
                 statuses[code] = statuses.get(code, 0) + 1
     finally:
         writer.close()
@@ -91,14 +96,8 @@ async def _paced(host, port, templates, offsets, connections, statuses, latencie
                     await asyncio.sleep(delay)
                 t0 = time.perf_counter()
                 writer.write(templates[i])
-                status_line = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
+                code = await _response(reader)
                 latencies.append(time.perf_counter() - t0)
-                code = int(status_line.split()[1])
                 statuses[code] = statuses.get(code, 0) + 1
         finally:
             writer.close()
