@@ -9,7 +9,9 @@ them and runs ONE ``fleet worker --burst`` process until the queue is empty. Fol
 handlers enqueue (gates, merge-queue steps, the status issue) run in the same burst.
 
 Baseline, same run: the same worker command draining one no-op job per delivery, so the ratio
-is Fleet's handler work against RQ's own per-job cost (a fork per job, Redis round trips).
+is Fleet's handler work against RQ's own per-job cost (Redis round trips). Then ten times as many
+deliveries of an event Fleet ignores, drained by the same worker: the delivery path's own cost
+without handlers.
 
 What limits it is measured during the Fleet run: Postgres sessions and transactions per
 delivery (``pg_stat_database``), Redis commands per delivery (``INFO``), GitHub calls per
@@ -153,6 +155,17 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
                 runtime.queue().enqueue("bench.bench_processing.noop", str(i), result_ttl=0)
             noop_s = _run_worker(env)
 
+            # The delivery path without handlers: as many deliveries of an event Fleet ignores
+            # (``watch``), of a repository of their own (the real ones wait in theirs), drained by
+            # the same worker.
+            repo_payload = {"id": 987_654_321, "full_name": "bench/ignored"}
+            with db.connect(url, autocommit=True) as conn:
+                for i in range(noop_jobs):
+                    deliveries.store(conn, deliveries.describe(
+                        "watch", f"ignored-{i}", {"action": "started", "repository": repo_payload}))
+            request_drain(repo_payload["id"])
+            ignored_s = _run_worker(env)
+
             # Fleet.
             calls_before = len(sim.requests)
             timed.seconds.clear()
@@ -176,7 +189,8 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
                                                         for e in rest).most_common()),
                 "statuses": dict(statuses), "scheduled_jobs_run_after": later,
                 "startup_s": startup, "noop_s": noop_s, "fleet_s": fleet_s,
-                "noop_per_s": noop_jobs / max(noop_s - startup, 1e-3), "fleet_per_s": n / max(fleet_s - startup, 1e-3),
+                "noop_per_s": noop_jobs / max(noop_s - startup, 1e-3),
+                "ignored_per_s": noop_jobs / max(ignored_s - startup, 1e-3), "fleet_per_s": n / max(fleet_s - startup, 1e-3),
                 "fleet_per_s_gross": n / fleet_s,
                 "pg_sessions_per_delivery": (pg_after["sessions"] - pg_before["sessions"]) / n,
                 "pg_xacts_per_delivery": (pg_after["xacts"] - pg_before["xacts"]) / n,
@@ -226,6 +240,8 @@ def report(f: dict) -> list[str]:
         f"  Fleet    {f['fleet_per_s']:.1f} deliveries/s ({f['fleet_s']:.1f} s, of which {f['startup_s']:.1f} s worker "
         f"start-up; gross {f['fleet_per_s_gross']:.1f}/s; follow-up jobs included)",
         f"  baseline {f['noop_per_s']:.1f} no-op jobs/s ({f['noop_s']:.1f} s, same worker, {NOOP_FACTOR}x as many jobs)",
+        f"  path     {f['ignored_per_s']:.1f} deliveries/s of an event without a handler (same worker, {NOOP_FACTOR}x as "
+        f"many): the drain's own cost",
         f"  ratio    {f['ratio']:.2f} of the no-op baseline; {1000 / f['fleet_per_s']:.0f} ms per delivery vs "
         f"{1000 / f['noop_per_s']:.0f} ms per no-op job",
         f"  per delivery: {f['pg_sessions_per_delivery']:.1f} Postgres connections, {f['pg_xacts_per_delivery']:.1f} "
