@@ -132,6 +132,24 @@ def test_a_payload_postgres_refuses_fails_alone_in_its_batch(settings, db_conn, 
     assert [r["id"] for r in db_conn.execute("SELECT id FROM deliveries").fetchall()] == ["good-1"]
 
 
+def test_a_failure_after_the_commit_leaves_the_delivery_stored_and_nobody_waiting(settings, db_conn, database_url):
+    pool = db._pool(database_url)
+
+    def broken_queue(stored):
+        raise RuntimeError("a bug in queueing")
+
+    group = GroupCommit(lambda: pool.connection(timeout=3), broken_queue)
+    done: list[tuple[bool, bool]] = []
+    threads = [threading.Thread(target=lambda i=i: done.append(group.store(
+        deliveries.describe("watch", f"after-{i}", {}), "{}"))) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert done == [(True, False)] * 6  # stored, not queued: the sweeper queues them
+    assert db_conn.execute("SELECT count(*) AS n FROM deliveries").fetchone()["n"] == 6
+
+
 def test_when_postgres_is_away_the_request_hears_it(settings):
     def broken():
         raise psycopg.OperationalError("connection refused")

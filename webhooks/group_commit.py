@@ -10,6 +10,7 @@ Each request still answers only after the commit that holds its delivery, so a 2
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 import psycopg
 
 from app import deliveries
+
+log = logging.getLogger("fleet.ingest")
 
 # A batch stops growing at either bound (large payloads are rare but GitHub allows 25 MB).
 MAX_BATCH = 64
@@ -64,20 +67,25 @@ class GroupCommit:
         while not me.done:
             with self._lock:
                 batch = self._take()
-            self._write(batch)
-            with self._lock:
-                for w in batch:  # only now, under the lock: its thread reads what was set
-                    w.done = True
-                # Still undone (the batch was full before it): write on. Done: hand the turn on.
-                after = self._waiting[0] if me.done and self._waiting else None
-                self._writing = not me.done or after is not None
-            for w in batch:
-                w.woken.set()
-            if after is not None and after is not me:
-                after.woken.set()  # the next batch is written by its oldest request
+            try:
+                self._write(batch)
+            finally:  # whatever happened, nobody may wait for this batch forever
+                self._hand_on(me, batch)
         if me.error is not None:
             raise me.error
         return me.fresh, me.queued
+
+    def _hand_on(self, me: _Waiting, batch: list[_Waiting]) -> None:
+        with self._lock:
+            for w in batch:  # only now, under the lock: its thread reads what was set
+                w.done = True
+            # Still undone (the batch was full before it): write on. Done: hand the turn on.
+            after = self._waiting[0] if me.done and self._waiting else None
+            self._writing = not me.done or after is not None
+        for w in batch:
+            w.woken.set()
+        if after is not None:
+            after.woken.set()  # the next batch is written by its oldest request
 
     def _take(self) -> list[_Waiting]:
         batch, size = [], 0
@@ -102,7 +110,11 @@ class GroupCommit:
                 w.error = w.error or exc
         stored = [w for w in batch if w.fresh and w.error is None]
         if stored:
-            queued = self._then_queue([w.delivery for w in stored])
+            try:
+                queued = self._then_queue([w.delivery for w in stored])
+            except Exception:  # stored all the same: the sweeper queues them
+                log.exception("deliveries stored but not queued")
+                queued = False
             for w in stored:
                 w.queued = queued
 
