@@ -34,31 +34,28 @@ def _drain_job_options(lane: int) -> dict:
 def request_drain(lane: int) -> bool:
     """Make sure a drain of ``lane`` is queued; True if this call enqueued it. Raises redis
     errors to the caller (the delivery is stored: the sweeper enqueues it later)."""
-    if not runtime.redis_client().set(_flag(lane), "1", nx=True, ex=FLAG_SECONDS):
-        return False
-    try:
-        runtime.queue().enqueue("jobs.process.drain_lane", lane, **_drain_job_options(lane))
-    except Exception:
-        runtime.redis_client().delete(_flag(lane))
-        raise
-    return True
+    return lane in request_drains({lane})
 
 
-def request_drains(lanes: set[int]) -> None:
-    """``request_drain`` for many lanes in one Redis round trip (plus one per drain enqueued)."""
+def request_drains(lanes: set[int]) -> set[int]:
+    """``request_drain`` for many lanes in one Redis round trip (plus one per drain enqueued);
+    the lanes it enqueued a drain for."""
     client = runtime.redis_client()
     ordered = sorted(lanes)
     with client.pipeline(transaction=False) as pipe:
         for lane in ordered:
             pipe.set(_flag(lane), "1", nx=True, ex=FLAG_SECONDS)
         raised = pipe.execute()
+    enqueued = set()
     for lane, was_down in zip(ordered, raised):
         if was_down:
             try:
-                runtime.queue().enqueue("jobs.process.drain_lane", lane, **_drain_job_options(lane))
+                enqueue_drain(lane)
             except Exception:
                 client.delete(_flag(lane))
                 raise
+            enqueued.add(lane)
+    return enqueued
 
 
 def drain_started(lane: int) -> None:
