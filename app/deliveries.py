@@ -7,13 +7,6 @@ from typing import Any
 
 import psycopg
 
-INSERT_DELIVERY = """
-INSERT INTO deliveries (id, event, action, installation_id, repo_id, repo_full_name, payload)
-VALUES (%(id)s, %(event)s, %(action)s, %(installation_id)s, %(repo_id)s, %(repo_full_name)s, %(payload)s::jsonb)
-ON CONFLICT (id) DO NOTHING
-RETURNING id
-"""
-
 # received_at per row (clock_timestamp, not the statement's now()), so the drain's order within a
 # batch is the order the deliveries arrived in.
 INSERT_MANY = """
@@ -42,21 +35,6 @@ ORDER BY received_at, id
 LIMIT %(limit)s
 """
 
-# Whether a lane has anything its drain would run now (checked after a drain lets go of it).
-LANE_HAS_DUE = f"""
-SELECT EXISTS (SELECT 1 FROM deliveries
-               WHERE {LANE} = %(lane)s AND (status IN ('received', 'queued')
-                     OR (status IN ('deferred', 'failed') AND attempts < %(max_attempts)s
-                         AND coalesce(not_before, received_at) <= to_timestamp(%(now)s)))) AS due
-"""
-
-# A run starting (the counterpart of START_PROCESSING when the drain already holds the row).
-START_RUN = """
-UPDATE deliveries SET status = 'processing', attempts = attempts + 1, started_at = now()
-WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked') AND attempts < %(max_attempts)s
-RETURNING attempts + deferrals AS runs
-"""
-
 # The sweeper found these queued or started long ago and never finished (their worker died):
 # waiting again, so their lane's drain picks them up.
 RELEASE_STUCK = """
@@ -66,11 +44,15 @@ UPDATE deliveries SET status = 'received' WHERE id = ANY(%s) AND status IN ('que
 # Every run of a delivery counts, whoever started it (RQ's retry, the sweeper, a redelivery):
 # one with no attempt left is not started again, so a delivery that kills its worker (OOM, the
 # job timeout) cannot loop forever.
-START_PROCESSING = """
+_START = """
 UPDATE deliveries SET status = 'processing', attempts = attempts + 1, started_at = now()
 WHERE id = %(id)s AND status NOT IN ('processed', 'ignored', 'parked') AND attempts < %(max_attempts)s
-RETURNING id, event, action, installation_id, repo_id, repo_full_name, payload, attempts + deferrals AS runs
+RETURNING {returning}
 """
+START_PROCESSING = _START.format(
+    returning="id, event, action, installation_id, repo_id, repo_full_name, payload, attempts + deferrals AS runs")
+# The same, for a delivery the drain already read.
+START_RUN = _START.format(returning="attempts + deferrals AS runs")
 
 FINISH = """
 UPDATE deliveries SET status = %s, processed_at = now(), last_error = %s WHERE id = %s
@@ -108,8 +90,8 @@ RETURNING id
 # Deliveries the sweeper must (re-)enqueue: never enqueued (Redis was down), or enqueued /
 # started long ago without finishing (a worker died), or failed, with attempts left, or deferred
 # and long past their time (the scheduled job was lost); never a deferred one before its time.
-PENDING = """
-SELECT id FROM deliveries
+PENDING = f"""
+SELECT id, {LANE} AS lane FROM deliveries
 WHERE (status = 'received' AND received_at < now() - make_interval(secs => %(grace)s))
    OR (status = 'deferred' AND not_before < now() - make_interval(secs => %(stuck)s))
    OR (status IN ('queued', 'processing') AND attempts < %(max_attempts)s
@@ -204,19 +186,7 @@ def describe(event: str, delivery_id: str, payload: dict[str, Any]) -> Delivery:
 def store(conn: psycopg.Connection, delivery: Delivery, text: str | None = None) -> bool:
     """Insert the delivery; False when this GUID was stored before (a redelivery or duplicate).
     ``text``: the payload's JSON as received (saves encoding it again)."""
-    row = conn.execute(
-        INSERT_DELIVERY,
-        {
-            "id": delivery.id,
-            "event": delivery.event,
-            "action": delivery.action,
-            "installation_id": delivery.installation_id,
-            "repo_id": delivery.repo_id,
-            "repo_full_name": delivery.repo_full_name,
-            "payload": _storable(json.dumps(delivery.payload) if text is None else text),
-        },
-    ).fetchone()
-    return row is not None
+    return bool(store_many(conn, [(delivery, json.dumps(delivery.payload) if text is None else text)]))
 
 
 _ROW = "(%s, %s, %s, %s, %s, %s, %s::jsonb, clock_timestamp())"
@@ -245,6 +215,10 @@ class Due:
     status: str
     not_before: float | None
 
+    def waits(self, now: float) -> bool:
+        """A deferred delivery whose time has not come: the lane waits behind it."""
+        return self.status == "deferred" and (self.not_before or 0) > now
+
 
 def due_in_lane(conn: psycopg.Connection, lane: int, limit: int, now: float) -> list[Due]:
     """Up to ``limit`` runnable deliveries of ``lane`` at ``now`` (epoch seconds), oldest first."""
@@ -253,10 +227,6 @@ def due_in_lane(conn: psycopg.Connection, lane: int, limit: int, now: float) -> 
     return [Due(Delivery(r["id"], r["event"], r["action"], r["installation_id"], r["repo_id"], r["repo_full_name"],
                          r["payload"]), r["status"], float(r["not_before"]) if r["not_before"] is not None else None)
             for r in rows]
-
-
-def lane_has_due(conn: psycopg.Connection, lane: int, now: float) -> bool:
-    return bool(conn.execute(LANE_HAS_DUE, {"lane": lane, "max_attempts": MAX_ATTEMPTS, "now": now}).fetchone()["due"])
 
 
 def start_run(conn: psycopg.Connection, delivery: Delivery) -> Delivery | None:
@@ -316,11 +286,13 @@ def park_dead(conn: psycopg.Connection, *, stuck: float = 600) -> list[str]:
     return [r["id"] for r in rows]
 
 
-def pending(conn: psycopg.Connection, *, grace: float = 10, stuck: float = 600, limit: int = 500) -> list[str]:
+def pending(conn: psycopg.Connection, *, grace: float = 10, stuck: float = 600,
+            limit: int = 500) -> list[tuple[str, int]]:
+    """(id, lane) of the deliveries the sweeper must see drained."""
     rows = conn.execute(
         PENDING, {"grace": grace, "stuck": stuck, "max_attempts": MAX_ATTEMPTS, "limit": limit}
     ).fetchall()
-    return [r["id"] for r in rows]
+    return [(r["id"], r["lane"]) for r in rows]
 
 
 def requeue_for_replay(conn: psycopg.Connection, delivery_id: str) -> bool:

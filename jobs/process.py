@@ -61,7 +61,7 @@ def drain_lane(lane: int, resume_at: float | None = None) -> dict[str, int]:
             if ended == "time":
                 enqueue_drain(lane)
                 break
-            if ended == "blocked" or not deliveries.lane_has_due(conn, lane, now):
+            if ended == "blocked" or not _runnable(deliveries.due_in_lane(conn, lane, 1, now), now):
                 break
     return dict(outcomes)
 
@@ -77,7 +77,7 @@ def _drain_held(conn, lane: int, settings, job_id: str | None, outcomes: Counter
         ran: list[Delivery] = []
         try:
             for due in batch:
-                if due.status == "deferred" and (due.not_before or 0) > now:
+                if due.waits(now):
                     return "blocked"
                 started = deliveries.start_run(conn, due.delivery)
                 outcome = "skipped" if started is None else _run_in_drain(started, conn, settings, job_id)
@@ -89,6 +89,11 @@ def _drain_held(conn, lane: int, settings, job_id: str | None, outcomes: Counter
                     return "time"
         finally:
             _announce(ran)
+
+
+def _runnable(oldest: list[deliveries.Due], now: float) -> bool:
+    """Whether a drain would run the lane's oldest due delivery now."""
+    return bool(oldest) and not oldest[0].waits(now)
 
 
 def _run_in_drain(delivery: Delivery, conn, settings, job_id: str | None) -> str:

@@ -10,9 +10,6 @@ from jobs.dispatch import enqueue_drain
 
 log = logging.getLogger("fleet.sweeper")
 
-LANES_OF = "SELECT DISTINCT coalesce(repo_id, 0) AS lane FROM deliveries WHERE id = ANY(%s)"
-
-
 def sweep_deliveries(grace: float = 10, stuck: float = 600) -> list[str]:
     """Drain the lanes of stored deliveries that were never queued (Redis was down), whose worker
     died, or that failed, with attempts left; park the ones whose worker died on every attempt (a
@@ -22,11 +19,12 @@ def sweep_deliveries(grace: float = 10, stuck: float = 600) -> list[str]:
         parked = deliveries.park_dead(conn, stuck=stuck)
         if parked:
             log.warning("sweeper parked deliveries out of attempts", extra={"count": len(parked), "ids": parked[:10]})
-        ids = deliveries.pending(conn, grace=grace, stuck=stuck)
-        if not ids:
+        found = deliveries.pending(conn, grace=grace, stuck=stuck)
+        if not found:
             return []
+        ids = [delivery_id for delivery_id, _ in found]
+        lanes = sorted({lane for _, lane in found})
         deliveries.release_stuck(conn, ids)
-        lanes = [r["lane"] for r in conn.execute(LANES_OF, (ids,)).fetchall()]
     try:
         for lane in lanes:
             enqueue_drain(lane)

@@ -34,11 +34,7 @@ class _Waiting:
     fresh: bool = False
     queued: bool = False
     error: BaseException | None = None
-    size: int = field(init=False)
     woken: threading.Event = field(init=False, default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.size = len(self.text)
 
 
 class GroupCommit:
@@ -89,8 +85,8 @@ class GroupCommit:
 
     def _take(self) -> list[_Waiting]:
         batch, size = [], 0
-        while self._waiting and len(batch) < MAX_BATCH and (not batch or size + self._waiting[0].size <= MAX_BATCH_BYTES):
-            size += self._waiting[0].size
+        while self._waiting and len(batch) < MAX_BATCH and (not batch or size + len(self._waiting[0].text) <= MAX_BATCH_BYTES):
+            size += len(self._waiting[0].text)
             batch.append(self._waiting.pop(0))
         return batch
 
