@@ -34,6 +34,10 @@ def connect(url: str, *, autocommit: bool = False, timeout: int = 5) -> psycopg.
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=timeout)
 
 
+# Opened on demand, so a worker keeps only what it uses. A job holds up to four at once (its own,
+# a queue's advisory lock, a gate's advisory lock, the evidence recorder's for a moment); the
+# headroom is for processes that run jobs in several threads (the tests' concurrent workers).
+POOL_SIZE = 20
 _pools: dict[tuple[int, str], ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
@@ -45,7 +49,7 @@ def _pool(url: str) -> ConnectionPool:
         pool = _pools.get(key)
         if pool is None:
             pool = ConnectionPool(
-                url, min_size=0, max_size=4, open=True, check=ConnectionPool.check_connection,
+                url, min_size=0, max_size=POOL_SIZE, open=True, check=ConnectionPool.check_connection,
                 kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
                 reconnect_timeout=0, name=f"fleet-jobs-{os.getpid()}",
             )
@@ -143,14 +147,11 @@ LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 @contextmanager
 def advisory_lock(database_url: str, key: str, lock_timeout_s: float = 120) -> Iterator[None]:
-    """Hold ``pg_advisory_xact_lock(key)`` for the block, in a transaction on a connection of its
-    own, so the block may commit its work in several steps while keeping the lock. A worker
-    that dies drops its connection and Postgres releases the lock at once."""
-    conn = connect(database_url)
-    try:
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
-            conn.execute(LOCK, (key,))
-            yield
-    finally:
-        conn.close()
+    """Hold ``pg_advisory_xact_lock(key)`` for the block, in a transaction on a pooled connection of
+    its own, so the block may commit its work in several steps while keeping the lock. The
+    transaction's end lets go of it; a worker that dies drops its connection and Postgres releases
+    the lock at once."""
+    with pooled(database_url) as conn, conn.transaction():
+        conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+        conn.execute(LOCK, (key,))
+        yield

@@ -62,7 +62,7 @@ def _delay_until(retry_at: float) -> timedelta:
 
 def _evaluate_gates(repo_id: int, pr_number: int, force: bool, fresh: bool, recheck: int) -> str | None:
     settings = runtime.settings()
-    with db.connect(settings.database_url, autocommit=True) as conn:
+    with db.pooled(settings.database_url) as conn:
         repo = repositories.get(conn, repo_id)
         if repo is None or repo.installation_id is None:
             return None

@@ -27,7 +27,7 @@ def flush_held_writes(repo_id: int) -> int:
     budget is spent again the job schedules itself for the next slot and stops."""
     settings = runtime.settings()
     done = 0
-    with db.connect(settings.database_url, autocommit=True) as conn:
+    with db.pooled(settings.database_url) as conn:
         repo = repositories.get(conn, repo_id)
         if repo is None or repo.installation_id is None:
             return 0

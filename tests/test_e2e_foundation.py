@@ -63,3 +63,27 @@ def test_late_older_issue_event_does_not_overwrite_newer_state(world, db_conn):
     db_conn.execute("UPDATE deliveries SET status = 'queued' WHERE id = %s", (opened,))
     assert process_delivery(opened) == "processed"
     assert q(db_conn, "SELECT title FROM tasks WHERE number = %s", n)[0]["title"] == "Second title"
+
+
+def test_dependency_cycle_reported_once_on_the_issue_that_closes_it(world, db_conn):
+    """Opening the issue that closes a cycle says so there, once; a task outside the cycle, or one
+    that depends on nothing, gets no such reply."""
+    from app.replies import parse_marker
+
+    sim, repo = world.sim, world.repo
+
+    def cycle_replies(number):
+        return [m for m in (parse_marker(c["body"]) for c in world.comments(number)) if m and m.get("result") == "cycle"]
+
+    a = sim.open_issue(repo, "A", body="Depends on #2")
+    b = sim.open_issue(repo, "B", body=f"Depends on #{a}")
+    c = sim.open_issue(repo, "C", body=f"Depends on #{a}")
+    d = sim.open_issue(repo, "D")
+    assert (a, b) == (1, 2)
+    world.settle()
+    (reply,) = cycle_replies(b)
+    assert reply["cycle"] == [1, 2]
+    assert cycle_replies(c) == [] and cycle_replies(d) == []
+    sim.update_issue(repo, b, body=f"Depends on #{a}\n\nStill.")
+    world.settle()
+    assert len(cycle_replies(b)) == 1  # the same cycle is not reported twice

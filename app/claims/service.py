@@ -205,9 +205,11 @@ def refresh_labels(ctx: EventScope, repo: Repo, numbers: list[int]) -> None:
 
 def report_cycles(ctx: EventScope, repo: Repo, effects: Effects, number: int) -> None:
     """Say so on the issue when its dependencies close a cycle (once per distinct cycle)."""
-    tasks = claim_store.snapshots(ctx.conn, repo.id, repo.full_name)
+    graph = claim_store.dependency_graph(ctx.conn, repo.id, repo.full_name)
     me = TaskRef.of(repo.full_name, number)
-    for cycle in readiness.find_cycles(readiness.dependency_graph(tasks)):
+    if me not in graph:
+        return  # a task that depends on nothing closes no cycle
+    for cycle in readiness.find_cycles(graph):
         if me not in cycle:
             continue
         key = "cycle:" + ",".join(str(r.number) for r in sorted(cycle))

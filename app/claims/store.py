@@ -66,15 +66,24 @@ UPDATE claims SET released_at = %s, release_reason = %s
 WHERE repo_id = %s AND number = %s AND agent_id = %s AND released_at IS NULL
 """
 
+# One pass over the repository's open or queued pull requests' links, joined to the tasks: a
+# correlated subquery per task was tasks x PRs (360 ms for 500 tasks and 100 PRs before ANALYZE).
 TASK_ROWS = """
+WITH links AS (
+    SELECT task, p.number AS pr, p.state = 'open' AS open, q.pr_number IS NOT NULL AS queued
+    FROM pull_requests p
+    CROSS JOIN LATERAL unnest(p.linked_tasks) AS task
+    LEFT JOIN queue_entries q ON q.repo_id = p.repo_id AND q.pr_number = p.number AND q.finished_at IS NULL
+    WHERE p.repo_id = %(repo_id)s AND (p.state = 'open' OR q.pr_number IS NOT NULL)
+), by_task AS (
+    SELECT task, array_agg(DISTINCT pr) FILTER (WHERE open) AS prs, bool_or(queued) AS queued
+    FROM links WHERE %(numbers)s::int[] IS NULL OR task = ANY(%(numbers)s) GROUP BY task
+)
 SELECT t.number, t.title, t.state, t.labels, t.assignees, t.priority, t.estimate_hours, t.is_task,
-       c.agent_id AS holder,
-       coalesce((SELECT array_agg(p.number) FROM pull_requests p
-                 WHERE p.repo_id = t.repo_id AND p.state = 'open' AND t.number = ANY(p.linked_tasks)), '{}') AS open_prs,
-       EXISTS (SELECT 1 FROM queue_entries q JOIN pull_requests p ON p.repo_id = q.repo_id AND p.number = q.pr_number
-               WHERE q.repo_id = t.repo_id AND q.finished_at IS NULL AND t.number = ANY(p.linked_tasks)) AS queued
+       c.agent_id AS holder, coalesce(l.prs, '{}') AS open_prs, coalesce(l.queued, false) AS queued
 FROM tasks t
 LEFT JOIN claims c ON c.repo_id = t.repo_id AND c.number = t.number AND c.released_at IS NULL
+LEFT JOIN by_task l ON l.task = t.number
 WHERE t.repo_id = %(repo_id)s AND t.deleted_at IS NULL AND (%(numbers)s::int[] IS NULL OR t.number = ANY(%(numbers)s))
 """
 
@@ -103,6 +112,13 @@ JOIN repositories r ON r.id = d.repo_id
 {DEP_REPO_JOIN.format(src="r", ref="d.dep_full_name", alias="dr")}
 LEFT JOIN tasks dt ON dt.repo_id = dr.id AND dt.number = d.dep_number
 WHERE d.repo_id = %(repo_id)s AND (%(numbers)s::int[] IS NULL OR d.number = ANY(%(numbers)s))
+"""
+
+# The edges find_cycles walks: a live task's dependencies as written (cycles close within them).
+DEPENDENCY_EDGES = """
+SELECT d.number, d.dep_full_name, d.dep_number FROM dependencies d
+JOIN tasks t ON t.repo_id = d.repo_id AND t.number = d.number AND t.deleted_at IS NULL
+WHERE d.repo_id = %s
 """
 
 # Resolved by the same rule, so a reference written with a former name counts too.
@@ -200,6 +216,14 @@ def snapshots(conn: psycopg.Connection, repo_id: int, full_name: str, numbers: l
             is_task=row["is_task"],
         ))
     return result
+
+
+def dependency_graph(conn: psycopg.Connection, repo_id: int, full_name: str) -> dict[TaskRef, list[TaskRef]]:
+    """Task -> the tasks it depends on, for ``readiness.find_cycles``: only tasks that have any."""
+    graph: dict[TaskRef, list[TaskRef]] = {}
+    for row in conn.execute(DEPENDENCY_EDGES, (repo_id,)).fetchall():
+        graph.setdefault(TaskRef.of(full_name, row["number"]), []).append(TaskRef.of(row["dep_full_name"], row["dep_number"]))
+    return graph
 
 
 def dependents(conn: psycopg.Connection, repo_id: int, full_name: str, number: int) -> list[int]:

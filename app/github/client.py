@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import ssl
 import threading
 import time
@@ -176,6 +177,33 @@ def shared_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+class KeptAliveTransport(httpx.BaseTransport):
+    """githubkit opens and closes an httpx client for every call; routed through this transport the
+    calls of a process share one connection pool, so a call reuses a kept-alive connection instead
+    of a TCP (and TLS) handshake each. A forked process starts a pool of its own."""
+
+    def __init__(self) -> None:
+        self._pool: httpx.HTTPTransport | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _current(self) -> httpx.HTTPTransport:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = httpx.HTTPTransport(verify=shared_ssl_context())  # httpx's pool limits
+                self._pid = os.getpid()
+            return self._pool
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._current().handle_request(request)
+
+    def close(self) -> None:
+        """Each githubkit call closes its client, and with it the transport: the pool outlives it."""
+
+
+_kept_alive = KeptAliveTransport()
+
+
 class GitHubClients:
     """Builds (and caches) githubkit clients for the App and its installations."""
 
@@ -210,6 +238,7 @@ class GitHubClients:
             "user_agent": "fleet-github-app",
             "cache_strategy": self._tokens,
             "ssl_verify": shared_ssl_context(),
+            "transport": _kept_alive,
         }
 
     def app(self) -> GitHub:

@@ -213,7 +213,7 @@ def step(repo_id: int, base_ref: str, *, now: Callable[[], datetime] = _now, job
     time; each decision is committed before the GitHub call it leads to.
     """
     settings = runtime.settings()
-    with db.connect(settings.database_url, autocommit=True) as conn:
+    with db.pooled(settings.database_url) as conn:
         repo = repositories.get(conn, repo_id)
         if repo is None or repo.installation_id is None:
             return []

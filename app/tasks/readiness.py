@@ -225,11 +225,6 @@ def _rotate(cycle: list[Node]) -> list[Node]:
     return cycle[start:] + cycle[:start]
 
 
-def dependency_graph(tasks: Iterable[TaskSnapshot]) -> dict[TaskRef, list[TaskRef]]:
-    """Task → the tasks it depends on, for ``find_cycles``."""
-    return {t.ref: [d.ref for d in t.dependencies] for t in tasks}
-
-
 # --- /next -------------------------------------------------------------------------------------
 
 
