@@ -88,3 +88,6 @@ def test_matches_a_direct_reading_on_random_repositories(db_conn):
                     any(n in prs[p][0] for p in queued_prs), None) for n in tasks}
     got = _by_number(db_conn)
     assert {n: (sorted(v[0]), v[1], v[2]) for n, v in got.items()} == expected
+    some = rng.sample(list(tasks), 7)
+    got_some = _by_number(db_conn, some)
+    assert {n: (sorted(v[0]), v[1], v[2]) for n, v in got_some.items()} == {n: expected[n] for n in some}

@@ -75,6 +75,7 @@ WITH links AS (
     CROSS JOIN LATERAL unnest(p.linked_tasks) AS task
     LEFT JOIN queue_entries q ON q.repo_id = p.repo_id AND q.pr_number = p.number AND q.finished_at IS NULL
     WHERE p.repo_id = %(repo_id)s AND (p.state = 'open' OR q.pr_number IS NOT NULL)
+      AND (%(numbers)s::int[] IS NULL OR p.linked_tasks && %(numbers)s::int[])
 ), by_task AS (
     SELECT task, array_agg(DISTINCT pr) FILTER (WHERE open) AS prs, bool_or(queued) AS queued
     FROM links WHERE %(numbers)s::int[] IS NULL OR task = ANY(%(numbers)s) GROUP BY task
