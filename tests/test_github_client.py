@@ -2,9 +2,7 @@
 mutation recorded as evidence — against the simulator's injected faults."""
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -141,50 +139,46 @@ def test_a_dedupe_marker_counts_only_in_fleets_own_comments_on_any_page(world, g
 
 
 
-class _KeepAliveHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with Content-Length: the connection stays open between requests, as GitHub's does
-    (the simulator's werkzeug server closes every connection)."""
 
-    protocol_version = "HTTP/1.1"
-    ports: list[int] = []
-
-    def do_GET(self):
-        self.ports.append(self.client_address[1])
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_calls_share_one_kept_alive_connection_and_a_fork_gets_its_own_pool(world, monkeypatch):
+def test_calls_share_one_kept_alive_connection_and_a_fork_gets_its_own_pool(world, gh, monkeypatch):
     """githubkit opens and closes an httpx client per call; through Fleet's transport the calls of a
     process still share one kept-alive connection (against GitHub, one TLS handshake instead of one
     per call). A forked process never reuses its parent's connections."""
-    from app import runtime
     from app.github import client as github_client
 
-    assert runtime.github_clients().installation(world.installation_id).config.transport is github_client._kept_alive
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/"
-    _KeepAliveHandler.ports = []
-    try:
-        for _ in range(4):  # as githubkit does: a client per call, closed after it
-            with httpx.Client(transport=github_client._kept_alive) as per_call:
-                assert per_call.get(url).json() == {"ok": True}
-        assert len(_KeepAliveHandler.ports) == 4 and len(set(_KeepAliveHandler.ports)) == 1
+    ports: list[str] = []
+    app = world.sim._server.app
 
-        parent_pool = github_client._kept_alive._current()
-        monkeypatch.setattr(github_client.os, "getpid", lambda: -1)
-        assert github_client._kept_alive._current() is not parent_pool
-        with httpx.Client(transport=github_client._kept_alive) as per_call:
-            assert per_call.get(url).status_code == 200
-        assert _KeepAliveHandler.ports[-1] != _KeepAliveHandler.ports[0]
-    finally:
-        server.shutdown()
-        server.server_close()
+    def recording(environ, start_response):
+        ports.append(environ["REMOTE_PORT"])
+        return app(environ, start_response)
+
+    monkeypatch.setattr(world.sim._server, "app", recording)
+    n = world.sim.open_issue(world.repo, "Kept alive")
+    for _ in range(5):
+        assert gh.issue(n)["title"] == "Kept alive"
+    assert len(ports) >= 5 and len(set(ports)) == 1
+
+    parent_pool = github_client._kept_alive._current()
+    monkeypatch.setattr(github_client.os, "getpid", lambda: -1)
+    assert github_client._kept_alive._current() is not parent_pool
+    assert gh.issue(n)["title"] == "Kept alive"
+    assert ports[-1] not in ports[:-1]
+
+
+def test_the_simulator_keeps_connections_alive_and_a_stop_ends_them():
+    """As GitHub does, one connection serves request after request (GET and POST alike); once
+    stopped, a connection kept alive before is not answered any more."""
+    from app.sandbox.simulator.simulator import Simulator
+
+    sim = Simulator(webhook_secret="s").start()
+    sim.create_repo("o/r")
+    with httpx.Client(headers={"Authorization": f"Bearer {sim.user_token('octocat')}"}) as client:
+        assert client.get(f"{sim.url}/repos/o/r").status_code == 200
+        created = client.post(f"{sim.url}/repos/o/r/issues", json={"title": "Kept"})
+        assert created.status_code == 201
+        assert client.get(f"{sim.url}/repos/o/r/issues/{created.json()['number']}").json()["title"] == "Kept"
+        assert len(client._transport._pool.connections) == 1
+        sim.stop()
+        with pytest.raises(httpx.TransportError):
+            client.get(f"{sim.url}/repos/o/r")

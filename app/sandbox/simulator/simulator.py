@@ -17,6 +17,8 @@ GitHub would send; the same state is reachable over GitHub's REST paths and the
 from __future__ import annotations
 
 import functools
+import io
+import socket
 import threading
 import time
 
@@ -43,9 +45,67 @@ APP_EVENTS = ["issues", "issue_comment", "label", "milestone", "create", "delete
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive (githubkit reuses connections) and no per-request log lines."""
+    """HTTP/1.1 with persistent connections, as GitHub's API serves them: a connection serves
+    request after request until the client closes it or asks to, or it idles for ``timeout``
+    seconds. Werkzeug's own ``run_wsgi`` answers ``Connection: close`` every time; requests with a
+    ``Content-Length`` body (every client Fleet uses) are served here instead, and only a chunked
+    request body falls back to werkzeug, which closes. No per-request log lines."""
 
     protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle kept-alive connection is let go after this many seconds
+    # On a kept-alive connection an answer written in pieces waits for the client's delayed ACK
+    # (40 ms) under Nagle's algorithm: servers turn it off, and each answer goes out in one write.
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.live_connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.live_connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            return super().run_wsgi()
+        if self.headers.get("Expect", "").lower().strip() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.environ = self.make_environ()
+        # Exactly the declared body, so the next request on the connection starts where it should.
+        environ["wsgi.input"] = io.BytesIO(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        status, headers, body = self._answer(environ)
+        code = int(status.split(" ", 1)[0])
+        self.send_response(code, status.partition(" ")[2])
+        for key, value in headers:
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        has_body = code >= 200 and code not in (204, 304)
+        if has_body:
+            self.send_header("Content-Length", str(len(body)))
+        self._headers_buffer.append(b"\r\n")  # the end of the headers, and the body, in one write
+        if has_body and self.command != "HEAD":
+            self._headers_buffer.append(body)
+        self.flush_headers()
+
+    def _answer(self, environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
+        started: list = []
+
+        def start_response(status, headers, exc_info=None):
+            started[:] = [status, headers]
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                body = b"".join(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+            return started[0], started[1], body
+        except Exception as exc:  # the simulator's own bug: say so, and close the connection
+            self.close_connection = True
+            self.server.log("error", f"simulator error: {exc!r}")
+            return "500 Internal Server Error", [("Content-Type", "text/plain")], b"simulator error"
 
     def log_request(self, *args, **kwargs):
         pass
@@ -107,6 +167,7 @@ class Simulator:
         self._make_apps(app_id, app_slug)
         self._server = make_server("127.0.0.1", port, create_app(self), threaded=True,
                                    request_handler=_QuietHandler)
+        self._server.live_connections = set()  # type: ignore[attr-defined]
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.world.api_url = self.url
@@ -157,6 +218,12 @@ class Simulator:
             self._server.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
+        # Kept-alive connections would otherwise go on being served after the stop.
+        for conn in list(self._server.live_connections):  # type: ignore[attr-defined]
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._server.server_close()
         self.outbox.stop()
 
