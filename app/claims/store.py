@@ -78,7 +78,7 @@ WITH links AS (
       AND (%(numbers)s::int[] IS NULL OR p.linked_tasks && %(numbers)s::int[])
 ), by_task AS (
     SELECT task, array_agg(DISTINCT pr) FILTER (WHERE open) AS prs, bool_or(queued) AS queued
-    FROM links WHERE %(numbers)s::int[] IS NULL OR task = ANY(%(numbers)s) GROUP BY task
+    FROM links GROUP BY task
 )
 SELECT t.number, t.title, t.state, t.labels, t.assignees, t.priority, t.estimate_hours, t.is_task,
        c.agent_id AS holder, coalesce(l.prs, '{}') AS open_prs, coalesce(l.queued, false) AS queued
