@@ -66,6 +66,32 @@ def pooled(url: str, timeout: float = 10) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+# Set for a session; RESET hands the pooled connection back as it was lent.
+_ASYNC_COMMIT = "SET synchronous_commit = off"
+_SYNC_COMMIT = "RESET synchronous_commit"
+
+
+@contextmanager
+def asynchronous_commit(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Commits on ``conn`` in the block return before their WAL is on disk (``synchronous_commit
+    = off``, the session's setting; a round trip on entry and one on exit).
+
+    Only for work that is derived from input stored durably elsewhere and can be derived again:
+    a Postgres crash (never a clean restart) loses at most the last few hundred milliseconds of
+    such commits, whole and in commit order, as if the worker had died before making them; the
+    database is never left with half a transaction, and the next synchronous commit of any
+    session makes them durable too. A connection that cannot be reset is closed, so the pool
+    never lends it on with the setting."""
+    conn.execute(_ASYNC_COMMIT)
+    try:
+        yield conn
+    finally:
+        try:
+            conn.execute(_SYNC_COMMIT)
+        except psycopg.Error:
+            conn.close()  # broken or in a failed transaction: the pool discards a closed one
+
+
 @contextmanager
 def transaction(url: str) -> Iterator[psycopg.Connection]:
     """A pooled connection whose work commits on success and rolls back on error."""

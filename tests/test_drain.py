@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 
 import psycopg
 import pytest
@@ -157,3 +158,42 @@ def test_when_postgres_is_away_the_request_hears_it(settings):
     group = GroupCommit(broken, lambda stored: True)
     with pytest.raises(psycopg.OperationalError):
         group.store(deliveries.describe("watch", "lost-1", {}), "{}")
+
+
+def test_the_drain_commits_asynchronously_and_hands_its_connection_back_synchronous(settings, db_conn, monkeypatch):
+    arrive(db_conn, "async-0")
+    seen = []
+
+    def handler_for(event, action):
+        def handle(ctx):
+            seen.append(ctx.conn.execute("SELECT current_setting('synchronous_commit') AS s, "
+                                         "pg_backend_pid() AS pid").fetchone())
+        return handle
+
+    monkeypatch.setattr(process, "route", handler_for)
+    drain()
+    [during] = seen
+    assert during["s"] == "off"
+    assert [r["status"] for r in rows(db_conn)] == ["processed"]
+    with ExitStack() as lent:  # find the drain's connection among those in the pool
+        settings_by_pid = {}
+        for _ in range(db.POOL_SIZE):
+            conn = lent.enter_context(db.pooled(settings.database_url))
+            row = conn.execute("SELECT current_setting('synchronous_commit') AS s, pg_backend_pid() AS pid").fetchone()
+            settings_by_pid[row["pid"]] = row["s"]
+            if row["pid"] == during["pid"]:
+                break
+    assert settings_by_pid[during["pid"]] == "on"
+
+
+def test_asynchronous_commit_is_reset_after_an_error_and_a_connection_it_cannot_reset_is_closed(database_url):
+    with db.connect(database_url, autocommit=True) as conn:
+        with pytest.raises(RuntimeError), db.asynchronous_commit(conn):
+            assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "off"
+            raise RuntimeError("handler failed")
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    with db.connect(database_url, autocommit=True) as conn, db.connect(database_url, autocommit=True) as admin:
+        with db.asynchronous_commit(conn):
+            pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # Postgres drops the session
+        assert conn.closed
