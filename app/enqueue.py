@@ -11,7 +11,7 @@ import hashlib
 import re
 from datetime import timedelta
 
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 
 from app import runtime
 
@@ -33,23 +33,31 @@ def enqueue_unique(func: str, args: tuple, key: str, *, delay: timedelta | None 
                    description: str = "") -> str | None:
     """Enqueue ``func(*args)`` unless a job with this key is already waiting; returns the id used."""
     queue = runtime.queue()
-    free = None
-    for slot in range(SLOTS):
-        job_id = f"{key}-{slot}"
-        job = queue.fetch_job(job_id)
-        status = job.get_status(refresh=False) if job is not None else None
-        if status in WAITING:
-            return None
-        if free is None and status not in RUNNING:
-            free = job_id
+    ids = [f"{key}-{slot}" for slot in range(SLOTS)]
+    statuses = _statuses(queue.connection, ids)
+    if any(status in WAITING for status in statuses):
+        return None
+    free = next((job_id for job_id, status in zip(ids, statuses) if status not in RUNNING), None)
     if free is None:
         return None  # every slot is running; the last of them reads the newest state
+    if statuses[ids.index(free)] is None:
+        queue.remove(free)  # a job whose data expired may still be listed: never list it twice
     options = dict(job_id=free, job_timeout=600, result_ttl=300, failure_ttl=86400, description=description)
     if delay is not None and delay > timedelta(0):
         queue.enqueue_in(delay, func, *args, **options)
     else:
         queue.enqueue(func, *args, **options)
     return free
+
+
+def _statuses(connection, job_ids: list[str]) -> list[JobStatus | None]:
+    """Each job's status (None: no such job), read in one round trip: a handler schedules a job
+    for every event that touches a PR, and most find one already waiting."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(Job.key_for(job_id), "status")  # what Job.get_status reads
+        raw = pipe.execute()
+    return [JobStatus(value.decode() if isinstance(value, bytes) else value) if value else None for value in raw]
 
 
 def enqueue_evaluation(repo_id: int, pr_number: int, head_sha: str | None, force: bool = False,
