@@ -182,3 +182,22 @@ def test_the_simulator_keeps_connections_alive_and_a_stop_ends_them():
         sim.stop()
         with pytest.raises(httpx.TransportError):
             client.get(f"{sim.url}/repos/o/r")
+
+
+def test_an_idle_kept_alive_connection_is_let_go_without_an_error_line(monkeypatch, caplog):
+    from app.sandbox.simulator.simulator import Simulator, _QuietHandler
+
+    monkeypatch.setattr(_QuietHandler, "timeout", 0.2)
+    sim = Simulator(webhook_secret="s").start()
+    try:
+        sim.create_repo("o/r")
+        with caplog.at_level("INFO"), httpx.Client() as client:
+            assert client.get(f"{sim.url}/repos/o/r").status_code == 200
+            assert len(client._transport._pool.connections) == 1
+            deadline = time.monotonic() + 5
+            while sim._server.live_connections and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not sim._server.live_connections  # the simulator let the idle one go
+        assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+    finally:
+        sim.stop()

@@ -110,6 +110,11 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):
         pass
 
+    def log_error(self, format: str, *args) -> None:
+        if format.startswith("Request timed out"):
+            return  # an idle kept-alive connection let go after ``timeout``: routine, not an error
+        super().log_error(format, *args)
+
 
 @functools.lru_cache(maxsize=1)
 def _generated_key() -> str:
