@@ -4,8 +4,10 @@ Run ``python -m bench.bench_processing`` from the project root (Postgres and Red
 tests: ``FLEET_TEST_PG``, ``FLEET_TEST_REDIS``). It drives the GitHub simulator through a
 realistic stretch of work (issues opened with dependencies, self-assignments, ``/progress``
 comments, pushes, PRs, check runs, ``/queue``), keeps every webhook it emitted, stores them all as
-deliveries in Postgres (after processing the installation, so the repository is known), enqueues
-them and runs ONE ``fleet worker --burst`` process until the queue is empty. Follow-up jobs the
+deliveries in Postgres, enqueues them and runs ONE ``fleet worker --burst`` process until the
+queue is empty. The App is installed (and its backfill of the empty repository processed) before
+the stretch begins, as in a deployment; ``--backfill-last`` restores the earlier order, where the
+backfill saw the stretch's end state and every issue event after it looked stale or tied. Follow-up jobs the
 handlers enqueue (gates, merge-queue steps, the status issue) run in the same burst.
 
 Baseline, same run: the same worker command draining one no-op job per delivery, so the ratio
@@ -63,13 +65,17 @@ class _TimedWSGI:
                 self.seconds[kind] += time.perf_counter() - started
 
 
-def build_events(sim, tasks: int) -> None:
-    """Drive the simulator like a small team would; every action emits GitHub's webhooks."""
+def install(sim) -> None:
+    """The repository, its agents and configuration, and the App installed on it."""
     sim.create_repo(REPO)
     for login in ("agent-a", "agent-b", "agent-c"):
         sim.add_user(login, "write")
     sim.set_file(REPO, ".github/fleet.yml", FLEET_YML)
     sim.install([REPO])
+
+
+def build_events(sim, tasks: int) -> None:
+    """Drive the simulator like a small team would; every action emits GitHub's webhooks."""
     numbers = []
     for i in range(tasks):
         deps = f"\n\nDepends on #{numbers[-1]}" if numbers and i % 3 == 2 else ""
@@ -109,7 +115,12 @@ def _run_worker(env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def run(tasks: int = 12, profile: bool = False) -> dict:
+def run(tasks: int = 12, profile: bool = False, backfill_last: bool = False) -> dict:
+    """``backfill_last``: the order of the earlier versions of this benchmark, where the
+    installation (and its backfill) was processed after the whole stretch had happened, so the
+    backfill recorded every issue's final state and every issue event after it looked stale or
+    tied (one ``GET`` each). By default the App is installed, and its backfill done, first, as in
+    a deployment: the deliveries then meet the state they would meet live."""
     from app import db, deliveries, runtime
     from app.settings import Settings
     from app.sandbox.simulator.simulator import Simulator
@@ -122,8 +133,7 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
         timed = _TimedWSGI(sim._server.app)
         sim._server.app = timed
         try:
-            build_events(sim, tasks)
-            events = sim.events
+            install(sim)
             settings = Settings(database_url=url, redis_url=REDIS_URL, queue_name=queue_name,
                                 webhook_secret="bench-secret", github_api_url=sim.url, app_id=1,
                                 private_key=sim.app_private_key_pem, log_format="console", log_level="WARNING",
@@ -133,14 +143,21 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
 
             bot_identity._login_for.cache_clear()
             # The installation first (it backfills the repository), in this process.
-            install = [e for e in events if e.event == "installation"]
-            rest = [e for e in events if e.event != "installation"]
-            with db.connect(url, autocommit=True) as conn:
-                for e in install + rest:
-                    deliveries.store(conn, deliveries.describe(e.event, e.guid, e.payload))
-            enqueue_drain(0)  # installation events are about no repository: lane 0
-            drain()
-            runtime.queue().empty()
+            installed = len(sim.events)
+            if not backfill_last:
+                _store(url, sim.events)
+                enqueue_drain(0)  # installation events are about no repository: lane 0
+                drain()
+                runtime.queue().empty()
+            build_events(sim, tasks)
+            rest = [e for e in sim.events[installed:] if e.event != "installation"]
+            if backfill_last:
+                _store(url, sim.events[:installed] + rest)
+                enqueue_drain(0)
+                drain()
+                runtime.queue().empty()
+            else:
+                _store(url, rest)
             env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "FLEET_QUEUE": queue_name,
                    "GITHUB_API_URL": sim.url, "GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY": sim.app_private_key_pem,
                    "GITHUB_APP_PRIVATE_KEY_PATH": "", "GITHUB_WEBHOOK_SECRET": "bench-secret", "LOG_LEVEL": "WARNING",
@@ -209,6 +226,14 @@ def run(tasks: int = 12, profile: bool = False) -> dict:
             runtime.queue().empty()
 
 
+def _store(url: str, events) -> None:
+    from app import db, deliveries
+
+    with db.connect(url, autocommit=True) as conn:
+        for e in events:
+            deliveries.store(conn, deliveries.describe(e.event, e.guid, e.payload))
+
+
 def _profile(url: str, events, settings) -> str:
     """Re-run the same deliveries in this process under cProfile (RQ's SimpleWorker, no fork)."""
     import cProfile
@@ -260,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=12, help="tasks in the scripted stretch (~11 deliveries each)")
     parser.add_argument("--profile", action="store_true", help="also profile the handlers in-process (cProfile)")
+    parser.add_argument("--backfill-last", action="store_true",
+                        help="process the installation's backfill after the stretch, as earlier versions did")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    figures = run(args.tasks, args.profile)
+    figures = run(args.tasks, args.profile, args.backfill_last)
     print(json.dumps(figures, indent=2, default=str) if args.json else "\n".join(report(figures)))
     return 0
 
