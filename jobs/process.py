@@ -20,7 +20,7 @@ from rq.timeouts import BaseTimeoutException
 from app import db, deliveries, runtime
 from app.deliveries import Delivery
 from app.metrics import PROCESSING_SECONDS
-from app.repos.registry import REPO_LOCK
+from app.repos.registry import REPO_LOCK_TAKEN
 from jobs.deferral import DEFER_MARGIN, deferral_time
 from jobs.dispatch import DRAIN_SECONDS, drain_started, enqueue_drain, schedule_drain
 from webhooks.context import EventContext, MalformedPayload, bind_logger
@@ -28,7 +28,13 @@ from webhooks.routes import ignore_reason, route
 
 log = logging.getLogger("fleet.process")
 
-LOCK_DELIVERY = "SELECT status FROM deliveries WHERE id = %s FOR UPDATE"
+# The delivery's row and its repository's lock (REPO_LOCK's) in one round trip. The lock is
+# taken as the row is read, before the row lock is waited for; every run of a delivery takes the
+# two in this order, so two runs of one delivery (a drain and ``fleet replay``) cannot deadlock.
+LOCK_DELIVERY = f"""
+SELECT status, CASE WHEN repo_id IS NOT NULL THEN {REPO_LOCK_TAKEN.format(repo_id="repo_id")}::text END AS locked
+FROM deliveries WHERE id = %s FOR UPDATE
+"""
 # Held by the one drain working through a lane, for the session (a worker that dies lets go).
 HOLD_LANE = "SELECT pg_try_advisory_lock(hashtextextended('fleet-lane:' || %s::text, 0)) AS held"
 LET_GO_LANE = "SELECT pg_advisory_unlock(hashtextextended('fleet-lane:' || %s::text, 0))"
@@ -137,7 +143,6 @@ def _process(delivery: Delivery, conn, settings, job_id: str | None, *, ordered:
             if row is None or row["status"] in ("processed", "ignored"):
                 return "skipped"
             if delivery.repo_id is not None:
-                conn.execute(REPO_LOCK, (delivery.repo_id,))
                 ahead = None if ordered else deliveries.deferred_ahead(conn, delivery.id)
                 if ahead is not None:
                     # A margin after the older one, so it runs first.

@@ -197,3 +197,22 @@ def test_asynchronous_commit_is_reset_after_an_error_and_a_connection_it_cannot_
             pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # Postgres drops the session
         assert conn.closed
+
+
+def test_a_delivery_runs_holding_its_repository_lock(settings, db_conn, database_url, monkeypatch):
+    """Jobs about the repository (gates, the queue, the status issue) wait while a delivery runs."""
+    arrive(db_conn, "locked-0")
+    taken_by_other = []
+
+    def handler_for(event, action):
+        def handle(ctx):
+            with db.connect(database_url, autocommit=True) as other:
+                taken_by_other.append(other.execute(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended('fleet-repo:' || %s::text, 0)) AS ok",
+                    (REPO["id"],)).fetchone()["ok"])
+        return handle
+
+    monkeypatch.setattr(process, "route", handler_for)
+    drain()
+    assert taken_by_other == [False]
+    assert [r["status"] for r in rows(db_conn)] == ["processed"]

@@ -75,7 +75,8 @@ MARK_SYNCED = "UPDATE repositories SET synced_at = now() WHERE id = %s"
 
 # Handlers and jobs of one repository run one at a time (an advisory lock per repository), so
 # two workers never interleave decisions about the same tasks; repositories run in parallel.
-REPO_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('fleet-repo:' || %s::text, 0))"
+REPO_LOCK_TAKEN = "pg_advisory_xact_lock(hashtextextended('fleet-repo:' || {repo_id}::text, 0))"
+REPO_LOCK = "SELECT " + REPO_LOCK_TAKEN.format(repo_id="%s")
 
 
 @dataclass(frozen=True)
