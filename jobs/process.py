@@ -73,6 +73,10 @@ def drain_lane(lane: int, resume_at: float | None = None) -> dict[str, int]:
                 break
             if ended == "blocked" or not _runnable(deliveries.due_in_lane(conn, lane, 1, now), now):
                 break
+    if lane and outcomes["processed"]:
+        # Once per drain, not per batch: a status issue rendered in the middle of a burst (a plan
+        # import) shows half of it, and its next edit waits ``status.min_interval``.
+        _request_status(lane)
     return dict(outcomes)
 
 
@@ -127,6 +131,7 @@ def process_delivery(delivery_id: str) -> str:
         outcome = _process(delivery, conn, settings, job.id if job else None, ordered=False)
     if delivery.repo_id is not None and outcome in ("processed", "ignored"):
         _announce([delivery])
+        _request_status(delivery.repo_id)
     return outcome
 
 
@@ -193,20 +198,27 @@ def _run_after_commit(ctx: EventContext) -> None:
 
 
 def _announce(ran: list[Delivery]) -> None:
-    """Once per batch of a repository: dashboards re-read state on any change, and the status
-    issue coalesces its own updates."""
+    """Once per batch of a repository: dashboards re-read state on any change."""
     done = [d for d in ran if d.repo_id is not None]
     if not done:
         return
     from app.events_stream import publish
-    from jobs.status import request_update
 
     last = done[-1]
     try:
         publish("delivery.processed", last.repo_full_name, {"event": last.key, "id": last.id, "count": len(done)})
-        request_update(last.repo_id)
     except Exception:
-        log.exception("dashboards or the status issue not told; periodic refresh catches up")
+        log.exception("dashboards not told; they re-read state periodically")
+
+
+def _request_status(repo_id: int) -> None:
+    """The status issue coalesces its own updates (jobs/status.py)."""
+    from jobs.status import request_update
+
+    try:
+        request_update(repo_id)
+    except Exception:
+        log.exception("the status issue not told; the periodic refresh catches up")
 
 
 class WaitingBehind(Exception):

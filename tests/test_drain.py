@@ -216,3 +216,23 @@ def test_a_delivery_runs_holding_its_repository_lock(settings, db_conn, database
     drain()
     assert taken_by_other == [False]
     assert [r["status"] for r in rows(db_conn)] == ["processed"]
+
+
+def test_the_status_issue_hears_of_a_burst_once_it_is_drained_not_after_each_batch(settings, db_conn, monkeypatch):
+    for i in range(5):
+        arrive(db_conn, f"status-{i}")
+    asked_mid_burst = []
+
+    def status_requested() -> bool:
+        return any(job.func_name == "jobs.status.update_status" for job in runtime.queue().jobs)
+
+    def handler_for(event, action):
+        def handle(ctx):
+            asked_mid_burst.append(status_requested())
+        return handle
+
+    monkeypatch.setattr(process, "DRAIN_BATCH", 2)  # three batches
+    monkeypatch.setattr(process, "route", handler_for)
+    assert drain_lane(REPO["id"]) == {"processed": 5}
+    assert asked_mid_burst == [False] * 5
+    assert status_requested()  # once the lane was drained
