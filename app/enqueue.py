@@ -37,10 +37,11 @@ def enqueue_unique(func: str, args: tuple, key: str, *, delay: timedelta | None 
     statuses = _statuses(queue.connection, ids)
     if any(status in WAITING for status in statuses):
         return None
-    free = next((job_id for job_id, status in zip(ids, statuses) if status not in RUNNING), None)
-    if free is None:
+    slot = next((i for i, status in enumerate(statuses) if status not in RUNNING), None)
+    if slot is None:
         return None  # every slot is running; the last of them reads the newest state
-    if statuses[ids.index(free)] is None:
+    free = ids[slot]
+    if statuses[slot] is None:
         queue.remove(free)  # a job whose data expired may still be listed: never list it twice
     options = dict(job_id=free, job_timeout=600, result_ttl=300, failure_ttl=86400, description=description)
     if delay is not None and delay > timedelta(0):

@@ -7,8 +7,9 @@ comments, pushes, PRs, check runs, ``/queue``), keeps every webhook it emitted, 
 deliveries in Postgres, enqueues them and runs ONE ``fleet worker --burst`` process until the
 queue is empty. The App is installed (and its backfill of the empty repository processed) before
 the stretch begins, as in a deployment; ``--backfill-last`` restores the earlier order, where the
-backfill saw the stretch's end state and every issue event after it looked stale or tied. Follow-up jobs the
-handlers enqueue (gates, merge-queue steps, the status issue) run in the same burst.
+backfill saw the stretch's end state and every issue event after it looked stale or tied.
+Follow-up jobs the handlers enqueue (gates, merge-queue steps, the status issue) run in the same
+burst.
 
 Baseline, same run: the same worker command draining one no-op job per delivery, so the ratio
 is Fleet's handler work against RQ's own per-job cost (Redis round trips). Then ten times as many
@@ -124,8 +125,8 @@ def run(tasks: int = 12, profile: bool = False, backfill_last: bool = False) -> 
     from app import db, deliveries, runtime
     from app.settings import Settings
     from app.sandbox.simulator.simulator import Simulator
-    from jobs.dispatch import enqueue_drain, request_drain
-    from tests.conftest import drain, release_scheduled
+    from jobs.dispatch import request_drain
+    from tests.conftest import release_scheduled
 
     logging.disable(logging.WARNING)
     with scratch_database() as url, scratch_namespace() as queue_name:
@@ -142,20 +143,14 @@ def run(tasks: int = 12, profile: bool = False, backfill_last: bool = False) -> 
             from app.github import identity as bot_identity
 
             bot_identity._login_for.cache_clear()
-            # The installation first (it backfills the repository), in this process.
+            # The installation (it backfills the repository) is processed in this process.
             installed = len(sim.events)
             if not backfill_last:
-                _store(url, sim.events)
-                enqueue_drain(0)  # installation events are about no repository: lane 0
-                drain()
-                runtime.queue().empty()
+                _backfill(url, sim.events)
             build_events(sim, tasks)
             rest = [e for e in sim.events[installed:] if e.event != "installation"]
             if backfill_last:
-                _store(url, sim.events[:installed] + rest)
-                enqueue_drain(0)
-                drain()
-                runtime.queue().empty()
+                _backfill(url, sim.events[:installed] + rest)
             else:
                 _store(url, rest)
             env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "FLEET_QUEUE": queue_name,
@@ -224,6 +219,19 @@ def run(tasks: int = 12, profile: bool = False, backfill_last: bool = False) -> 
         finally:
             sim.stop()
             runtime.queue().empty()
+
+
+def _backfill(url: str, events) -> None:
+    """Store ``events`` and process the installation among them (it backfills the repository);
+    the rest wait for the measured worker."""
+    from app import runtime
+    from jobs.dispatch import enqueue_drain
+    from tests.conftest import drain
+
+    _store(url, events)
+    enqueue_drain(0)  # installation events are about no repository: lane 0
+    drain()
+    runtime.queue().empty()
 
 
 def _store(url: str, events) -> None:

@@ -2,11 +2,11 @@
 
 After each drain of a repository's deliveries (not after each delivery or batch of them: a
 render in the middle of a burst shows half of it) ``request_update`` marks the repository dirty
-and enqueues one update (a Redis flag keeps a burst from enqueuing hundreds). The update job clears the flag
-before it reads state, so an event arriving mid-render triggers another run; when the last edit
-is too recent it re-schedules itself for the moment the interval allows. A body whose only change
-is relative times ("5m ago") is not scheduled at all: holding the flag for that long wait would
-hide real changes behind it; the periodic refresh rewrites the clocks.
+and enqueues one update (a Redis flag keeps a burst from enqueuing hundreds). The update job
+clears the flag before it reads state, so an event arriving mid-render triggers another run;
+when the last edit is too recent it re-schedules itself for the moment the interval allows. A
+body whose only change is relative times ("5m ago") is not scheduled at all: holding the flag for
+that long wait would hide real changes behind it; the periodic refresh rewrites the clocks.
 """
 from __future__ import annotations
 
