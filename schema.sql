@@ -206,7 +206,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     installation_id bigint,
     repo_id        bigint,
     repo_full_name text,
-    payload        jsonb NOT NULL,
+    payload        jsonb NOT NULL,  -- text since 0017
     status         text NOT NULL DEFAULT 'received'
                    CHECK (status IN ('received', 'queued', 'processing', 'processed', 'ignored', 'failed')),
     attempts       integer NOT NULL DEFAULT 0,
@@ -542,6 +542,16 @@ CREATE INDEX IF NOT EXISTS deliveries_lane ON deliveries ((coalesce(repo_id, 0))
     WHERE status IN ('received', 'queued', 'deferred', 'failed');
 -- Payloads are stored as GitHub sent them, up to thousands a second in a burst: lz4 compresses
 -- them at a fraction of pglz's cost (a server built without lz4 keeps pglz).
+DO $$ BEGIN
+    ALTER TABLE deliveries ALTER COLUMN payload SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL;
+END $$;
+
+-- migrate: 0017 payloads as text
+-- The payload is kept as the JSON text GitHub sent (ingest has parsed and checked it): as jsonb,
+-- Postgres parsed every 10 KB payload again on the way in and printed it on the way out, about
+-- half of its CPU per delivery in a burst (bench/RESULTS.md). Rewrites the table once.
+ALTER TABLE deliveries ALTER COLUMN payload TYPE text;
 DO $$ BEGIN
     ALTER TABLE deliveries ALTER COLUMN payload SET COMPRESSION lz4;
 EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL;

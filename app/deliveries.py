@@ -189,7 +189,7 @@ def store(conn: psycopg.Connection, delivery: Delivery, text: str | None = None)
     return bool(store_many(conn, [(delivery, json.dumps(delivery.payload) if text is None else text)]))
 
 
-_ROW = "(%s, %s, %s, %s, %s, %s, %s::jsonb, clock_timestamp())"
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, clock_timestamp())"
 
 
 def store_many(conn: psycopg.Connection, items: list[tuple[Delivery, str]]) -> set[str]:
@@ -203,7 +203,8 @@ def store_many(conn: psycopg.Connection, items: list[tuple[Delivery, str]]) -> s
 
 
 def _storable(text: str) -> str:
-    # Postgres jsonb rejects \u0000; GitHub payloads can carry it in user text.
+    # GitHub payloads can carry \u0000 in user text; no Postgres text column Fleet writes it to
+    # could hold the NUL it decodes to.
     return text.replace("\\u0000", "\\ufffd")
 
 
@@ -225,7 +226,7 @@ def due_in_lane(conn: psycopg.Connection, lane: int, limit: int, now: float) -> 
     rows = conn.execute(DUE_IN_LANE, {"lane": lane, "limit": limit, "max_attempts": MAX_ATTEMPTS,
                                       "now": now}).fetchall()
     return [Due(Delivery(r["id"], r["event"], r["action"], r["installation_id"], r["repo_id"], r["repo_full_name"],
-                         r["payload"]), r["status"], float(r["not_before"]) if r["not_before"] is not None else None)
+                         json.loads(r["payload"])), r["status"], float(r["not_before"]) if r["not_before"] is not None else None)
             for r in rows]
 
 
@@ -248,7 +249,7 @@ def start_processing(conn: psycopg.Connection, delivery_id: str) -> Delivery | N
         return None
     return Delivery(
         row["id"], row["event"], row["action"], row["installation_id"], row["repo_id"],
-        row["repo_full_name"], row["payload"], row["runs"],
+        row["repo_full_name"], json.loads(row["payload"]), row["runs"],
     )
 
 

@@ -126,7 +126,7 @@ def test_a_payload_postgres_refuses_fails_alone_in_its_batch(settings, db_conn, 
     pool = db._pool(database_url)
     group = GroupCommit(lambda: pool.connection(timeout=3), lambda stored: True)
     good = _Waiting(deliveries.describe("watch", "good-1", {}), '{"a": 1}')
-    bad = _Waiting(deliveries.describe("watch", "bad-1", {}), '{"a": "\\ud800"}')  # a lone surrogate
+    bad = _Waiting(deliveries.describe("watch", "bad-1", {}), '{"a": "\x00"}')  # no Postgres text holds NUL
     group._write([good, bad])
     assert good.fresh and good.error is None and good.queued
     assert isinstance(bad.error, psycopg.errors.DataError) and not bad.fresh

@@ -95,6 +95,7 @@ class WebhookIngest:
             payload = json.loads(text, parse_float=_finite, parse_constant=_not_a_number)
             if not isinstance(payload, dict):
                 raise ValueError("payload must be a JSON object")
+            _refuse_lone_surrogates(text, payload)
         except (ValueError, UnicodeDecodeError) as exc:
             return 400, "bad_payload", {"message": f"malformed payload: {str(exc)[:200]}"}
         return self.store(deliveries.describe(event, guid, payload), text)
@@ -149,6 +150,17 @@ def _finite(literal: str) -> float:
 
 def _not_a_number(literal: str) -> float:
     raise ValueError(f"{literal} is not JSON")
+
+
+def _refuse_lone_surrogates(text: str, payload: dict) -> None:
+    """ValueError when a string holds half a UTF-16 pair (``"\\ud800"``): Python reads it, but no
+    text Fleet writes it to (Postgres, GitHub) can hold it. Only a payload with such an escape is
+    encoded again to find out."""
+    if "\\ud" in text or "\\uD" in text:
+        try:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds half of a UTF-16 surrogate pair") from None
 
 
 def _header_ok(value: str) -> bool:
