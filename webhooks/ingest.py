@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
@@ -37,6 +38,10 @@ log = logging.getLogger("fleet.ingest")
 PATH = "/webhooks/github"
 MAX_BODY = 25 * 1024 * 1024
 _HEADERS = [(name, value) for name, value in SECURITY_HEADERS.items()]
+# A \uD800-\uDFFF escape; the even run of backslashes before it (escaped backslashes) is skipped,
+# so ``\\ud800`` (a backslash, then the letters ud800) is not one.
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u([dD][89a-fA-F][0-9a-fA-F]{2})")
+_HALF_A_PAIR = "a string holds half of a UTF-16 surrogate pair"
 _REASONS = {202: "202 Accepted", 400: "400 Bad Request", 401: "401 Unauthorized", 405: "405 Method Not Allowed",
             413: "413 Payload Too Large", 503: "503 Service Unavailable"}
 
@@ -95,7 +100,7 @@ class WebhookIngest:
             payload = json.loads(text, parse_float=_finite, parse_constant=_not_a_number)
             if not isinstance(payload, dict):
                 raise ValueError("payload must be a JSON object")
-            _refuse_lone_surrogates(text, payload)
+            _refuse_lone_surrogates(text)
         except (ValueError, UnicodeDecodeError) as exc:
             return 400, "bad_payload", {"message": f"malformed payload: {str(exc)[:200]}"}
         return self.store(deliveries.describe(event, guid, payload), text)
@@ -152,15 +157,24 @@ def _not_a_number(literal: str) -> float:
     raise ValueError(f"{literal} is not JSON")
 
 
-def _refuse_lone_surrogates(text: str, payload: dict) -> None:
-    """ValueError when a string holds half a UTF-16 pair (``"\\ud800"``): Python reads it, but no
-    text Fleet writes it to (Postgres, GitHub) can hold it. Only a payload with such an escape is
-    encoded again to find out."""
-    if "\\ud" in text or "\\uD" in text:
-        try:
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("a string holds half of a UTF-16 surrogate pair") from None
+def _refuse_lone_surrogates(text: str) -> None:
+    """ValueError when a string holds half of a UTF-16 pair (``"\\ud800"``): Python reads it, but
+    no text Fleet writes it to (Postgres, GitHub) can hold it. Reads the escapes, not the payload:
+    a high half must be followed at once by a low half, and a low half preceded by a high one."""
+    if "\\ud" not in text and "\\uD" not in text:
+        return
+    low_expected_at = None  # where the escape after a high half must start
+    for escape in _SURROGATE_ESCAPE.finditer(text):
+        if int(escape.group(1), 16) < 0xDC00:  # a high half
+            if low_expected_at is not None:
+                raise ValueError(_HALF_A_PAIR)
+            low_expected_at = escape.end()
+        elif escape.end() - 6 != low_expected_at:
+            raise ValueError(_HALF_A_PAIR)
+        else:
+            low_expected_at = None
+    if low_expected_at is not None:
+        raise ValueError(_HALF_A_PAIR)
 
 
 def _header_ok(value: str) -> bool:
