@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,19 @@ def connect(url: str, *, autocommit: bool = False, timeout: int = 5) -> psycopg.
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=timeout)
 
 
+def check_pooled(conn: psycopg.Connection) -> None:
+    """The pools' check on checkout: raises when the connection is dead, so the pool opens another
+    and a Postgres restart heals itself. An idle connection has nothing to read: when the server
+    closed it (a restart, ``pg_terminate_backend``), its socket is readable, with the FATAL notice
+    or the end of the stream. Only then is a query sent to find out; a live connection costs a
+    ``select`` instead of a round trip, one per job and per ingest batch."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
+
+
 # Opened on demand, so a worker keeps only what it uses. A job holds up to four at once (its own,
 # a queue's advisory lock, a gate's advisory lock, the evidence recorder's for a moment); the
 # headroom is for processes that run jobs in several threads (the tests' concurrent workers).
@@ -49,7 +63,7 @@ def _pool(url: str) -> ConnectionPool:
         pool = _pools.get(key)
         if pool is None:
             pool = ConnectionPool(
-                url, min_size=0, max_size=POOL_SIZE, open=True, check=ConnectionPool.check_connection,
+                url, min_size=0, max_size=POOL_SIZE, open=True, check=check_pooled,
                 kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
                 reconnect_timeout=0, name=f"fleet-jobs-{os.getpid()}",
             )

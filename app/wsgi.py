@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from app.api.headers import SECURITY_HEADERS
-from app import runtime
+from app import db, runtime
 from app.settings import Settings
 
 log = logging.getLogger("fleet.web")
@@ -23,7 +23,7 @@ def make_pool(database_url: str) -> ConnectionPool:
         max_size=8,
         open=False,
         kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 3},
-        check=ConnectionPool.check_connection,
+        check=db.check_pooled,
         reconnect_timeout=0,
     )
 

@@ -14,6 +14,9 @@ Run ``python -m bench.bench_ingest`` from the project root (Postgres and Redis a
   ``tests/fixtures/webhook_examples`` (15 events, 1-120 KB), each signed with the secret and with
   a fresh ``X-GitHub-Delivery`` GUID. The generator shares the machine's cores with the server,
   so absolute figures are a floor; the ratio compares like with like.
+- CPU per request: user + system seconds of the server's processes and of Postgres's, read from
+  ``/proc`` before and after the load. This machine's speed varies from minute to minute, so
+  throughput is noisy; the CPU each request costs is steadier.
 """
 from __future__ import annotations
 
@@ -23,9 +26,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import REDIS_URL, free_port, median, percentile, scratch_database, scratch_namespace
+from bench.common import REDIS_URL, cpu_seconds, free_port, median, percentile, scratch_database, scratch_namespace
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "webhook_examples"
 SECRET = "bench-ingest-secret"
@@ -66,12 +70,24 @@ def load(url: str, payloads, seconds: float, concurrency: int, warmup: float = 1
     from bench.load_generator import run_load
 
     parts = urlsplit(url)
-    latencies, statuses = run_load(parts.hostname, parts.port, payloads, seconds, concurrency, warmup)
+    server = f"127.0.0.1:{parts.port}"
+    before = {name: cpu_seconds(match) for name, match in _cpu_groups(server).items()}
+    latencies, statuses, warmup_answers = run_load(parts.hostname, parts.port, payloads, seconds, concurrency, warmup)
+    answers = len(latencies) + warmup_answers
+    cpu_us = {name: (cpu_seconds(match) - before[name]) * 1e6 / max(answers, 1)
+              for name, match in _cpu_groups(server).items()}
     ok = statuses.get(202, 0)
     return {"requests": len(latencies), "accepted": ok, "statuses": statuses, "per_s": ok / seconds,
+            "cpu_us_per_request": cpu_us,
             "p50_ms": percentile(latencies, 50) * 1000 if latencies else float("nan"),
             "p99_ms": percentile(latencies, 99) * 1000 if latencies else float("nan"),
             "median_ms": median(latencies) * 1000}
+
+
+def _cpu_groups(server: str) -> dict[str, Callable[[str], bool]]:
+    """The processes whose CPU each request costs: the server's (its workers carry its ``--bind``
+    on their command line) and Postgres's (backends, WAL writer)."""
+    return {"server": lambda cmd: server in cmd, "postgres": lambda cmd: cmd.startswith("postgres")}
 
 
 def _serve(cmd: list[str], env: dict[str, str], port: int, ready_path: str):
@@ -134,6 +150,8 @@ def report(f: dict) -> list[str]:
         f"  baseline {b['per_s']:.0f} deliveries/s, p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms "
         f"(verify the signature, parse the JSON, answer 202)",
         f"  ratio    {f['ratio']:.2f} of the bare app's throughput",
+        f"  CPU per request (warm-up included): Fleet's server {a['cpu_us_per_request']['server']:.0f} µs "
+        f"+ Postgres {a['cpu_us_per_request']['postgres']:.0f} µs; the bare app {b['cpu_us_per_request']['server']:.0f} µs",
     ]
 
 

@@ -10,11 +10,29 @@ import socket
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 PG_BASE = os.environ.get("FLEET_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("FLEET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def cpu_seconds(match: Callable[[str], bool]) -> float:
+    """User + system CPU seconds so far of the live processes whose command line ``match``
+    accepts (Linux ``/proc``; 0 elsewhere). Taken before and after a run, the difference is what
+    they spent on it: steadier than throughput on a machine whose speed varies."""
+    ticks, proc = 0, Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        try:
+            if not entry.name.isdigit() or not match((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_id() -> str:

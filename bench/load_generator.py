@@ -3,7 +3,7 @@ loop in its own process, requests pre-encoded once (only the delivery GUID chang
 read by Content-Length. Much cheaper per request than a Python HTTP client, so the server, not
 the generator, is what is measured (the issue's figures came from wrk; this machine has none).
 
-``run_load(host, port, requests, seconds, connections)`` returns latencies and status counts;
+``run_load(host, port, requests, seconds, connections)`` returns latencies, status counts and the warm-up's count;
 ``requests`` are (event, body, signature) triples posted round-robin to ``/webhooks/github``.
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ async def _response(reader) -> int:
     return int(status_line.split()[1])
 
 
-async def _connection(host, port, templates, offset, stride, start_at, stop_at, latencies, statuses):
+async def _connection(host, port, templates, offset, stride, start_at, stop_at, latencies, statuses,
+                      warmup_answers):
     reader, writer = await asyncio.open_connection(host, port)
     i = offset
     try:
@@ -49,6 +50,8 @@ async def _connection(host, port, templates, offset, stride, start_at, stop_at, 
             if now >= start_at:
                 latencies.append(elapsed)
                 statuses[code] = statuses.get(code, 0) + 1
+            else:
+                warmup_answers[0] += 1
     finally:
         writer.close()
 
@@ -56,11 +59,12 @@ async def _connection(host, port, templates, offset, stride, start_at, stop_at, 
 async def _run(host, port, templates, seconds, connections, warmup):
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    warmup_answers = [0]
     start_at = time.monotonic() + warmup
     stop_at = start_at + seconds
-    await asyncio.gather(*(_connection(host, port, templates, k, connections, start_at, stop_at, latencies, statuses)
-                           for k in range(connections)))
-    return latencies, statuses
+    await asyncio.gather(*(_connection(host, port, templates, k, connections, start_at, stop_at, latencies, statuses,
+                                       warmup_answers) for k in range(connections)))
+    return latencies, statuses, warmup_answers[0]
 
 
 def _child(host, port, requests, seconds, connections, warmup, out) -> None:
@@ -69,9 +73,10 @@ def _child(host, port, requests, seconds, connections, warmup, out) -> None:
 
 
 def run_load(host: str, port: int, requests, seconds: float, connections: int,
-             warmup: float = 1.0) -> tuple[list[float], dict[int, int]]:
+             warmup: float = 1.0) -> tuple[list[float], dict[int, int], int]:
     """Post for ``seconds`` after ``warmup`` from ``connections`` keep-alive connections, in a
-    separate process; (latencies of the measured requests, their status counts)."""
+    separate process; (latencies of the measured requests, their status counts, how many
+    requests were answered during the warm-up)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     proc = ctx.Process(target=_child, args=(host, port, list(requests), seconds, connections, warmup, out))

@@ -127,7 +127,7 @@ def test_a_payload_postgres_refuses_fails_alone_in_its_batch(settings, db_conn, 
     group = GroupCommit(lambda: pool.connection(timeout=3), lambda stored: True)
     good = _Waiting(deliveries.describe("watch", "good-1", {}), '{"a": 1}')
     bad = _Waiting(deliveries.describe("watch", "bad-1", {}), '{"a": "\x00"}')  # no Postgres text holds NUL
-    group._write([good, bad])
+    group._queue(group._insert([good, bad]))
     assert good.fresh and good.error is None and good.queued
     assert isinstance(bad.error, psycopg.errors.DataError) and not bad.fresh
     assert [r["id"] for r in db_conn.execute("SELECT id FROM deliveries").fetchall()] == ["good-1"]
@@ -236,3 +236,34 @@ def test_the_status_issue_hears_of_a_burst_once_it_is_drained_not_after_each_bat
     assert drain_lane(REPO["id"]) == {"processed": 5}
     assert asked_mid_burst == [False] * 5
     assert status_requested()  # once the lane was drained
+
+
+def test_the_next_batch_is_written_while_the_last_one_raises_its_flags(settings, db_conn, database_url):
+    """The writer hands its turn on as soon as its batch is committed: a slow Redis round trip
+    for one batch does not hold up the next batch's INSERT (before, it did)."""
+    pool = db._pool(database_url)
+    second_queued = threading.Event()
+    first_saw_second: list[bool] = []
+
+    def queue(stored):
+        if stored[0].id == "first":
+            threading.Thread(target=send, args=("second",)).start()  # arrives while Redis is slow
+            first_saw_second.append(second_queued.wait(timeout=5))
+        else:
+            second_queued.set()
+        return True
+
+    group = GroupCommit(lambda: pool.connection(timeout=3), queue)
+    answers: dict[str, tuple[bool, bool]] = {}
+
+    def send(guid: str) -> None:
+        answers[guid] = group.store(deliveries.describe("watch", guid, {}), "{}")
+
+    send("first")
+    assert first_saw_second == [True]
+    assert answers["first"] == (True, True)
+    wait = time.monotonic() + 5
+    while "second" not in answers and time.monotonic() < wait:
+        time.sleep(0.01)
+    assert answers["second"] == (True, True)
+    assert db_conn.execute("SELECT count(*) AS n FROM deliveries").fetchone()["n"] == 2

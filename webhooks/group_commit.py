@@ -2,9 +2,11 @@
 
 A request thread hands its delivery in. If no batch is being written, it becomes the writer for
 everything waiting (its own delivery included); otherwise it sleeps until its delivery is written
-or it is handed the writer's turn: the writer wakes the requests of its batch, and the oldest
-waiting request writes whatever gathered meanwhile as the next batch. Nobody waits for a timer: a lone delivery is written at
-once, and under load a batch is as large as the requests that arrived during the previous commit.
+or it is handed the writer's turn: once its batch is committed, the writer hands the turn to the
+oldest waiting request, which writes whatever gathered meanwhile as the next batch while the
+writer raises its batch's lanes' flags in Redis and then wakes its requests. Nobody waits for a
+timer: a lone delivery is written at once, and under load a batch is as large as the requests
+that arrived during the previous commit.
 Each request still answers only after the commit that holds its delivery, so a 202 keeps meaning
 "durably stored".
 """
@@ -30,7 +32,7 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 class _Waiting:
     delivery: deliveries.Delivery
     text: str
-    done: bool = False  # set by the writer under the lock, after everything else
+    done: bool = False  # set by the writer after everything else, before the wake-up
     fresh: bool = False
     queued: bool = False
     error: BaseException | None = None
@@ -63,25 +65,34 @@ class GroupCommit:
         while not me.done:
             with self._lock:
                 batch = self._take()
+            mine, handed = any(w is me for w in batch), False
             try:
-                self._write(batch)
-            finally:  # whatever happened, nobody may wait for this batch forever
-                self._hand_on(me, batch)
+                stored = self._insert(batch)
+                if mine:  # the next batch's INSERT overlaps this batch's Redis round trip
+                    self._hand_on()
+                    handed = True
+                self._queue(stored)
+            finally:  # whatever happened, nobody may wait for this batch, or the turn, forever
+                self._finish(batch)
+                if mine and not handed:
+                    self._hand_on()
         if me.error is not None:
             raise me.error
         return me.fresh, me.queued
 
-    def _hand_on(self, me: _Waiting, batch: list[_Waiting]) -> None:
+    def _hand_on(self) -> None:
+        """Give the writer's turn to the oldest waiting request, if any."""
         with self._lock:
-            for w in batch:  # only now, under the lock: its thread reads what was set
-                w.done = True
-            # Still undone (the batch was full before it): write on. Done: hand the turn on.
-            after = self._waiting[0] if me.done and self._waiting else None
-            self._writing = not me.done or after is not None
-        for w in batch:
-            w.woken.set()
+            after = self._waiting[0] if self._waiting else None
+            self._writing = after is not None
         if after is not None:
-            after.woken.set()  # the next batch is written by its oldest request
+            after.woken.set()
+
+    @staticmethod
+    def _finish(batch: list[_Waiting]) -> None:
+        for w in batch:
+            w.done = True  # before the wake-up: its thread reads what was set
+            w.woken.set()
 
     def _take(self) -> list[_Waiting]:
         batch, size = [], 0
@@ -90,7 +101,9 @@ class GroupCommit:
             batch.append(self._waiting.pop(0))
         return batch
 
-    def _write(self, batch: list[_Waiting]) -> None:
+    def _insert(self, batch: list[_Waiting]) -> list[_Waiting]:
+        """Store the batch in one INSERT and commit; the requests whose delivery is new. Raises
+        nothing: a request whose delivery was not stored holds the error."""
         try:
             with self._connection() as conn:
                 try:
@@ -104,15 +117,18 @@ class GroupCommit:
         except BaseException as exc:  # the database went away: every request of the batch says so
             for w in batch:
                 w.error = w.error or exc
-        stored = [w for w in batch if w.fresh and w.error is None]
-        if stored:
-            try:
-                queued = self._then_queue([w.delivery for w in stored])
-            except Exception:  # stored all the same: the sweeper queues them
-                log.exception("deliveries stored but not queued")
-                queued = False
-            for w in stored:
-                w.queued = queued
+        return [w for w in batch if w.fresh and w.error is None]
+
+    def _queue(self, stored: list[_Waiting]) -> None:
+        if not stored:
+            return
+        try:
+            queued = self._then_queue([w.delivery for w in stored])
+        except Exception:  # stored all the same: the sweeper queues them
+            log.exception("deliveries stored but not queued")
+            queued = False
+        for w in stored:
+            w.queued = queued
 
     @staticmethod
     def _write_one_by_one(conn, batch: list[_Waiting]) -> None:
