@@ -52,31 +52,34 @@ def check_pooled(conn: psycopg.Connection) -> None:
 # a queue's advisory lock, a gate's advisory lock, the evidence recorder's for a moment); the
 # headroom is for processes that run jobs in several threads (the tests' concurrent workers).
 POOL_SIZE = 20
-_pools: dict[tuple[int, str], ConnectionPool] = {}
+_pools: dict[tuple[int, str, bool], ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool(url: str) -> ConnectionPool:
+def _pool(url: str, durable: bool = True) -> ConnectionPool:
     # Keyed by pid too: a pool must never be shared across fork (RQ's forking worker).
-    key = (os.getpid(), url)
+    key = (os.getpid(), url, durable)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
+            options = {} if durable else {"options": "-c synchronous_commit=off"}
             pool = ConnectionPool(
                 url, min_size=0, max_size=POOL_SIZE, open=True, check=check_pooled,
-                kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
-                reconnect_timeout=0, name=f"fleet-jobs-{os.getpid()}",
+                kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5, **options},
+                reconnect_timeout=0, name=f"fleet-jobs-{os.getpid()}{'' if durable else '-async'}",
             )
             _pools[key] = pool
         return pool
 
 
 @contextmanager
-def pooled(url: str, timeout: float = 10) -> Iterator[psycopg.Connection]:
+def pooled(url: str, timeout: float = 10, *, durable: bool = True) -> Iterator[psycopg.Connection]:
     """An autocommit connection from this process's pool (jobs run many short transactions;
     opening a connection for each costs more than the work). Use ``conn.transaction()`` for
-    atomic work."""
-    with _pool(url).connection(timeout=timeout) as conn:
+    atomic work. ``durable=False``: from a pool whose sessions commit asynchronously (see
+    ``asynchronous_commit``), for records whose loss in a Postgres crash costs nothing but the
+    record: a commit there does not wait for the disk."""
+    with _pool(url, durable).connection(timeout=timeout) as conn:
         yield conn
 
 

@@ -19,7 +19,8 @@ without handlers.
 What limits it is measured during the Fleet run: Postgres sessions and transactions per
 delivery (``pg_stat_database``), Redis commands per delivery (``INFO``), GitHub calls per
 delivery and the time the simulator spent answering them. ``--profile`` additionally runs the
-deliveries in-process under cProfile and prints the top functions. ``BENCH_WORKER_CMD`` (a
+deliveries in-process under cProfile and prints the top functions; ``--statements`` re-runs
+them in-process counting SQL statements and their time by event. ``BENCH_WORKER_CMD`` (a
 command line) replaces ``fleet worker --burst`` to try another worker set-up.
 """
 from __future__ import annotations
@@ -116,7 +117,7 @@ def _run_worker(env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def run(tasks: int = 12, profile: bool = False, backfill_last: bool = False) -> dict:
+def run(tasks: int = 12, profile: bool = False, backfill_last: bool = False, statements: bool = False) -> dict:
     """``backfill_last``: the order of the earlier versions of this benchmark, where the
     installation (and its backfill) was processed after the whole stretch had happened, so the
     backfill recorded every issue's final state and every issue event after it looked stale or
@@ -215,6 +216,8 @@ def run(tasks: int = 12, profile: bool = False, backfill_last: bool = False) -> 
             figures["ratio"] = figures["fleet_per_s"] / figures["noop_per_s"]
             if profile:
                 figures["profile"] = _profile(url, rest, settings)
+            if statements:
+                figures["statements"] = _statements(url, rest, settings)
             return figures
         finally:
             sim.stop()
@@ -242,22 +245,28 @@ def _store(url: str, events) -> None:
             deliveries.store(conn, deliveries.describe(e.event, e.guid, e.payload))
 
 
-def _profile(url: str, events, settings) -> str:
-    """Re-run the same deliveries in this process under cProfile (RQ's SimpleWorker, no fork)."""
-    import cProfile
-    import io
-    import pstats
-
-    from app import db, runtime
-    from app import deliveries
+def _requeue(url: str, events, settings) -> None:
+    """Make the stored deliveries due again and ask for their lanes' drains, for a re-run in
+    this process."""
+    from app import db, deliveries, runtime
     from jobs.dispatch import request_drain
-    from tests.conftest import drain
 
     with db.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE deliveries SET status = 'queued', attempts = 0 WHERE id = ANY(%s)", ([e.guid for e in events],))
     runtime.configure(replace(settings))
     for e in events:
         request_drain(deliveries.describe(e.event, e.guid, e.payload).lane)
+
+
+def _profile(url: str, events, settings) -> str:
+    """Re-run the same deliveries in this process under cProfile (RQ's SimpleWorker, no fork)."""
+    import cProfile
+    import io
+    import pstats
+
+    from tests.conftest import drain
+
+    _requeue(url, events, settings)
     prof = cProfile.Profile()
     prof.enable()
     drain()
@@ -265,6 +274,58 @@ def _profile(url: str, events, settings) -> str:
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
     return out.getvalue()
+
+
+def _statements(url: str, events, settings) -> str:
+    """Re-run the same deliveries in this process, counting SQL statements and their time by the
+    delivery's ``event.action`` ("(drain)": the drain's own, outside any delivery's run)."""
+    import re
+
+    import psycopg
+
+    from jobs import process
+    from tests.conftest import drain
+
+    current = ["(drain)"]
+    runs, run_seconds, statements, statement_seconds = Counter(), Counter(), Counter(), Counter()
+    real_execute, real_process = psycopg.Connection.execute, process._process
+
+    def execute(conn, query, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return real_execute(conn, query, *args, **kwargs)
+        finally:
+            key = (current[0], re.sub(r"\s+", " ", str(query).strip())[:80])
+            statements[key] += 1
+            statement_seconds[key] += time.perf_counter() - started
+
+    def run_one(delivery, *args, **kwargs):
+        current[0] = delivery.key
+        started = time.perf_counter()
+        try:
+            return real_process(delivery, *args, **kwargs)
+        finally:
+            runs[delivery.key] += 1
+            run_seconds[delivery.key] += time.perf_counter() - started
+            current[0] = "(drain)"
+
+    _requeue(url, events, settings)
+    psycopg.Connection.execute, process._process = execute, run_one
+    try:
+        drain()
+    finally:
+        psycopg.Connection.execute, process._process = real_execute, real_process
+    by_event = Counter()
+    for (event, _), n in statements.items():
+        by_event[event] += n
+    lines = ["SQL statements by event (in-process re-run; a run's time includes its GitHub calls):"]
+    lines += [f"  {event:32s} {n:4d} runs, {by_event[event] / n:5.1f} statements and {run_seconds[event] * 1000 / n:5.1f} ms each"
+              for event, n in runs.most_common()]
+    lines.append(f"  (drain) {by_event['(drain)']} statements outside the runs")
+    lines.append("top statements by time:")
+    lines += [f"  {seconds * 1000:7.1f} ms {statements[key]:5d}x  {key[0][:28]:28s} {key[1]}"
+              for key, seconds in statement_seconds.most_common(20)]
+    return "\n".join(lines)
 
 
 def report(f: dict) -> list[str]:
@@ -284,8 +345,9 @@ def report(f: dict) -> list[str]:
         "  top GitHub calls: " + ", ".join(f"{v} {k}" for k, v in f["github_calls_by_endpoint"].items()),
         f"  delivery outcomes: {f['statuses']}; {f['scheduled_jobs_run_after']} jobs scheduled for later run after them (counted)",
     ]
-    if f.get("profile"):
-        lines += ["", f["profile"]]
+    for extra in ("statements", "profile"):
+        if f.get(extra):
+            lines += ["", f[extra]]
     return lines
 
 
@@ -293,11 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=12, help="tasks in the scripted stretch (~11 deliveries each)")
     parser.add_argument("--profile", action="store_true", help="also profile the handlers in-process (cProfile)")
+    parser.add_argument("--statements", action="store_true",
+                        help="also count SQL statements and their time by event, in-process")
     parser.add_argument("--backfill-last", action="store_true",
                         help="process the installation's backfill after the stretch, as earlier versions did")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    figures = run(args.tasks, args.profile, args.backfill_last)
+    figures = run(args.tasks, args.profile, args.backfill_last, args.statements)
     print(json.dumps(figures, indent=2, default=str) if args.json else "\n".join(report(figures)))
     return 0
 

@@ -1,8 +1,10 @@
-"""The pools' checkout check (``db.check_pooled``): a live connection costs no round trip, a
-connection the server closed is found out and replaced."""
+"""The pools: the checkout check (``db.check_pooled``): a live connection costs no round trip, a
+connection the server closed is found out and replaced; evidence comes from the pool that commits
+asynchronously."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -64,3 +66,25 @@ def test_a_closed_connection_fails_the_check(database_url):
     conn.close()
     with pytest.raises(psycopg.OperationalError):
         db.check_pooled(conn)
+
+
+def test_evidence_commits_without_waiting_for_the_disk_and_is_seen_at_once(settings, db_conn, monkeypatch):
+    """Evidence rows come from the pool whose sessions commit asynchronously; the durable pool
+    is untouched, and another session sees the row as soon as ``record`` returns."""
+    from app.github.evidence import EvidenceRecorder
+
+    settings_seen = []
+    real_pooled = db.pooled
+
+    def spying(url, timeout=10, *, durable=True):
+        with real_pooled(url, timeout, durable=durable) as conn:
+            settings_seen.append((durable, conn.execute("SELECT current_setting('synchronous_commit') AS s")
+                                  .fetchone()["s"]))
+            yield conn
+
+    monkeypatch.setattr(db, "pooled", contextmanager(spying))
+    EvidenceRecorder(settings.database_url, repo_id=1, repo_full_name="acme/x").record("issues.comment", "#1", "ok", 201)
+    assert settings_seen == [(False, "off")]
+    assert db_conn.execute("SELECT outcome FROM evidence WHERE target = '#1'").fetchone()["outcome"] == "ok"
+    with db.pooled(settings.database_url) as durable:
+        assert durable.execute("SELECT current_setting('synchronous_commit') AS s").fetchone()["s"] == "on"

@@ -1,7 +1,10 @@
 """The audit trail: every call Fleet makes that changes GitHub, with its outcome.
 
 Evidence is written on its own autocommit (pooled) connection so it survives the rollback of the
-job transaction that triggered it: the GitHub side effect happened either way.
+job transaction that triggered it: the GitHub side effect happened either way. Its commits do not
+wait for the disk (``db.pooled(durable=False)``): recording is best effort already (a failure is
+logged, never raised), and in a burst every GitHub write's row waited for an fsync of its own. A
+Postgres crash can lose the last few hundred milliseconds of rows; nothing decides on them.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ class EvidenceRecorder:
     def record(self, action: str, target: str, outcome: str, status_code: int | None = None, **detail: Any) -> None:
         """Append one evidence row; a failure to record is logged, never raised."""
         try:
-            with db.pooled(self.database_url) as conn:
+            with db.pooled(self.database_url, durable=False) as conn:
                 conn.execute(
                     INSERT_EVIDENCE,
                     (
