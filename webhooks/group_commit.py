@@ -65,17 +65,13 @@ class GroupCommit:
         while not me.done:
             with self._lock:
                 batch = self._take()
-            mine, handed = any(w is me for w in batch), False
+            stored = self._insert(batch)  # raises nothing
+            if any(w is me for w in batch):
+                self._hand_on()  # the next batch's INSERT overlaps this batch's Redis round trip
             try:
-                stored = self._insert(batch)
-                if mine:  # the next batch's INSERT overlaps this batch's Redis round trip
-                    self._hand_on()
-                    handed = True
                 self._queue(stored)
-            finally:  # whatever happened, nobody may wait for this batch, or the turn, forever
+            finally:  # whatever happened, nobody may wait for this batch forever
                 self._finish(batch)
-                if mine and not handed:
-                    self._hand_on()
         if me.error is not None:
             raise me.error
         return me.fresh, me.queued
